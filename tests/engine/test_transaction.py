@@ -208,3 +208,16 @@ def test_root_sandbox_skips_system_resources(tmp_path: Path) -> None:
     assert report["resources"][0]["status"] == "skipped"
     assert "--root" in report["resources"][0]["message"]
     assert report["status"] == "unchanged"
+
+
+def test_reports_match_the_published_schema(tmp_path: Path) -> None:
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parents[2] / "schemas/report.schema.json").read_text())
+    SYSTEM.failing.add("/bad")
+    svc = Resource("service", "nginx", {})
+    cat = catalog([f("/a"), f("/bad"), f("/c"), svc],
+                  [("file[/bad]", "file[/c]", "before"), ("file[/a]", "service[nginx]",
+                                                          "notifies")])
+    for noop in (True, False):
+        jsonschema.validate(run(cat, tmp_path, noop=noop), schema)

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up, then run Steward's main job on the embedded defaults (see README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+exec .venv/bin/steward demo "$@"
