@@ -7,10 +7,10 @@ the walk is tested on its own; the real providers have their own tests.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from steward.catalog.model import Catalog, Edge, Resource
@@ -30,7 +30,7 @@ class FakeSystem:
         self.synced: list[str] = []
 
 
-SYSTEM = FakeSystem()
+SYSTEM = FakeSystem()  # reset in place by the autouse fixture
 
 
 class FakeFile(Provider):
@@ -66,12 +66,11 @@ class FakeService(Provider):
 
 
 @pytest.fixture(autouse=True)
-def fake_providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSystem]:
-    global SYSTEM
-    SYSTEM = FakeSystem()
+def fake_providers(monkeypatch: pytest.MonkeyPatch) -> FakeSystem:
+    SYSTEM.__init__()  # type: ignore[misc]
     classes = {"file": FakeFile, "service": FakeService}
     monkeypatch.setattr(transaction, "provider_class", lambda name: classes[name])
-    yield SYSTEM
+    return SYSTEM
 
 
 def f(path: str, content: str = "x", **extra: Any) -> Resource:
@@ -211,8 +210,6 @@ def test_root_sandbox_skips_system_resources(tmp_path: Path) -> None:
 
 
 def test_reports_match_the_published_schema(tmp_path: Path) -> None:
-    import jsonschema
-
     schema = json.loads((Path(__file__).parents[2] / "schemas/report.schema.json").read_text())
     SYSTEM.failing.add("/bad")
     svc = Resource("service", "nginx", {})

@@ -155,7 +155,9 @@ class Catalog:
             where = f"{source}: edges[{index}]"
             if not isinstance(raw, dict):
                 raise CatalogError("must be an object", location=where)
-            edge = Edge(str(raw.get("source")), str(raw.get("target")), str(raw.get("relationship")))
+            edge = Edge(
+                str(raw.get("source")), str(raw.get("target")), str(raw.get("relationship"))
+            )
             if edge.relationship not in RELATIONSHIPS:
                 raise CatalogError(f"unknown relationship {edge.relationship!r}", location=where)
             for end in (edge.source, edge.target):

@@ -8,6 +8,7 @@ JSON Schema are generated from them. Standard library only.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,13 +76,16 @@ class ResourceType:
 
 #: Parameters every resource accepts besides its own.
 META_PARAMS = (
-    Param("noop", "boolean", "Never change this resource; report what would change."),
+    Param("noop", "boolean",
+          "Never change this resource; report what would change."),
 )
 
 #: Relationship metaparameters, resolved by the compiler into edges (never in the catalog).
 RELATIONSHIP_PARAMS = ("require", "before", "notify", "subscribe")
 
-_ENSURE_FILE = Param("ensure", "string", "Whether the file exists.", "present", ("present", "absent"))
+_ENSURE_FILE = Param(
+    "ensure", "string", "Whether the file exists.", "present", ("present", "absent")
+)
 _OWNER = Param("owner", "id", "Owning user (name or uid).")
 _GROUP = Param("group", "id", "Owning group (name or gid).")
 _MODE_P = Param("mode", "mode", "Permission bits, e.g. \"0644\".")
@@ -318,7 +322,7 @@ def _is_sensitive(value: Any) -> bool:
     return isinstance(value, dict) and list(value) == ["__sensitive__"]
 
 
-_KIND_CHECKS = {
+_KIND_CHECKS: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: isinstance(v, str) or _is_sensitive(v),
     "content": lambda v: isinstance(v, str) or _is_sensitive(v),
     "integer": _is_int,

@@ -1,4 +1,4 @@
-"""The provider contract: read current state, compare property by property, change only what differs.
+"""The provider contract: read current state, compare property by property, change what differs.
 
 A provider's :meth:`Provider.check` is the same code in noop and in a real run, which is why
 noop predicts exactly the events a real run performs; :meth:`Provider.sync` only carries out

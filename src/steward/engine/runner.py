@@ -28,7 +28,8 @@ class CommandResult:
         """One line for an error message: the command, its exit code and its stderr's end."""
         tail = (self.stderr or self.stdout).strip().splitlines()[-3:]
         detail = " | ".join(tail)
-        return f"'{' '.join(self.argv)}' exited {self.returncode}" + (f": {detail}" if detail else "")
+        suffix = f": {detail}" if detail else ""
+        return f"'{' '.join(self.argv)}' exited {self.returncode}{suffix}"
 
 
 class CommandTimeout(Exception):

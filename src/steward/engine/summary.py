@@ -33,9 +33,7 @@ def render_summary(report: dict[str, Any], *, show_diffs: bool = True) -> str:
         where = f"  ({res['file']}:{res['line']})" if res.get("file") else ""
         drift = " [corrective]" if res["corrective_change"] else ""
         lines.append(f"  {mark} {res['ref']}: {res['status']}{drift}{where}")
-        if res.get("message") and res["status"] != "skipped" or res.get("failed_dependencies"):
-            lines.append(f"      {res.get('message', '')}")
-        elif res["status"] == "skipped" and res.get("message"):
+        if res.get("message"):
             lines.append(f"      {res['message']}")
         for event in res["events"]:
             if event["property"] == "refresh":

@@ -100,9 +100,10 @@ def _resolve_params(
             params[param.name] = param.default
     params[rtype.namevar] = resource.title
     sensitive: set[str] = set()
-    for name, value in resource.parameters.items():
-        if is_sensitive_placeholder(value):
-            key = placeholder_key(value)
+    for name, given in resource.parameters.items():
+        value = given
+        if is_sensitive_placeholder(given):
+            key = placeholder_key(given)
             if key not in sensitive_values:
                 raise ProviderError(
                     f"parameter {name!r} is sensitive ({key}) and its value was not delivered "
@@ -112,6 +113,19 @@ def _resolve_params(
             sensitive.add(name)
         params[name] = value
     return params, frozenset(sensitive)
+
+
+def _managed_paths(catalog: Catalog) -> list[str]:
+    """Every path some resource manages, so a purging directory leaves them alone."""
+    paths: list[str] = []
+    for r in catalog.resources:
+        if r.type in ("file", "directory", "symlink"):
+            paths.append(str(r.parameters.get("path", r.title)))
+        elif r.type == "line" and isinstance(r.parameters.get("path"), str):
+            paths.append(r.parameters["path"])
+        elif r.type == "host":
+            paths.append(str(r.parameters.get("target", "/etc/hosts")))
+    return paths
 
 
 def _order(catalog: Catalog) -> tuple[list[int], dict[int, list[int]], dict[int, list[int]]]:
@@ -161,12 +175,7 @@ class Transaction:
         start = time.time()
         catalog, ctx = self.catalog, self.ctx
         order, preds, refresh_from = _order(catalog)
-        ctx.managed_paths = frozenset(
-            str(r.parameters.get(TYPES[r.type].namevar, r.title))
-            for r in catalog.resources
-            if r.type in TYPES and TYPES[r.type].path_based and r.type in ("file", "directory",
-                                                                          "symlink")
-        )
+        ctx.managed_paths = frozenset(_managed_paths(catalog))
         results = [ResourceResult(r) for r in catalog.resources]
         providers: dict[int, Provider] = {}
         by_class: dict[type[Provider], list[Provider]] = {}

@@ -1,0 +1,1 @@
+"""Table-driven tests of the path-based providers against real temporary directories."""
