@@ -23,6 +23,8 @@ def fingerprint(value: Any) -> Any:
         return value
     if isinstance(value, bool | int) or value is None:
         return value
+    if isinstance(value, str):
+        return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
     encoded = json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return "sha256:" + hashlib.sha256(encoded).hexdigest()
 
