@@ -329,13 +329,14 @@ class Transaction:
     def _event(
         provider: Provider, change: Change, status: str, corrective: dict[str, bool]
     ) -> Event:
-        if change.property in provider.sensitive:
-            return Event(change.property, REDACTED, REDACTED, status,
-                         f"{change.property} changed (sensitive value redacted)",
+        sensitive = change.property in provider.sensitive
+        message = (f"changed {change.property} (sensitive value redacted)" if sensitive
+                   else change.message)
+        if status == "noop" and not message.startswith("would"):
+            message = f"would have {message}"
+        if sensitive:
+            return Event(change.property, REDACTED, REDACTED, status, message,
                          corrective[change.property])
-        message = change.message
-        if status == "noop":
-            message = f"would have {message}" if not message.startswith("would") else message
         return Event(change.property, change.old, change.new, status, message,
                      corrective[change.property], change.diff)
 

@@ -54,7 +54,7 @@ def split_entry(line: str) -> tuple[str, str]:
 
 def find_entries(lines: Sequence[str], name: str) -> list[Entry]:
     """Every block marked for ``name`` (normally one)."""
-    marker = MARKER + name
+    marker = (MARKER + name).rstrip()
     found: list[Entry] = []
     for i, line in enumerate(lines):
         if line.rstrip() != marker:

@@ -7,9 +7,13 @@ predicted. A guard that cannot run its command at all (exit 126/127) is an error
 a typo in ``unless`` must not turn into running the command on every run.
 
 The command (and each guard) runs under coreutils ``timeout``, which signals the whole
-process group: ``sh -c 'a; b'`` leaves grandchildren that holding the output pipe open would
-otherwise outlive the kill. As another user it runs through ``runuser -u USER --`` (``su``
+process group: the grandchildren of ``sh -c 'a; b'`` would otherwise outlive the kill
+(and keep the output pipe open). As another user it runs through ``runuser -u USER --`` (``su``
 where util-linux's runuser is missing), which keeps the environment but sets HOME and SHELL.
+
+A command that leaves a background process holding its output open (``daemon &``) keeps
+the run waiting for that output until the timeout; such commands must redirect it
+(``daemon >/dev/null 2>&1 &``), as with any tool that captures output.
 
 Refresh (notify/subscribe) runs the command again, subject to the same guards, Puppet's
 semantics, except that a command already run by this run's sync is not run a second time.

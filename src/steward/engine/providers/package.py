@@ -23,6 +23,7 @@ Choices that matter to operators:
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -71,13 +72,15 @@ def _failure(result: CommandResult, doing: str, lines: int = 6) -> ProviderError
     )
 
 
-class Backend:
+class Backend(ABC):
     """One package manager: how to list, query candidates, install and remove."""
 
     name: ClassVar[str]
     #: Programs that must all be present for this backend to be usable.
     programs: ClassVar[tuple[str, ...]]
     env: ClassVar[dict[str, str]] = {}
+    #: Whether "purged" differs from "absent" (configuration files kept on removal).
+    supports_purge: ClassVar[bool] = False
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -124,15 +127,23 @@ class Backend:
         return cached
 
     def candidate(self, name: str) -> str | None:
-        return self.candidates([name])[name]
+        """The candidate; a name without one is asked again, once, before giving up: a
+        resource earlier in this run may have added the repository that has it."""
+        cached = self.candidates([name])
+        if cached[name] is None and name not in self.ctx.cache.setdefault(
+            f"{self._key}:requeried", set()
+        ):
+            self.ctx.cache[f"{self._key}:requeried"].add(name)
+            cached[name] = self.query_candidates([name]).get(name)
+        return cached[name]
 
     # -- what each manager implements ------------------------------------------------------
 
-    def list_installed(self) -> dict[str, PackageState]:
-        raise NotImplementedError
+    @abstractmethod
+    def list_installed(self) -> dict[str, PackageState]: ...
 
-    def query_candidates(self, names: Sequence[str]) -> dict[str, str | None]:
-        raise NotImplementedError
+    @abstractmethod
+    def query_candidates(self, names: Sequence[str]) -> dict[str, str | None]: ...
 
     def is_newer(self, candidate: str, installed: str) -> bool:
         """Whether ``candidate`` would be an upgrade over ``installed``."""
@@ -141,16 +152,14 @@ class Backend:
     def version_matches(self, installed: str, wanted: str) -> bool:
         return installed == wanted
 
-    def install(self, name: str, version: str | None, state: PackageState) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def install(self, name: str, version: str | None, state: PackageState) -> None: ...
 
     def upgrade(self, name: str, version: str, state: PackageState) -> None:
         self.install(name, version, state)
 
-    def remove(self, name: str, purge: bool) -> None:
-        raise NotImplementedError
-
-    supports_purge: ClassVar[bool] = False
+    @abstractmethod
+    def remove(self, name: str, purge: bool) -> None: ...
 
 
 # --- apt / dpkg ----------------------------------------------------------------------------
@@ -160,8 +169,18 @@ _DPKG_FORMAT = "${Package}\\t${Version}\\t${db:Status-Abbrev}\\n"
 #: W and t only wait for triggers.
 _DPKG_INSTALLED = frozenset("iWt")
 _DPKG_BROKEN = {"U": "unpacked", "H": "half-installed", "F": "half-configured"}
-_APT_OPTIONS = ("-q", "-y", "-o", "Dpkg::Options::=--force-confdef",
-                "-o", "Dpkg::Options::=--force-confold")
+#: Non-interactive, keep modified conffiles, and wait (up to 5 minutes) for a dpkg lock held
+#: by, say, unattended-upgrades instead of failing at once.
+_APT_OPTIONS = (
+    "-q",
+    "-y",
+    "-o",
+    "Dpkg::Options::=--force-confdef",
+    "-o",
+    "Dpkg::Options::=--force-confold",
+    "-o",
+    "DPkg::Lock::Timeout=300",
+)
 
 
 def parse_dpkg_query(text: str) -> dict[str, PackageState]:
@@ -487,9 +506,11 @@ class PackageProvider(Provider):
                 )
             if state.installed and not backend.is_newer(candidate, str(state.version)):
                 return []
-            verb = "upgraded" if state.installed else "installed"
-            detail = f" from {state.version}" if state.installed else ""
-            return [Change("ensure", old, candidate, f"{verb} {name}{detail} to {candidate}")]
+            if state.installed:
+                message = f"upgraded {name} from {state.version} to {candidate}"
+            else:
+                message = f"installed {name} {candidate}"
+            return [Change("ensure", old, candidate, message)]
 
         if ensure == "absent":
             if state.version is None:

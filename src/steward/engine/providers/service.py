@@ -129,6 +129,11 @@ class ServiceProvider(Provider):
                 f"unit {self.unit} failed to load (LoadState={load}); see 'systemctl status "
                 f"{self.unit}'"
             )
+        if load == "masked" and (ensure == "running" or enable is True):
+            raise ProviderError(
+                f"unit {self.unit} is masked, so it can be neither started nor enabled "
+                f"(unmask it first: systemctl unmask {self.unit})"
+            )
         changes: list[Change] = []
         active, sub = state.get("ActiveState", ""), state.get("SubState", "")
         running = active in RUNNING_STATES

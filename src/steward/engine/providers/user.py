@@ -7,6 +7,8 @@
 * The password hash is read with ``getent shadow`` and set with ``chpasswd -e`` on standard
   input, so it is never on a command line (visible in ``ps``, quoted in error messages) and
   never in a report: old and new values are always shown as a placeholder.
+* ``system`` only matters at creation, ``managehome`` at creation, removal and a change of
+  ``home`` (the directory is moved).
 * On creation, when no ``gid`` is given and a group named like the user exists (declared in
   the same catalog, typically), the user joins it as its primary group instead of useradd
   refusing to create the usual per-user group.
