@@ -14,12 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from steward.catalog.model import Catalog
-from steward.engine.context import Context
-from steward.engine.report import build_report, exit_code
-from steward.engine.runner import SubprocessRunner
-from steward.engine.summary import render_summary
-from steward.engine.transaction import apply_catalog
 from steward.errors import StewardError, UsageError
 
 
@@ -57,6 +51,14 @@ def load_sensitive_values(path: str | None) -> dict[str, str]:
 
 
 def run_apply(args: argparse.Namespace) -> int:
+    # Imported here so that `steward facts` does not pay for the apply side.
+    from steward.catalog.model import Catalog
+    from steward.engine.context import Context
+    from steward.engine.report import build_report, exit_code
+    from steward.engine.runner import SubprocessRunner
+    from steward.engine.summary import render_summary
+    from steward.engine.transaction import apply_catalog
+
     catalog = Catalog.from_json(_read_json(args.catalog, "catalog"), source=args.catalog)
     root = Path(args.root).resolve() if args.root else None
     if root is not None and not root.is_dir():
