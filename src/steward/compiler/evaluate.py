@@ -1,0 +1,248 @@
+"""Evaluating pre-compiled values and rendering templates for one node.
+
+Templates run with a Jinja ``Context`` built directly from a prepared scope dict (``render``
+would rebuild its globals on every call, which costs more than most of our expressions), and
+dotted names like ``{{ item }}`` or ``{{ params.port }}`` skip Jinja altogether while keeping
+its ``environment.getattr`` semantics (sandbox checks included). Every failure becomes an
+:class:`ExpressionError` (inline YAML) or :class:`TemplateError` (templates/) located at the
+line Jinja reports, including failures of ``lookup()``/``secret()`` called from inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, NoReturn
+
+from jinja2 import Template, Undefined
+from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.exceptions import SecurityError, TemplateNotFound, UndefinedError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from steward.compiler.context import FactView, TrackedParams
+from steward.errors import StewardError
+from steward.language.checks import SecretText
+from steward.language.errors import (
+    ExpressionError,
+    LanguageError,
+    TemplateError,
+    at,
+    relocated,
+)
+from steward.language.jinja import TEMPLATES_DIR, DataView
+from steward.language.values import Const, Expr, ListOf, LookupCall, MapOf, SecretRef, Text, Value
+
+Scope = dict[str, Any]
+_SCALARS = (str, int, float, bool, type(None))
+_MISSING = object()
+#: Scope names whose values are plain data already (evaluated parameters, for_each items,
+#: names): a dotted path into them needs no conversion. ``facts`` (views) and the functions do.
+_PLAIN_ROOTS = frozenset({"params", "item", "node", "environment", "role", "roles"})
+
+#: Signature of the data lookup the evaluator calls for ``{lookup: ...}`` forms.
+LookupFn = Callable[..., Any]
+SecretFn = Callable[[Any], SecretText]
+
+
+class Evaluator:
+    """Evaluates :mod:`steward.language.values` trees in a scope."""
+
+    def __init__(
+        self, env: ImmutableSandboxedEnvironment, lookup: LookupFn, secret: SecretFn
+    ) -> None:
+        self.env = env
+        self.lookup = lookup
+        self.secret = secret
+        self._getattr = env.getattr
+
+    def evaluate(self, value: Value, scope: Scope) -> Any:
+        if type(value) is Const:
+            return value.value
+        if type(value) is Expr:
+            return self._expr(value, scope)
+        if type(value) is Text:
+            return self._text(value, scope)
+        if type(value) is ListOf:
+            return [self.evaluate(item, scope) for item in value.items]
+        if type(value) is MapOf:
+            return {k: self.evaluate(v, scope) for k, v in value.items}
+        if type(value) is LookupCall:
+            return self._lookup_call(value, scope)
+        if type(value) is SecretRef:
+            return self._secret_ref(value, scope)
+        raise AssertionError(f"unknown value node {type(value).__name__}")  # pragma: no cover
+
+    def render_file(self, template: Template, path: str, scope: Scope) -> str:
+        """Render a template from templates/ (errors located in the template file)."""
+        try:
+            return str(self._run(template, scope, native=False))
+        except Exception as err:
+            self._fail(err, path, 1, TemplateError)
+
+    # -- value kinds ---------------------------------------------------------------------------
+
+    def _expr(self, value: Expr, scope: Scope) -> Any:
+        try:
+            if value.path is not None:
+                result = self._resolve(value.path, scope)
+                if value.path[0] in _PLAIN_ROOTS and not isinstance(result, DataView | Undefined):
+                    return result
+            else:
+                result = self._run(value.template, scope, native=True)
+            if isinstance(result, Undefined):
+                result._fail_with_undefined_error()
+            return to_data(result)
+        except Exception as err:
+            self._fail(err, value.file, value.line, ExpressionError)
+
+    def _text(self, value: Text, scope: Scope) -> str:
+        if value.parts is not None:
+            try:
+                pieces: list[str] = []
+                for part in value.parts:
+                    if isinstance(part, str):
+                        pieces.append(part)
+                        continue
+                    found = scope.get(part[0], _MISSING) if len(part) == 1 else _MISSING
+                    if type(found) is str:
+                        pieces.append(found)
+                    else:
+                        pieces.append(str(self._resolve(part, scope)))
+                return "".join(pieces)
+            except Exception:  # noqa: S110 - Jinja renders it again to locate the failure
+                pass
+        try:
+            return str(self._run(value.template, scope, native=False))
+        except Exception as err:
+            self._fail(err, value.file, value.line, ExpressionError)
+
+    def _lookup_call(self, value: LookupCall, scope: Scope) -> Any:
+        key = self.evaluate(value.key, scope)
+        merge = self.evaluate(value.merge, scope) if value.merge is not None else None
+        try:
+            if value.default is not None:
+                return self.lookup(key, default=self.evaluate(value.default, scope), merge=merge)
+            return self.lookup(key, merge=merge)
+        except StewardError as err:
+            raise relocated(err, at(value.file, value.line)) from None
+
+    def _secret_ref(self, value: SecretRef, scope: Scope) -> SecretText:
+        name = self.evaluate(value.name, scope)
+        try:
+            return self.secret(name)
+        except StewardError as err:
+            raise relocated(err, at(value.file, value.line)) from None
+
+    # -- Jinja ---------------------------------------------------------------------------------
+
+    def _resolve(self, path: tuple[str, ...], scope: Scope) -> Any:
+        """``a.b.c`` exactly as the environment's ``getattr`` resolves it in a template."""
+        current = scope.get(path[0], _MISSING)
+        if current is _MISSING:
+            return self.env.undefined(name=path[0])
+        getattr_ = self._getattr
+        for attr in path[1:]:
+            current = getattr_(current, attr)
+        return current
+
+    def _run(self, template: Template, scope: Scope, *, native: bool) -> Any:
+        context = Context(self.env, scope, template.name, template.blocks)
+        try:
+            if native:
+                for _ in template.root_render_func(context):
+                    pass
+                return context.vars["result"]
+            return "".join(template.root_render_func(context))
+        except Exception:
+            # Rewrites the traceback so frames carry template file names and lines.
+            self.env.handle_exception()
+
+    def _fail(
+        self,
+        err: Exception,
+        file: str | None,
+        line: int,
+        kind: type[LanguageError],
+    ) -> NoReturn:
+        template_at = _template_frame(err.__traceback__)
+        if template_at is not None:
+            location = at(*template_at)
+            kind = TemplateError
+        elif file is not None:
+            offset = _inline_line(err.__traceback__)
+            location = at(file, line + (offset - 1 if offset else 0))
+        else:
+            location = None
+        if isinstance(err, StewardError):
+            raise (relocated(err, location) if location else err) from None
+        raise kind(_describe_jinja_error(err), location=location) from None
+
+
+def to_data(value: Any) -> Any:
+    """Turn an expression's result into catalog data (JSON types); views become plain dicts."""
+    kind = type(value)
+    if kind in _SCALARS or kind is SecretText:
+        return value
+    if isinstance(value, FactView):
+        return value._plain()
+    if isinstance(value, TrackedParams):
+        return {k: to_data(v) for k, v in value.items()}
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, list | tuple):
+        converted = [to_data(item) for item in value]
+        if kind is list and all(a is b for a, b in zip(converted, value, strict=True)):
+            return value
+        return converted
+    if isinstance(value, dict):
+        result: dict[str, Any] = {}
+        changed = kind is not dict
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ExpressionError(f"the result has a mapping key {key!r} that is not a string")
+            new = to_data(item)
+            changed = changed or new is not item
+            result[key] = new
+        return result if changed else value
+    if isinstance(value, range):
+        return list(value)
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    raise ExpressionError(
+        f"the result is a {kind.__name__}, which is not data (string, number, boolean, "
+        "list or mapping)"
+    )
+
+
+def _template_frame(tb: TracebackType | None) -> tuple[str, int] | None:
+    """The innermost frame Jinja attributed to a file under templates/, as (path, line)."""
+    found: tuple[str, int] | None = None
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith(f"{TEMPLATES_DIR}/"):
+            found = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _inline_line(tb: TracebackType | None) -> int | None:
+    """Line inside an inline (YAML string) template where the failure happened."""
+    found: int | None = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            found = tb.tb_lineno
+        tb = tb.tb_next
+    return found
+
+
+def _describe_jinja_error(err: Exception) -> str:
+    if isinstance(err, SecurityError):
+        return f"refused unsafe access: {err.message or err}"
+    if isinstance(err, TemplateNotFound):
+        return f"template {err.name!r} not found under {TEMPLATES_DIR}/"
+    if isinstance(err, UndefinedError):
+        return f"undefined: {err.message or err}"
+    if isinstance(err, JinjaTemplateError):
+        return str(err.message or err)
+    return f"{type(err).__name__}: {err}"
