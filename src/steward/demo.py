@@ -28,6 +28,25 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEMO_NODES = ("web1", "web2", "db1")
 
 
+#: Directories every Debian base system has, so a sandbox root looks like a fresh node.
+_SKELETON = (
+    "etc/default", "etc/sysctl.d", "etc/cron.d", "etc/apt/sources.list.d", "etc/ssh",
+    "etc/systemd/system", "etc/logrotate.d", "home", "opt", "root", "srv", "tmp",
+    "usr/local/bin", "usr/local/sbin", "var/backups", "var/cache", "var/lib", "var/log",
+    "var/www",
+)
+
+
+def _debian_skeleton(root: Path, node: str) -> None:
+    for sub in _SKELETON:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "etc/hostname").write_text(f"{node}\n", encoding="utf-8")
+    (root / "etc/hosts").write_text(
+        f"127.0.0.1\tlocalhost\n127.0.1.1\t{node}\n::1\tlocalhost ip6-localhost\n",
+        encoding="utf-8",
+    )
+
+
 def _say(text: str = "") -> None:
     print(text, flush=True)
 
@@ -85,23 +104,28 @@ def run_demo(workdir: Path, repo_path: Path | None = None) -> int:
              f"{len(catalog.resources)} resources, {len(catalog.edges)} edges; "
              f"catalog {catalog.hash[:19]}…")
         root = workdir / "nodes" / node
-        root.mkdir(parents=True)
-        for sub in ("etc", "var", "srv", "opt", "usr/local/bin"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
+        _debian_skeleton(root, node)
+
+        # The first node is shown in full; the others by their headlines.
+        brief = node != DEMO_NODES[0]
+
+        def show(report: dict[str, Any], *, diffs: bool = False, full: bool = False) -> None:
+            text = render_summary(report, show_diffs=diffs)
+            _say(text if full or not brief else "\n".join(text.splitlines()[:2]))
 
         _say("-- 1. predict (noop): what would change")
         noop = _apply(catalog, root, result.sensitive_values, noop=True)
-        _say(render_summary(noop, show_diffs=False))
+        show(noop)
         _say("-- 2. apply")
         first = _apply(catalog, root, result.sensitive_values, noop=False)
-        _say(render_summary(first, show_diffs=False))
+        show(first)
         _say("-- 3. apply again: nothing to do (idempotent)")
         second = _apply(catalog, root, result.sensitive_values, noop=False)
-        _say(render_summary(second))
+        show(second)
         tampered = _tamper(catalog, root)
         _say(f"-- 4. drift introduced by hand: {'; '.join(tampered)}")
         third = _apply(catalog, root, result.sensitive_values, noop=False)
-        _say(render_summary(third))
+        show(third, diffs=True, full=True)
         report_dir = workdir / "reports"
         report_dir.mkdir(exist_ok=True)
         for label, report in (("1-noop", noop), ("2-apply", first), ("3-apply", second),

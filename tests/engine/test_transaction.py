@@ -218,3 +218,16 @@ def test_reports_match_the_published_schema(tmp_path: Path) -> None:
                                                           "notifies")])
     for noop in (True, False):
         jsonschema.validate(run(cat, tmp_path, noop=noop), schema)
+
+
+def test_root_sandbox_skips_what_depends_on_unconfined_resources(tmp_path: Path) -> None:
+    """Under --root, a prerequisite that an unenforced package would create is not a failure."""
+    pkg = Resource("service", "pg", {})
+    conf = f("/etc/pg.conf", group="postgres-group")
+    unrelated = f("/etc/other.conf", group="missing-group")
+    cat = catalog([pkg, conf, unrelated], [("service[pg]", "file[/etc/pg.conf]", "required-by")])
+    ctx = Context(runner=SubprocessRunner(), root=tmp_path, state_dir=tmp_path / "state")
+    res = by_ref(build_report(transaction.apply_catalog(cat, ctx)))
+    assert res["file[/etc/pg.conf]"]["status"] == "skipped"
+    assert "service[pg], which --root does not enforce" in res["file[/etc/pg.conf]"]["message"]
+    assert res["file[/etc/other.conf]"]["status"] == "failed"

@@ -13,22 +13,34 @@ _MARK = {
 }
 
 
+_UNCONFINED = "not enforced under --root"
+
+
 def render_summary(report: dict[str, Any], *, show_diffs: bool = True) -> str:
     counts = report["metrics"]["resources"]
+    status = report["status"]
+    if report["noop"] and report["noop_pending"] and status != "failed":
+        status = "changes pending (noop)"
+    elif report["noop"]:
+        status = f"{status} (noop)"
+    if report["corrective_change"]:
+        status += " [drift detected]" if report["noop"] else " [drift corrected]"
     lines = [
-        f"{report['node']} ({report['environment']}): {report['status']}"
-        + (" [noop]" if report["noop"] else "")
-        + (" [pending changes]" if report["noop_pending"] else "")
-        + (" [drift corrected]" if report["corrective_change"] and not report["noop"] else "")
-        + (" [drift detected]" if report["corrective_change"] and report["noop"] else ""),
+        f"{report['node']} ({report['environment']}): {status}",
         "  resources: "
         + ", ".join(f"{counts[k]} {k}" for k in
                     ("unchanged", "changed", "noop", "pending", "failed", "skipped") if counts[k])
         + f" of {counts['total']} in {report['metrics']['time']['total']:.3f}s",
     ]
+    unconfined = sorted({res["resource_type"] for res in report["resources"]
+                         if res["status"] == "skipped"
+                         and res.get("message", "").startswith(_UNCONFINED)})
+    if unconfined:
+        lines.append(f"  - {', '.join(unconfined)} resources: skipped, a --root sandbox does not "
+                     "confine them")
     for res in report["resources"]:
         mark = _MARK.get(res["status"])
-        if mark is None:
+        if mark is None or res.get("message", "").startswith(_UNCONFINED):
             continue
         where = f"  ({res['file']}:{res['line']})" if res.get("file") else ""
         drift = " [corrective]" if res["corrective_change"] else ""
@@ -50,5 +62,7 @@ def render_summary(report: dict[str, Any], *, show_diffs: bool = True) -> str:
 
 
 def _short(value: Any) -> str:
+    if value is None:
+        return "-"
     text = repr(value) if not isinstance(value, str) else value
     return text if len(text) <= 72 else text[:69] + "..."

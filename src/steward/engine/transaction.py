@@ -61,6 +61,8 @@ class ResourceResult:
     message: str | None = None
     failed_dependencies: list[str] = field(default_factory=list)
     evaluation_time: float = 0.0
+    #: Skipped because --root cannot confine it (not because anything failed).
+    unconfined: bool = False
 
     @property
     def out_of_sync(self) -> bool:
@@ -184,6 +186,7 @@ class Transaction:
             rtype = TYPES.get(resource.type)
             if rtype is not None and ctx.root is not None and not rtype.path_based:
                 result.status = "skipped"
+                result.unconfined = True
                 result.message = (
                     f"not enforced under --root: {resource.type} resources act on the whole "
                     "system, which a --root sandbox does not confine"
@@ -255,22 +258,22 @@ class Transaction:
         return sorted(set(failed))
 
     @staticmethod
-    def _pending_dependencies(
-        i: int, preds: dict[int, list[int]], results: list[ResourceResult]
+    def _dependencies_where(
+        i: int, preds: dict[int, list[int]], results: list[ResourceResult], attribute: str
     ) -> list[str]:
-        """Dependencies, direct or transitive, that would change in this noop run."""
+        """Dependencies, direct or transitive, whose result has ``attribute`` set."""
         seen: set[int] = set()
         stack = list(preds[i])
-        pending: list[str] = []
+        found: list[str] = []
         while stack:
             p = stack.pop()
             if p in seen:
                 continue
             seen.add(p)
-            if results[p].would_change:
-                pending.append(results[p].resource.ref)
+            if getattr(results[p], attribute):
+                found.append(results[p].resource.ref)
             stack.extend(preds[p])
-        return sorted(pending)
+        return sorted(found)
 
     def _evaluate(
         self,
@@ -287,10 +290,18 @@ class Transaction:
             result.status, result.message = "pending", str(exc)
             return
         except Unresolved as exc:
-            pending = self._pending_dependencies(i, preds, results) if noop else []
+            # What is missing may be what a dependency would create: in noop a dependency
+            # with pending changes, under --root one the sandbox does not enforce.
+            pending = (self._dependencies_where(i, preds, results, "would_change")
+                       if noop else [])
+            unconfined = self._dependencies_where(i, preds, results, "unconfined")
             if pending:
                 result.status = "pending"
                 result.message = f"{exc}; expected after pending changes to {', '.join(pending)}"
+            elif unconfined:
+                result.status = "skipped"
+                result.message = (f"{exc}; depends on {', '.join(unconfined)}, which --root "
+                                  "does not enforce")
             else:
                 result.status, result.message = "failed", str(exc)
             return

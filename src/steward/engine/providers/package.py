@@ -12,7 +12,9 @@ Choices that matter to operators:
   packages follow the system's own apt configuration (``APT::Install-Recommends``): the
   engine does not override a policy the administrator can set in apt.conf.
 * A specific version is installed as ``name=version`` (apt, apk) or ``name-version`` (dnf),
-  downgrading when needed: the catalog asked for exactly that version.
+  downgrading when needed: the catalog asked for exactly that version. It is satisfied when
+  it is among the installed versions: dnf keeps install-only packages (kernels) side by side,
+  so asking for an older kernel installs it next to the newer one, not instead of it.
 * Removal never takes other packages with it: ``dpkg --remove``/``--purge``, ``rpm -e`` and
   ``apk del`` refuse when installed packages depend on the one being removed, and the error
   names them. (``apt-get remove`` would silently remove the dependents too.)
@@ -26,6 +28,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cmp_to_key
 from typing import ClassVar
 
 from steward.engine.context import Context
@@ -46,15 +49,28 @@ class PackageState:
     config_files: bool = False
     #: A dpkg state between unpacked and installed ("half-configured", ...), if any.
     broken: str | None = None
+    #: Every installed version, oldest first, when the database holds several side by side
+    #: (rpm's install-only packages, such as kernels); empty when ``version`` is the only
+    #: one. ``version`` is then the newest.
+    versions: tuple[str, ...] = ()
 
     @property
     def installed(self) -> bool:
         return self.version is not None and self.broken is None
 
+    @property
+    def all_versions(self) -> tuple[str, ...]:
+        """The installed versions (none when absent)."""
+        if self.versions:
+            return self.versions
+        return () if self.version is None else (self.version,)
+
     def display(self) -> str:
         if self.version is None:
             return "absent"
-        return f"{self.version} ({self.broken})" if self.broken else self.version
+        if self.broken:
+            return f"{self.version} ({self.broken})"
+        return ", ".join(self.all_versions)
 
 
 ABSENT = PackageState()
@@ -326,13 +342,22 @@ def compare_evr(a: str, b: str) -> int:
 
 
 def parse_rpm_query(text: str) -> dict[str, PackageState]:
-    found: dict[str, PackageState] = {}
+    """Parse ``rpm -qa --qf '%{NAME}\\t[EPOCH:]%{VERSION}-%{RELEASE}\\t%{ARCH}\\n'``.
+
+    A name can be listed more than once: one entry per architecture (multilib), or one per
+    version of an install-only package (kernels). The state's version is the newest; all of
+    them are kept when they differ.
+    """
+    listed: dict[str, set[str]] = {}
     for line in text.splitlines():
         parts = line.split("\t")
-        if len(parts) >= 2 and parts[0]:
-            previous = found.get(parts[0])
-            if previous is None or compare_evr(parts[1], previous.version or "") > 0:
-                found[parts[0]] = PackageState(parts[1])
+        if len(parts) >= 2 and parts[0] and parts[1]:
+            listed.setdefault(parts[0], set()).add(parts[1])
+    found: dict[str, PackageState] = {}
+    for name, evrs in listed.items():
+        # Sorted as text first, so versions rpm ranks equal (1.05, 1.5) keep a fixed order.
+        ordered = tuple(sorted(sorted(evrs), key=cmp_to_key(compare_evr)))
+        found[name] = PackageState(ordered[-1], versions=ordered if len(ordered) > 1 else ())
     return found
 
 
@@ -454,6 +479,11 @@ def backend_for(ctx: Context, choice: str) -> Backend:
     return shared
 
 
+def _has_version(backend: Backend, state: PackageState, wanted: str) -> bool:
+    """Whether ``wanted`` is one of the installed versions."""
+    return any(backend.version_matches(version, wanted) for version in state.all_versions)
+
+
 class PackageProvider(Provider):
     """ensure installed/present, latest, absent, purged or an exact version."""
 
@@ -512,19 +542,20 @@ class PackageProvider(Provider):
                 message = f"installed {name} {candidate}"
             return [Change("ensure", old, candidate, message)]
 
+        versions = ", ".join(state.all_versions)
         if ensure == "absent":
             if state.version is None:
                 return []
-            return [Change("ensure", old, "absent", f"removed {name} {state.version}")]
+            return [Change("ensure", old, "absent", f"removed {name} {versions}")]
 
         if ensure == "purged":
             if state.version is None and not (state.config_files and backend.supports_purge):
                 return []
-            what = f"{name} {state.version}" if state.version else f"configuration of {name}"
+            what = f"{name} {versions}" if state.version else f"configuration of {name}"
             return [Change("ensure", old, "purged", f"purged {what}")]
 
         # A specific version.
-        if state.installed and backend.version_matches(str(state.version), ensure):
+        if state.installed and _has_version(backend, state, ensure):
             return []
         was = f" (was {state.version})" if state.version else ""
         return [Change("ensure", old, ensure, f"installed {name} {ensure}{was}")]
@@ -562,7 +593,7 @@ class PackageProvider(Provider):
         elif ensure == "purged":
             ok = state.version is None and not state.config_files
         else:
-            ok = state.installed and backend.version_matches(str(state.version), ensure)
+            ok = state.installed and _has_version(backend, state, ensure)
         if not ok:
             raise ProviderError(
                 f"{backend.name} reported success but {self.name} is {state.display()} "
