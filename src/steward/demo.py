@@ -109,7 +109,8 @@ def run_demo(workdir: Path, repo_path: Path | None = None) -> int:
         # The first node is shown in full; the others by their headlines.
         brief = node != DEMO_NODES[0]
 
-        def show(report: dict[str, Any], *, diffs: bool = False, full: bool = False) -> None:
+        def show(report: dict[str, Any], *, diffs: bool = False, full: bool = False,
+                 brief: bool = brief) -> None:
             text = render_summary(report, show_diffs=diffs)
             _say(text if full or not brief else "\n".join(text.splitlines()[:2]))
 
