@@ -1,14 +1,18 @@
-"""Provider logic that needs no root: parsers on real output, and the backends this Debian
-machine cannot run for real (dnf/rpm, apk), driven through ReplayRunner.
+"""Provider logic that needs no root: parsers on real output, and backends driven through
+ReplayRunner.
 
-The dnf and apk transcripts below follow those tools' documented output formats (rpm's
-``--qf`` as the provider asks for it, ``apk info -v``/``apk search``); unlike the apt and
-systemctl fixtures they were not captured on a real system.
+The dnf/rpm transcripts (``fixtures/dnf``) were captured from the real engine running
+Debian's rpm 4.18 and dnf 4.14 in the rpm test root (see ``fixtures/dnf/README.md``;
+``test_system_dnf.py`` checks they still match). The apk transcripts below follow apk's
+documented output formats (``apk info -v``/``apk search``); unlike the apt, dnf and systemctl
+fixtures they were not captured on a real system.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +30,7 @@ from steward.engine.providers.package import (
     rpmvercmp,
 )
 from steward.engine.testing import ReplayRunner
-from tests.engine.system.replay import FIXTURES, make_provider
+from tests.engine.system.replay import FIXTURES, Transcript, make_provider
 
 APT = FIXTURES / "apt"
 
@@ -97,41 +101,45 @@ def test_auto_detection_prefers_apt_then_dnf_then_apk() -> None:
         backend_for(Context(runner=ReplayRunner(programs={"apt-get", "dpkg-query"})), "dnf")
 
 
-RPM_QA = ("rpm", "-qa", "--qf",
-          "%{NAME}\\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\\t%{ARCH}\\n")
+DNF = FIXTURES / "dnf"
 
 
-def dnf_runner(installed: str, candidates: str, names: tuple[str, ...]) -> ReplayRunner:
-    return ReplayRunner(
-        programs={"dnf", "rpm"},
-        responses={
-            RPM_QA: (0, installed, ""),
-            ("dnf", "-q", "repoquery", "--latest-limit=1", "--queryformat",
-             "%{name}\\t%{evr}\\n", *names): (0, candidates, ""),
-        },
-    )
+def replay_dnf(name: str) -> tuple[dict[str, Any], ReplayRunner]:
+    """A transcript captured from real rpm and dnf, and a runner answering from it: each
+    program's commands must come exactly as captured, in the captured order."""
+    document: dict[str, Any] = json.loads((DNF / f"{name}.json").read_text())
+    commands = document["commands"]
+    runner = ReplayRunner(programs={"dnf", "rpm"}, responders=[
+        Transcript([c for c in commands if c["argv"][0] == program], program=program)
+        for program in ("rpm", "dnf")
+    ])
+    return document, runner
+
+
+def captured_argvs(document: dict[str, Any]) -> list[tuple[str, ...]]:
+    return [tuple(c["argv"]) for c in document["commands"]]
+
+
+def dnf_provider(ctx: Context, name: str, ensure: str) -> PackageProvider:
+    provider = make_provider(ctx, "package", name, ensure=ensure, provider="dnf")
+    assert isinstance(provider, PackageProvider)
+    return provider
 
 
 def test_dnf_latest_upgrades_only_when_the_candidate_is_newer() -> None:
-    installed = ("bash\t5.2.26-3.fc40\tx86_64\nopenssl\t1:3.2.1-2.fc40\tx86_64\n"
-                 "tzdata\t2024a-5.fc40\tnoarch\n")
-    candidates = "bash\t5.2.26-3.fc40\nopenssl\t1:3.2.2-3.fc40\ntzdata\t2023c-1.fc40\n"
-    runner = dnf_runner(installed, candidates, ("bash", "openssl", "tzdata"))
+    document, runner = replay_dnf("latest")
     ctx = Context(runner=runner)
-    providers = [make_provider(ctx, "package", n, ensure="latest")
-                 for n in ("openssl", "bash", "tzdata")]
+    providers = [dnf_provider(ctx, r["title"], r["ensure"]) for r in document["catalog"]]
     PackageProvider.prefetch(ctx, providers)
-    openssl, bash, tzdata = providers
-    assert openssl.check() == [Change("ensure", "1:3.2.1-2.fc40", "1:3.2.2-3.fc40",
-                                      "upgraded openssl from 1:3.2.1-2.fc40 to 1:3.2.2-3.fc40")]
-    assert bash.check() == []
-    assert tzdata.check() == []  # the installed one is newer than the repository's
-
-    runner.responses[("dnf", "-y", "-q", "upgrade", "openssl")] = (0, "", "")
-    upgraded = installed.replace("1:3.2.1-2.fc40", "1:3.2.2-3.fc40")
-    runner.responses[RPM_QA] = (0, upgraded, "")
-    openssl.sync(openssl.check())
-    assert runner.calls[-2:] == [("dnf", "-y", "-q", "upgrade", "openssl"), RPM_QA]
+    hello, dep, local = providers
+    changes = hello.check()
+    assert changes == [Change("ensure", "1.0-1", "2.0-1",
+                              "upgraded steward-hello from 1.0-1 to 2.0-1")]
+    hello.sync(changes)
+    assert dep.check() == []  # 2:1.0-1 installed and published: the epoch on both sides
+    assert local.check() == []  # 1.1-1 installed, only 1.0-1 published: installed is newer
+    assert [c.message for c in changes] == document["report"][0]["events"]
+    assert runner.calls == captured_argvs(document)
 
 
 def test_dnf_versions_match_with_or_without_release_and_epoch() -> None:
@@ -144,16 +152,41 @@ def test_dnf_versions_match_with_or_without_release_and_epoch() -> None:
 
 
 def test_dnf_removal_uses_rpm_which_refuses_dependents() -> None:
-    runner = dnf_runner("httpd\t2.4.58-1.fc40\tx86_64\n", "", ())
-    err = "error: Failed dependencies:\n\thttpd is needed by (installed) mod_ssl-1:2.4.58-1\n"
-    runner.responses[("rpm", "-e", "--allmatches", "httpd")] = (1, "", err)
-    ctx = Context(runner=runner)
-    provider = make_provider(ctx, "package", "httpd", ensure="absent")
+    document, runner = replay_dnf("remove_needed")
+    provider = dnf_provider(Context(runner=runner), "steward-hello", "absent")
     changes = provider.check()
-    assert changes == [Change("ensure", "2.4.58-1.fc40", "absent", "removed httpd 2.4.58-1.fc40")]
-    with pytest.raises(ProviderError, match=r"removing httpd: 'rpm -e --allmatches httpd' "
-                                            r"exited 1: .*httpd is needed by"):
+    assert changes == [Change("ensure", "2.0-1", "absent", "removed steward-hello 2.0-1")]
+    with pytest.raises(ProviderError, match=r"removing steward-hello: 'rpm -e --allmatches "
+                       r"steward-hello' exited 1: .*steward-hello is needed by \(installed\) "
+                       r"steward-dep-2:1\.0-1\.noarch$") as failure:
         provider.sync(changes)
+    assert str(failure.value) == document["report"][0]["message"]
+    assert runner.calls == captured_argvs(document)
+
+
+def test_dnf_install_only_versions_side_by_side_all_count() -> None:
+    document, runner = replay_dnf("install_only")
+    provider = dnf_provider(Context(runner=runner), "steward-kernel", "1.0")
+    changes = provider.check()
+    assert changes == [Change("ensure", "2.0-1", "1.0", "installed steward-kernel 1.0 (was 2.0-1)")]
+    provider.sync(changes)  # dnf kept 2.0-1: 1.0-1 beside it is what was asked for
+    state = provider.backend.state("steward-kernel")
+    assert state == PackageState("2.0-1", versions=("1.0-1", "2.0-1"))
+    assert state.display() == "1.0-1, 2.0-1"
+    assert provider.check() == []
+    assert runner.calls == captured_argvs(document)
+
+
+def test_dnf_reason_for_a_missing_version_is_reported() -> None:
+    document, runner = replay_dnf("version_missing")
+    provider = dnf_provider(Context(runner=runner), "steward-hello", "9.9")
+    changes = provider.check()
+    assert changes == [Change("ensure", "absent", "9.9", "installed steward-hello 9.9")]
+    with pytest.raises(ProviderError) as failure:
+        provider.sync(changes)
+    assert str(failure.value) == document["report"][0]["message"]
+    assert "Unable to find a match: steward-hello-9.9" in str(failure.value)
+    assert runner.calls == captured_argvs(document)
 
 
 def test_apk_listing_candidates_and_install() -> None:
