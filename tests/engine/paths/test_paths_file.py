@@ -12,7 +12,8 @@ import pytest
 
 from steward.catalog.sensitive import REDACTED
 from steward.engine.provider import ProviderError, Unresolved
-from steward.engine.providers import file as file_module
+from steward.engine.providers import file as file_provider_module
+from steward.engine.providers import pathutil as file_module
 from steward.engine.providers import provider_class
 from steward.engine.providers.file import FileProvider
 
@@ -633,13 +634,13 @@ def test_in_sync_check_reads_only_when_sizes_match(
     (sandbox.root / "etc").mkdir()
     (sandbox.root / "etc/app.conf").write_text("same\n")
     reads: list[str] = []
-    real_read = file_module.read_bytes
+    real_read = file_provider_module.read_bytes
 
     def counting(path: str, size: int = 0) -> bytes:
         reads.append(path)
         return real_read(path, size)
 
-    monkeypatch.setattr(file_module, "read_bytes", counting)
+    monkeypatch.setattr(file_provider_module, "read_bytes", counting)
     assert sandbox.provider("file", file(content="same\n")).check() == []
     assert len(reads) == 1
     assert sandbox.provider("file", file(mode="0644")).check() == []

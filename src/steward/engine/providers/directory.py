@@ -14,8 +14,9 @@ import os
 import stat
 from typing import Any
 
-from steward.engine.provider import Change, Provider, ProviderError
-from steward.engine.providers.file import (
+from steward.engine.provider import Change, ProviderError
+from steward.engine.providers.pathutil import (
+    PathProvider,
     apply_ownership,
     fsync_directory,
     kind_of,
@@ -37,7 +38,7 @@ def _entries(count: int) -> str:
     return f"{count} entr{'y' if count == 1 else 'ies'}"
 
 
-class DirectoryProvider(Provider):
+class DirectoryProvider(PathProvider):
     """A directory: ensure, owner, group, mode, purge."""
 
     type_name = "directory"
@@ -131,16 +132,6 @@ class DirectoryProvider(Provider):
         if p.get("purge"):
             out["purge"] = []
         return redacted_desired(self, out)
-
-    def sync(self, changes: list[Change]) -> None:
-        path = self.params["path"]
-        by_property = {c.property: c for c in changes}
-        if not by_property:
-            return
-        try:
-            self._sync(path, real_path(self.ctx, path), by_property)
-        except OSError as exc:
-            raise ProviderError(f"cannot update {path}: {exc.strerror or exc}") from None
 
     def _sync(self, path: str, real: str, by_property: dict[str, Change]) -> None:
         p = self.params

@@ -1,391 +1,45 @@
-"""The ``file`` provider, and the path helpers the other path-based providers share.
+"""The ``file`` provider: content, mode, ownership; atomic writes and content backups.
 
-A run that changes nothing must stay cheap (a thousand files in well under a second with
-interpreter start-up), so :meth:`FileProvider.check` makes one ``lstat``, compares sizes before
-reading, compares bytes rather than hashes, and computes display hashes and diffs only for a
-property that is actually out of sync. Modules needed only to change things (difflib, shutil)
-are imported where they are used.
+A run that changes nothing must stay cheap, so :meth:`FileProvider.check` makes one ``lstat``,
+compares sizes before reading, compares bytes rather than hashes, and computes display hashes
+and diffs only for a property that is actually out of sync.
 """
-
-# str paths and os calls on purpose: pathlib objects cost more than a whole in-sync check,
-# and these providers run for every path resource of every run.
 
 from __future__ import annotations
 
-import contextlib
-import grp
 import hashlib
 import os
-import pwd
 import stat
 from typing import Any
 
 from steward.catalog.sensitive import REDACTED
-from steward.engine.context import Context
-from steward.engine.provider import Change, Provider, ProviderError, Unresolved
-
-#: New files get this mode when the catalog gives none (set explicitly, not left to umask).
-DEFAULT_FILE_MODE = 0o644
-#: Above this size (either side) a content change carries a note instead of a diff.
-DIFF_MAX_BYTES = 1 << 20
-#: A diff longer than this many lines is cut, with a note saying how much was left out.
-DIFF_MAX_LINES = 2000
-
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK
-_CREATE_FLAGS = (
-    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+from steward.engine.provider import Change, ProviderError
+from steward.engine.providers.pathutil import (
+    DEFAULT_FILE_MODE,
+    PathProvider,
+    apply_ownership,
+    atomic_write,
+    content_diff,
+    encode_content,
+    format_mode,
+    fsync_directory,
+    kind_of,
+    lstat_or_none,
+    missing_parent,
+    ownership_changes,
+    parse_mode,
+    read_bytes,
+    real_path,
+    redacted_desired,
+    resolve_gid,
+    resolve_uid,
+    sha256_display,
 )
-_UID_BY_NAME = "steward.ids.uid_by_name"
-_GID_BY_NAME = "steward.ids.gid_by_name"
-_USER_BY_UID = "steward.ids.user_by_uid"
-_GROUP_BY_GID = "steward.ids.group_by_gid"
-
-
-# --- paths -------------------------------------------------------------------------------
-
-
-def real_path(ctx: Context, path: Any) -> str:
-    """The on-disk path for a catalog path: ``ctx.path`` without building a Path when unrooted."""
-    if not isinstance(path, str) or not path:
-        raise ProviderError(f"path {path!r} is not a string")
-    if ctx.root is None and path[0] == "/":
-        return path
-    try:
-        return str(ctx.path(path))
-    except ValueError as exc:
-        raise ProviderError(str(exc)) from None
-
-
-def lstat_or_none(real: str) -> os.stat_result | None:
-    """``os.lstat``, with None for a missing path or a path under a non-directory."""
-    try:
-        return os.lstat(real)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        raise ProviderError(f"cannot read {real}: {exc.strerror}") from None
-
-
-def missing_parent(ctx: Context, path: str) -> Unresolved | None:
-    """An Unresolved naming the missing parent of ``path``, or None when the parent is there.
-
-    Unresolved rather than failure: a directory resource ordered before this one may be about
-    to create the parent, which the engine turns into ``pending`` in noop.
-    """
-    parent = os.path.dirname(os.path.normpath(path))
-    st = lstat_or_none(real_path(ctx, parent))
-    if st is None:
-        return Unresolved(f"parent directory {parent} does not exist")
-    if stat.S_ISLNK(st.st_mode):
-        with contextlib.suppress(OSError):
-            if stat.S_ISDIR(os.stat(real_path(ctx, parent)).st_mode):
-                return None
-    if not stat.S_ISDIR(st.st_mode):
-        return Unresolved(f"parent directory {parent} does not exist ({kind_of(st.st_mode)} "
-                          "in the way)")
-    return None
-
-
-def kind_of(mode: int) -> str:
-    """A file type in words, for messages."""
-    if stat.S_ISREG(mode):
-        return "regular file"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    return "special file"
-
-
-def read_bytes(real: str, size: int = 0) -> bytes:
-    """Read a whole regular file; ``size`` (from a stat) lets a small file take one read."""
-    fd = os.open(real, _READ_FLAGS)
-    try:
-        data = os.read(fd, size + 1)
-        if len(data) <= size:
-            return data  # a short read of a regular file means end of file
-        parts = [data]
-        while chunk := os.read(fd, 1 << 20):
-            parts.append(chunk)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
-
-
-def fsync_directory(directory: str) -> None:
-    """Make a rename in ``directory`` durable; some file systems refuse, which is harmless."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory or ".", os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def temp_name(real: str) -> str:
-    """A fresh name next to ``real``, so the final rename stays on one file system."""
-    directory, base = os.path.split(real)
-    return os.path.join(directory, f".{base[:200]}.steward-{os.urandom(6).hex()}")
-
-
-def atomic_write(
-    real: str,
-    data: bytes,
-    *,
-    mode: int,
-    uid: int | None = None,
-    gid: int | None = None,
-) -> None:
-    """Replace ``real`` with ``data`` so readers see the old file or the new one, never half.
-
-    The temp file is created 0600 and gets its owner, group and mode before the rename, so the
-    final name never points at content with the wrong permissions. On failure the temp file
-    is removed and the original is untouched.
-    """
-    for _ in range(100):
-        tmp = temp_name(real)
-        try:
-            fd = os.open(tmp, _CREATE_FLAGS, 0o600)
-            break
-        except FileExistsError:
-            continue
-    else:  # pragma: no cover - 100 collisions of 48 random bits
-        raise ProviderError(f"cannot create a temporary file next to {real}")
-    try:
-        try:
-            if uid is not None or gid is not None:
-                st = os.fstat(fd)
-                want_uid = st.st_uid if uid is None else uid
-                want_gid = st.st_gid if gid is None else gid
-                if (want_uid, want_gid) != (st.st_uid, st.st_gid):
-                    os.fchown(fd, want_uid, want_gid)
-            os.fchmod(fd, mode)  # after chown, which clears set-id bits
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, real)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_directory(os.path.dirname(real))
-
-
-# --- owners and modes ----------------------------------------------------------------------
-
-
-def _cache(ctx: Context, key: str) -> dict[Any, Any]:
-    table: dict[Any, Any] | None = ctx.cache.get(key)
-    if table is None:
-        table = ctx.cache[key] = {}
-    return table
-
-
-def forget_ids(ctx: Context) -> None:
-    """Drop cached user/group lookups (for providers that create or change accounts)."""
-    for key in (_UID_BY_NAME, _GID_BY_NAME, _USER_BY_UID, _GROUP_BY_GID):
-        ctx.cache.pop(key, None)
-
-
-def resolve_uid(ctx: Context, owner: str | int) -> int:
-    """A uid for a name or id; a missing user is Unresolved (a user resource may create it).
-
-    Only successful lookups are cached: a user created later in the run must be found.
-    """
-    if isinstance(owner, int):
-        return owner
-    table = _cache(ctx, _UID_BY_NAME)
-    uid: int | None = table.get(owner)
-    if uid is None:
-        if owner.isdigit():
-            uid = int(owner)
-        else:
-            try:
-                uid = pwd.getpwnam(owner).pw_uid
-            except KeyError:
-                raise Unresolved(f"user {owner!r} does not exist") from None
-        table[owner] = uid
-    return uid
-
-
-def resolve_gid(ctx: Context, group: str | int) -> int:
-    """A gid for a name or id; a missing group is Unresolved (a group resource may create it)."""
-    if isinstance(group, int):
-        return group
-    table = _cache(ctx, _GID_BY_NAME)
-    gid: int | None = table.get(group)
-    if gid is None:
-        if group.isdigit():
-            gid = int(group)
-        else:
-            try:
-                gid = grp.getgrnam(group).gr_gid
-            except KeyError:
-                raise Unresolved(f"group {group!r} does not exist") from None
-        table[group] = gid
-    return gid
-
-
-def user_name(ctx: Context, uid: int) -> str:
-    """The user's name for a report, or the number when no user has that id."""
-    table = _cache(ctx, _USER_BY_UID)
-    name: str | None = table.get(uid)
-    if name is None:
-        try:
-            name = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            name = str(uid)
-        table[uid] = name
-    return name
-
-
-def group_name(ctx: Context, gid: int) -> str:
-    """The group's name for a report, or the number when no group has that id."""
-    table = _cache(ctx, _GROUP_BY_GID)
-    name: str | None = table.get(gid)
-    if name is None:
-        try:
-            name = grp.getgrgid(gid).gr_name
-        except KeyError:
-            name = str(gid)
-        table[gid] = name
-    return name
-
-
-def parse_mode(mode: Any) -> int:
-    """``"0644"``/``"644"`` to an int; the compiler validated the form, this guards the engine."""
-    try:
-        value = int(mode, 8)
-    except (TypeError, ValueError):
-        raise ProviderError(f"mode {mode!r} is not an octal mode like \"0644\"") from None
-    if not 0 <= value <= 0o7777:
-        raise ProviderError(f"mode {mode!r} is out of range")
-    return value
-
-
-def format_mode(mode: int) -> str:
-    return f"{mode & 0o7777:04o}"
-
-
-def ownership_changes(
-    ctx: Context, params: dict[str, Any], st: os.stat_result | None, changes: list[Change]
-) -> None:
-    """Append owner, group and mode changes (in that order); ``st`` None means "to be created".
-
-    Resolving the names first means a missing user or group is Unresolved even in noop.
-    """
-    owner = params.get("owner")
-    if owner is not None:
-        uid = resolve_uid(ctx, owner)
-        if st is None:
-            new = user_name(ctx, uid)
-            changes.append(Change("owner", None, new, f"defined owner as {new!r}"))
-        elif st.st_uid != uid:
-            old, new = user_name(ctx, st.st_uid), user_name(ctx, uid)
-            changes.append(Change("owner", old, new, f"changed owner {old!r} to {new!r}"))
-    group = params.get("group")
-    if group is not None:
-        gid = resolve_gid(ctx, group)
-        if st is None:
-            new = group_name(ctx, gid)
-            changes.append(Change("group", None, new, f"defined group as {new!r}"))
-        elif st.st_gid != gid:
-            old, new = group_name(ctx, st.st_gid), group_name(ctx, gid)
-            changes.append(Change("group", old, new, f"changed group {old!r} to {new!r}"))
-    mode = params.get("mode")
-    if mode is not None:
-        want = parse_mode(mode)
-        if st is None:
-            changes.append(Change("mode", None, format_mode(want),
-                                  f"defined mode as '{format_mode(want)}'"))
-        elif st.st_mode & 0o7777 != want:
-            old, new = format_mode(st.st_mode), format_mode(want)
-            changes.append(Change("mode", old, new, f"changed mode '{old}' to '{new}'"))
-
-
-def apply_ownership(
-    ctx: Context, real: str, params: dict[str, Any], properties: set[str] | dict[str, Change]
-) -> None:
-    """Carry out owner/group/mode changes on an existing path (not following a symlink).
-
-    chown clears set-id bits, so the previous mode is restored when mode is not managed.
-    """
-    uid = resolve_uid(ctx, params["owner"]) if "owner" in properties else -1
-    gid = resolve_gid(ctx, params["group"]) if "group" in properties else -1
-    if uid != -1 or gid != -1:
-        before = os.lstat(real).st_mode & 0o7777
-        os.chown(real, uid, gid, follow_symlinks=False)
-        if "mode" not in properties and os.lstat(real).st_mode & 0o7777 != before:
-            os.chmod(real, before)
-    if "mode" in properties:
-        os.chmod(real, parse_mode(params["mode"]))
-
-
-def redacted_desired(provider: Provider, desired: dict[str, Any]) -> dict[str, Any]:
-    """Replace the desired value of each sensitive property by the redaction marker."""
-    for name in provider.sensitive:
-        if name in desired:
-            desired[name] = REDACTED
-    return desired
-
-
-# --- content display ----------------------------------------------------------------------
-
-
-def sha256_display(data: bytes) -> str:
-    return "{sha256}" + hashlib.sha256(data).hexdigest()
-
-
-def content_diff(path: str, old: bytes | None, new: bytes) -> str | None:
-    """A unified diff with ``path`` in the headers; None for binary or non-UTF-8 content.
-
-    Huge content gets a note instead of a diff, and a long diff is cut with a note, so one
-    file cannot blow up a report.
-    """
-    old_data = old or b""
-    fromfile = path if old is not None else "/dev/null"
-    if len(old_data) > DIFF_MAX_BYTES or len(new) > DIFF_MAX_BYTES:
-        size = max(len(old_data), len(new))
-        return (f"--- {fromfile}\n+++ {path}\n"
-                f"(diff omitted: {size} bytes is more than the {DIFF_MAX_BYTES} byte limit)\n")
-    if b"\0" in old_data or b"\0" in new:
-        return None
-    try:
-        old_text, new_text = old_data.decode("utf-8"), new.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    import difflib
-
-    out: list[str] = []
-    for line in difflib.unified_diff(
-        old_text.splitlines(keepends=True), new_text.splitlines(keepends=True), fromfile, path
-    ):
-        if len(out) >= DIFF_MAX_LINES:
-            out.append("(diff truncated)\n")
-            break
-        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
-    return "".join(out)
-
-
-def _encode(content: Any) -> bytes:
-    if type(content) is not str:
-        raise ProviderError("content is not a string (an unresolved sensitive value?)")
-    return content.encode()
-
 
 # --- the provider --------------------------------------------------------------------------
 
 
-class FileProvider(Provider):
+class FileProvider(PathProvider):
     """A regular file: ensure, content, owner, group, mode."""
 
     type_name = "file"
@@ -417,7 +71,7 @@ class FileProvider(Provider):
         changes: list[Change] = []
         content = p.get("content")
         if content is not None and p.get("replace", True) is not False:
-            want = _encode(content)
+            want = encode_content(content)
             have = None
             if st.st_size == len(want):
                 have = self._read(real, path, st.st_size)
@@ -438,7 +92,7 @@ class FileProvider(Provider):
             changes = [Change("ensure", "symlink", "present", "replaced symlink with a file")]
         content = self.params.get("content")
         if content is not None:
-            changes.append(self._content_change(path, None, _encode(content)))
+            changes.append(self._content_change(path, None, encode_content(content)))
         ownership_changes(self.ctx, self.params, None, changes)
         return changes
 
@@ -466,23 +120,13 @@ class FileProvider(Provider):
         out: dict[str, Any] = {"ensure": p["ensure"]}
         if p.get("content") is not None:
             out["content"] = (REDACTED if "content" in self.sensitive
-                              else sha256_display(_encode(p["content"])))
+                              else sha256_display(encode_content(p["content"])))
         for name in ("owner", "group"):
             if p.get(name) is not None:
                 out[name] = p[name]
         if p.get("mode") is not None:
             out["mode"] = format_mode(parse_mode(p["mode"]))
         return redacted_desired(self, out)
-
-    def sync(self, changes: list[Change]) -> None:
-        path = self.params["path"]
-        by_property = {c.property: c for c in changes}
-        if not by_property:
-            return
-        try:
-            self._sync(path, real_path(self.ctx, path), by_property)
-        except OSError as exc:
-            raise ProviderError(f"cannot update {path}: {exc.strerror or exc}") from None
 
     def _sync(self, path: str, real: str, by_property: dict[str, Change]) -> None:
         p = self.params
@@ -498,7 +142,7 @@ class FileProvider(Provider):
             return
 
         content = p.get("content")
-        want = _encode(content) if content is not None else b""
+        want = encode_content(content) if content is not None else b""
         if ensure is not None:  # create, or replace a symlink
             mode = parse_mode(p["mode"]) if p.get("mode") is not None else DEFAULT_FILE_MODE
             uid = resolve_uid(self.ctx, p["owner"]) if p.get("owner") is not None else None

@@ -13,7 +13,7 @@ from typing import Any
 
 from steward.catalog.sensitive import REDACTED
 from steward.engine.provider import Change, Provider, ProviderError
-from steward.engine.providers.file import (
+from steward.engine.providers.pathutil import (
     DEFAULT_FILE_MODE,
     atomic_write,
     kind_of,

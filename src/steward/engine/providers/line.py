@@ -19,7 +19,7 @@ from typing import Any
 
 from steward.catalog.sensitive import REDACTED
 from steward.engine.provider import Change, Provider, ProviderError, Unresolved
-from steward.engine.providers.file import (
+from steward.engine.providers.pathutil import (
     atomic_write,
     kind_of,
     lstat_or_none,

@@ -15,7 +15,7 @@ import stat
 from typing import Any
 
 from steward.engine.provider import Change, Provider, ProviderError
-from steward.engine.providers.file import (
+from steward.engine.providers.pathutil import (
     fsync_directory,
     kind_of,
     lstat_or_none,
