@@ -19,7 +19,7 @@ from tests.engine.system.debian_root import ChrootSession
 #: Runs steward's node CLI with a runner that records each argv to $STEWARD_CALLS.
 RECORDER = '''\
 import json, os, sys
-from steward.engine import cli
+from steward.engine import cli, runner
 from steward.engine.runner import SubprocessRunner
 
 CALLS = []
@@ -31,7 +31,7 @@ class RecordingRunner(SubprocessRunner):
         return super().run(argv, **kwargs)
 
 
-cli.SubprocessRunner = RecordingRunner
+runner.SubprocessRunner = RecordingRunner  # the CLI imports it from here when it runs
 try:
     code = cli.main(sys.argv[1:])
 finally:
