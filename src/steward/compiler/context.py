@@ -99,24 +99,30 @@ class FactView(DataView):
         super().__init__(_sorted_items(data, path))
         self._path = path
         self._ctx = ctx
-        self._cache: dict[str, Any] = {}
+        #: key → (value as templates see it, the fact path reading it records or None).
+        self._cache: dict[str, tuple[Any, str | None]] = {}
 
     def _child_path(self, key: object) -> str:
         return f"{self._path}.{key}" if self._path else str(key)
 
-    def _value(self, key: str) -> Any:
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
+    def _entry(self, key: str) -> tuple[Any, str | None]:
+        """What reading ``key`` (which exists) gives; nested mappings record no read of their
+        own, only the paths read inside them do."""
         raw = dict.__getitem__(self, key)
+        path = self._child_path(key)
+        entry: tuple[Any, str | None]
         if isinstance(raw, dict):
-            value: Any = FactView(raw, self._child_path(key), self._ctx)
+            entry = (FactView(raw, path, self._ctx), None)
         elif isinstance(raw, list):
-            value = _canonical(raw, self._child_path(key))
+            entry = (_canonical(raw, path), path)
         else:
-            return raw
-        self._cache[key] = value
-        return value
+            entry = (raw, path)
+        self._cache[key] = entry
+        return entry
+
+    def _value(self, key: str) -> Any:
+        entry = self._cache.get(key)
+        return (entry if entry is not None else self._entry(key))[0]
 
     def _whole(self) -> None:
         if self._path:
@@ -125,15 +131,19 @@ class FactView(DataView):
             self._ctx.fact_reads.update(dict.keys(self))
 
     def __getitem__(self, key: Any) -> Any:
-        if not dict.__contains__(self, key):
-            path = self._child_path(key)
-            self._ctx.fact_reads.add(path)
-            return StrictUndefined(
-                hint=f"fact {path!r} is not defined for node {self._ctx.node!r}", name=str(key)
-            )
-        value = self._value(key)
-        if not isinstance(value, FactView):
-            self._ctx.fact_reads.add(self._child_path(key))
+        entry = self._cache.get(key)
+        if entry is None:
+            if not dict.__contains__(self, key):
+                path = self._child_path(key)
+                self._ctx.fact_reads.add(path)
+                return StrictUndefined(
+                    hint=f"fact {path!r} is not defined for node {self._ctx.node!r}",
+                    name=str(key),
+                )
+            entry = self._entry(key)
+        value, read = entry
+        if read is not None:
+            self._ctx.fact_reads.add(read)
         return value
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -210,7 +220,9 @@ class TrackedParams(DataView):
             self._tainted.add(name)
 
     def __getitem__(self, key: Any) -> Any:
-        if not dict.__contains__(self, key):
+        try:
+            value = dict.__getitem__(self, key)
+        except KeyError:
             if key in self._declared:
                 hint = (
                     f"parameter {key!r} of profile {self._profile} is not resolved yet "
@@ -222,9 +234,9 @@ class TrackedParams(DataView):
                     f"{did_you_mean(str(key), self._declared)}"
                 )
             return StrictUndefined(hint=hint, name=str(key))
-        if key in self._tainted:
+        if self._tainted and key in self._tainted:
             self._ctx.taint += 1
-        return dict.__getitem__(self, key)
+        return value
 
     def get(self, key: Any, default: Any = None) -> Any:
         return self[key] if dict.__contains__(self, key) else default

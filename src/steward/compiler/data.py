@@ -39,7 +39,12 @@ class Found:
     """A lookup's merged value and where its most specific part came from."""
 
     value: Any
-    where: str
+    file: DataFile
+    path: tuple[Any, ...]
+
+    @property
+    def where(self) -> str:
+        return self.file.source.where(self.path)
 
 
 class DataResolver:
@@ -105,32 +110,37 @@ class DataResolver:
 
     def _find(self, key: str, strategy: str) -> Found | None:
         top, *rest = key.split(".")
-        hits: list[_Hit] = []
+        files = self.ctx.files
+        first = strategy == "first"
+        found: list[tuple[Any, DataFile]] = []
         for _path, data in self.levels:
             if data is None:
                 continue
-            self.ctx.read_file(data.path, data.digest)
-            if top not in data.data:
+            files[data.path] = data.digest  # consulted: an input, whether it holds the key
+            mapping = data.data
+            if top not in mapping:
                 continue
-            value = _dig(data.data[top], rest)
+            value = _dig(mapping[top], rest) if rest else mapping[top]
             if value is MISSING:
                 continue
-            hits.append(_Hit(value, data, (top, *rest)))
-            if strategy == "first":
+            found.append((value, data))
+            if first:
                 break
-        if not hits:
+        if not found:
             return None
-        where = hits[0].where
-        if strategy == "first":
-            return Found(hits[0].value, where)
+        path = (top, *rest)
+        value, most_specific = found[0]
+        if first:
+            return Found(value, most_specific, path)
+        hits = [_Hit(value, data, path) for value, data in found]
         if strategy == "unique":
-            return Found(_unique(key, hits), where)
+            return Found(_unique(key, hits), most_specific, path)
         if strategy == "hash":
-            return Found(_hash(key, hits), where)
+            return Found(_hash(key, hits), most_specific, path)
         merged = hits[0].value
         for hit in hits[1:]:
             merged = _deep(merged, hit.value)
-        return Found(merged, where)
+        return Found(merged, most_specific, path)
 
 
 def _interpolate(

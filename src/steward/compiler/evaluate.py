@@ -10,15 +10,17 @@ line Jinja reports, including failures of ``lookup()``/``secret()`` called from 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, NoReturn
 
-from jinja2 import Template, Undefined
+from jinja2 import Environment, Template, Undefined
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.exceptions import SecurityError, TemplateNotFound, UndefinedError
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import missing
 
 from steward.compiler.context import FactView, TrackedParams
 from steward.errors import StewardError
@@ -45,6 +47,42 @@ LookupFn = Callable[..., Any]
 SecretFn = Callable[[Any], SecretText]
 
 
+class _ScopeContext(Context):
+    """Jinja's template context for a render whose parent is a scope dict and which layers no
+    template globals: the same attributes, set directly, and a name lookup that needs one
+    ``dict.get`` where Jinja's general one tests and then reads."""
+
+    def __init__(
+        self,
+        environment: Environment,
+        parent: dict[str, Any],
+        name: str | None,
+        blocks: dict[str, Callable[[Context], Iterator[str]]],
+    ) -> None:
+        self.parent = parent
+        self.vars = {}
+        self.environment = environment
+        self.eval_ctx = EvalContext(environment, name)
+        self.exported_vars = set()
+        self.name = name
+        self.globals_keys = set()
+        self.blocks = {k: [v] for k, v in blocks.items()} if blocks else {}
+
+    def resolve_or_missing(self, key: str) -> Any:
+        if key in self.vars:
+            return self.vars[key]
+        return self.parent.get(key, missing)
+
+
+def _same_attributes() -> bool:
+    env = Environment(autoescape=True)
+    return vars(Context(env, {}, "t", {})).keys() == vars(_ScopeContext(env, {}, "t", {})).keys()
+
+
+#: The context class renders use: ours, unless this Jinja's contexts carry other attributes.
+RenderContext: type[Context] = _ScopeContext if _same_attributes() else Context
+
+
 class Evaluator:
     """Evaluates :mod:`steward.language.values` trees in a scope."""
 
@@ -54,7 +92,8 @@ class Evaluator:
         self.env = env
         self.lookup = lookup
         self.secret = secret
-        self._getattr = env.getattr
+        #: The environment's ``getattr`` (what the fast paths call for anything but an item).
+        self.getattr = self._getattr = env.getattr
 
     def evaluate(self, value: Value, scope: Scope) -> Any:
         if type(value) is Const:
@@ -76,13 +115,31 @@ class Evaluator:
     def render_file(self, template: Template, path: str, scope: Scope) -> str:
         """Render a template from templates/ (errors located in the template file)."""
         try:
-            return str(self._run(template, scope, native=False))
+            context = RenderContext(self.env, scope, template.name, template.blocks)
+            try:
+                return "".join(template.root_render_func(context))
+            except Exception:
+                # Rewrites the traceback so frames carry template file names and lines.
+                self.env.handle_exception()
         except Exception as err:
             self._fail(err, path, 1, TemplateError)
 
     # -- value kinds ---------------------------------------------------------------------------
 
     def _expr(self, value: Expr, scope: Scope) -> Any:
+        fast, path = value.fast, value.path
+        if fast is not None and path is not None:
+            try:
+                result = fast(scope, self._getattr)
+            except Exception:  # noqa: S110 - resolved again below to report the failure
+                pass
+            else:
+                if type(result) in _SCALARS or (
+                    path[0] in _PLAIN_ROOTS and not isinstance(result, DataView | Undefined)
+                ):
+                    return result
+                if not isinstance(result, Undefined):
+                    return self._data(result, value)
         try:
             if value.path is not None:
                 result = self._resolve(value.path, scope)
@@ -96,20 +153,18 @@ class Evaluator:
         except Exception as err:
             self._fail(err, value.file, value.line, ExpressionError)
 
+    def _data(self, result: Any, value: Expr) -> Any:
+        try:
+            return to_data(result)
+        except Exception as err:
+            self._fail(err, value.file, value.line, ExpressionError)
+
     def _text(self, value: Text, scope: Scope) -> str:
-        if value.parts is not None:
+        fast = value.fast
+        if fast is not None:
             try:
-                pieces: list[str] = []
-                for part in value.parts:
-                    if isinstance(part, str):
-                        pieces.append(part)
-                        continue
-                    found = scope.get(part[0], _MISSING) if len(part) == 1 else _MISSING
-                    if type(found) is str:
-                        pieces.append(found)
-                    else:
-                        pieces.append(str(self._resolve(part, scope)))
-                return "".join(pieces)
+                text: str = fast(scope, self._getattr)
+                return text
             except Exception:  # noqa: S110 - Jinja renders it again to locate the failure
                 pass
         try:
@@ -147,7 +202,7 @@ class Evaluator:
         return current
 
     def _run(self, template: Template, scope: Scope, *, native: bool) -> Any:
-        context = Context(self.env, scope, template.name, template.blocks)
+        context = RenderContext(self.env, scope, template.name, template.blocks)
         try:
             if native:
                 for _ in template.root_render_func(context):

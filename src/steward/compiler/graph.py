@@ -24,6 +24,8 @@ _HOSTS_FILE = TYPES["host"].by_name["target"].default
 _PATH_PARAM = {kind: names[0] for kind, names in PATH_PARAMS.items()}
 _OWNED = frozenset({"file", "directory"})
 _RUN_AS = frozenset({"exec", "cron"})
+#: Relationships declared on the resource applied first.
+_FORWARD = frozenset({"before", "notify"})
 
 
 def build_edges(expanded: Expander) -> list[Edge]:
@@ -39,7 +41,7 @@ def build_edges(expanded: Expander) -> list[Edge]:
             target = _by_alias(target_ref, by_namevar)
             if target is None:
                 raise _undeclared(expanded, index, param, target_ref, line)
-        if param in {"before", "notify"}:
+        if param in _FORWARD:
             source, sink = index, target
         else:
             source, sink = target, index
@@ -50,7 +52,12 @@ def build_edges(expanded: Expander) -> list[Edge]:
         if source != sink and pair not in linked:
             edges.add((source, sink, "autorequire"))
     ordered = sorted(edges)
-    _check_cycles(expanded, ordered)
+    # Declaration order is a valid application order when every edge points forward: no cycle
+    # is possible and the (linear, but slower) proof is not needed.
+    for source, sink, _ in ordered:
+        if source >= sink:
+            _check_cycles(expanded, ordered)
+            break
     refs = expanded.refs
     return [Edge(refs[s], refs[t], kind) for s, t, kind in ordered]
 
@@ -88,7 +95,6 @@ def _autorequires(
     by_namevar: Mapping[tuple[str, Any], int],
 ) -> list[tuple[int, int]]:
     """(required, requiring) index pairs the resource types imply."""
-    directories = {namevars[i]: i for i, r in enumerate(resources) if r.type == "directory"}
     get = by_namevar.get
     pairs: list[tuple[int, int]] = []
     add = pairs.append
@@ -96,19 +102,22 @@ def _autorequires(
         kind = resource.type
         params = resource.parameters
         path_param = _PATH_PARAM.get(kind)
-        if path_param is not None and directories:
+        if path_param is not None:
             path = params.get(path_param, _HOSTS_FILE if kind == "host" else None)
             if type(path) is str:
+                # The nearest enclosing directory the catalog declares (namevar: its path).
                 end = path.rfind("/")
                 while end > 0:
-                    found = directories.get(path[:end])
+                    found = get(("directory", path[:end]))
                     if found is not None:
                         add((found, index))
                         break
                     end = path.rfind("/", 0, end)
                 else:
-                    if end == 0 and path != "/" and "/" in directories:
-                        add((directories["/"], index))
+                    if end == 0 and path != "/":
+                        found = get(("directory", "/"))
+                        if found is not None:
+                            add((found, index))
         if kind in _OWNED:
             owner = params.get("owner")
             if type(owner) is str:

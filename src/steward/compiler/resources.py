@@ -10,13 +10,14 @@ file, say).
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from steward.catalog.model import Resource
 from steward.catalog.sensitive import sensitive_placeholder
 from steward.compiler.classify import ProfileUse
 from steward.compiler.context import NodeContext, TrackedParams
-from steward.compiler.data import DataResolver
+from steward.compiler.data import DataResolver, Found
 from steward.compiler.evaluate import Evaluator, Scope
 from steward.errors import StewardError
 from steward.language.checks import (
@@ -42,7 +43,7 @@ from steward.language.repository import (
     ResourceDecl,
     ResourceParam,
 )
-from steward.language.values import Const, Value
+from steward.language.values import Const, Expr, Text, Value
 
 #: Relationship metaparameter → edge relationship (source applied first).
 RELATIONSHIP_KINDS = {
@@ -92,7 +93,7 @@ class Expander:
         self.ctx.read_file(profile.file, self.repo.digests[profile.file])
         params = self._params(profile, use)
         scope = {**self.base_scope, "params": params}
-        tags = (f"profile:{profile.name}", *(f"role:{role}" for role in use.roles))
+        tags = tuple(sorted({f"profile:{profile.name}", *(f"role:{role}" for role in use.roles)}))
         for decl in profile.resources:
             self._declaration(decl, scope, tags)
 
@@ -106,13 +107,14 @@ class Expander:
             before = self.ctx.taint
             supplied = given.get(decl.name)
             value: Any
+            where: str | Found
             if supplied is not None:
                 value = self._eval(supplied.value, self.base_scope, what)
                 where = at(supplied.file, supplied.line)
             else:
                 found = self.data.find(f"{profile.name}::{decl.name}")
                 if found is not None:
-                    value, where = found.value, found.where
+                    value, where = found.value, found  # its location, when needed
                 elif decl.default is not None:
                     value = self._eval(decl.default, defaults_scope, f"{what} (default)")
                     where = at(decl.file, decl.default_line)
@@ -129,7 +131,9 @@ class Expander:
             if problem is not None:
                 if tainted and not isinstance(value, SecretText):
                     problem = f"a value built from a secret is not {decl.type}"
-                raise ParameterError(f"{what}: {problem}", location=where)
+                raise ParameterError(
+                    f"{what}: {problem}", location=where if isinstance(where, str) else where.where
+                )
             params._set(decl.name, value, tainted=tainted)
         return params
 
@@ -137,17 +141,17 @@ class Expander:
 
     def _declaration(self, decl: ResourceDecl, scope: Scope, tags: tuple[str, ...]) -> None:
         own = decl.static_tags
-        fixed_tags = tuple(sorted({*tags, *own})) if own is not None else None
+        # ``tags`` is sorted already: with no tags of its own a declaration uses it as it is.
+        fixed_tags = None if own is None else tuple(sorted({*tags, *own})) if own else tags
         if decl.for_each is None:
             self._instance(decl, scope, tags, fixed_tags, None)
             return
         before = self.ctx.taint
         items = self._eval(decl.for_each.value, scope, decl.key, ": for_each")
-        where = at(decl.file, decl.for_each.line)
         if self.ctx.taint != before:
             raise ResourceError(
                 f"{decl.key}: for_each must not use secrets (titles would reveal them)",
-                location=where,
+                location=at(decl.file, decl.for_each.line),
             )
         if items is None:
             return
@@ -156,10 +160,14 @@ class Expander:
         elif not isinstance(items, list):
             raise ResourceError(
                 f"{decl.key}: for_each must give a list or a mapping, got {describe(items)}",
-                location=where,
+                location=at(decl.file, decl.for_each.line),
             )
+        # One scope for all items: evaluation never keeps a reference to it (results are data).
+        item_scope = {**scope}
+        instance = self._instance
         for index, item in enumerate(items):
-            self._instance(decl, {**scope, "item": item}, tags, fixed_tags, index)
+            item_scope["item"] = item
+            instance(decl, item_scope, tags, fixed_tags, index)
 
     def _instance(
         self,
@@ -179,23 +187,34 @@ class Expander:
         if title is None:
             title = self._title(decl, scope, item)
         ref = f"{decl.type}[{title}]"
-        params = dict(decl.static_params)
-        evaluate = self.ev.evaluate
-        for param in decl.dynamic_params:
-            before = ctx.taint
-            try:
-                value = evaluate(param.value, scope)
-            except StewardError as err:
-                _reraise(err, f"{ref}: parameter {param.name!r}")
-            if value is None:
-                continue
-            tainted = ctx.taint != before or (bool(ctx.scanned) and ctx.contains_secret(value))
-            assert param.param is not None
-            if param.param.check(value) is not None:
-                self._bad_value(decl, ref, param, value, tainted)
-            params[param.name] = (
-                self._protect(decl, ref, param.name, value, param.line) if tainted else value
-            )
+        params = decl.static_mapping.copy()
+        if decl.dynamic_params:
+            evaluate = self.ev.evaluate
+            for param in decl.dynamic_params:
+                before = ctx.taint
+                source = param.value
+                fast = source.fast if type(source) is Text else None
+                value: Any = None
+                if fast is not None:
+                    # A string made of text and dotted names is by far the most common case.
+                    try:  # noqa: SIM105 - a with block costs more than the evaluation
+                        value = fast(scope, self.ev.getattr)
+                    except Exception:  # noqa: S110 - evaluated again below, to report it
+                        pass
+                if value is None:
+                    try:
+                        value = evaluate(param.value, scope)
+                    except StewardError as err:
+                        _reraise(err, f"{ref}: parameter {param.name!r}")
+                    if value is None:
+                        continue
+                tainted = ctx.taint != before or (bool(ctx.scanned) and ctx.contains_secret(value))
+                assert param.param is not None
+                if param.param.check(value) is not None:
+                    self._bad_value(decl, ref, param, value, tainted)
+                params[param.name] = (
+                    self._protect(decl, ref, param.name, value, param.line) if tainted else value
+                )
         if decl.content_source is not None:
             self._content(decl, ref, scope, params)
         namevar = params.get(decl.namevar)
@@ -211,21 +230,23 @@ class Expander:
                     namevar = path
         if fixed_tags is None:
             fixed_tags = tuple(sorted({*tags, *self._tags(decl, scope, ref)}))
-        index = len(self.resources)
+        resources = self.resources
+        index = len(resources)
         key = (decl.type, namevar if type(namevar) is not dict else namevar_key(namevar))
-        if ref in self.by_ref or key in self.by_namevar or item is not None:
+        if item is not None:
+            self.items[index] = item
+        # setdefault leaves an earlier declaration in place, for _register to name it.
+        if self.by_ref.setdefault(ref, index) != index or (
+            self.by_namevar.setdefault(key, index) != index
+        ):
             self._register(decl, ref, key, index, item)
-        self.by_ref[ref] = index
-        self.by_namevar[key] = index
-        self.resources.append(Resource(decl.type, title, params, fixed_tags, decl.file, decl.line))
+        resources.append(Resource(decl.type, title, params, fixed_tags, decl.file, decl.line))
         self.refs.append(ref)
         self.namevars.append(namevar)
         for relation in decl.relationships:
-            targets = (
-                relation.refs
-                if relation.refs is not None
-                else self._refs(decl, relation, scope, ref)
-            )
+            targets: Sequence[str] | None = relation.refs
+            if targets is None:
+                targets = self._refs(decl, relation, scope, ref)
             for target in targets:
                 self.relations.append((index, relation.name, target, relation.line))
         return title
@@ -259,29 +280,41 @@ class Expander:
     def _content(self, decl: ResourceDecl, ref: str, scope: Scope, params: dict[str, Any]) -> None:
         source = decl.content_source
         assert source is not None
-        name = self._eval(source.value, scope, ref, ": parameter ", repr(source.name))
-        if not isinstance(name, str) or isinstance(name, SecretText):
+        ctx = self.ctx
+        name = (
+            source.value.value
+            if type(source.value) is Const
+            else self._eval(source.value, scope, ref, ": parameter ", repr(source.name))
+        )
+        if type(name) is not str and (not isinstance(name, str) or isinstance(name, SecretText)):
             raise ResourceError(
                 f"{ref}: parameter {source.name!r} must be a path, got {describe(name)}",
                 location=at(decl.file, source.line),
             )
-        before = self.ctx.taint
+        before = ctx.taint
         if source.name == "template":
-            template = self.repo.templates.get(name) or self.repo.templates.get(
-                normalise_template_name(name) or ""
-            )
+            templates = self.repo.templates
+            template = templates.get(name) or templates.get(normalise_template_name(name) or "")
             if template is None:
                 raise TemplateError(
                     f"{ref}: template {name!r} not found under {TEMPLATES_DIR}/"
                     f"{did_you_mean(name, self.repo.templates)}",
                     location=at(decl.file, source.line),
                 )
+            files, digests = ctx.files, self.repo.digests
             for path in template.closure:
-                self.ctx.read_file(path, self.repo.digests[path])
-            try:
-                content = self.ev.render_file(template.template, template.path, scope)
-            except StewardError as err:
-                _reraise(err, f"{ref}: template {name!r}")
+                files[path] = digests[path]
+            content = None
+            if template.fast is not None:  # only text and dotted names: no render needed
+                try:  # noqa: SIM105 - a with block costs more than the evaluation
+                    content = template.fast(scope, self.ev.getattr)
+                except Exception:  # noqa: S110 - rendered below, to report the failure
+                    pass
+            if content is None:
+                try:
+                    content = self.ev.render_file(template.template, template.path, scope)
+                except StewardError as err:
+                    _reraise(err, f"{ref}: template {name!r}")
         else:
             static = self.repo.files.get(name) or self.repo.files.get(
                 normalise_template_name(name) or ""
@@ -300,26 +333,40 @@ class Expander:
                     f"{ref}: source {static.path} is not UTF-8 text; catalogs carry text only",
                     location=at(decl.file, source.line),
                 ) from None
-        tainted = self.ctx.taint != before or self.ctx.contains_secret(content)
+        tainted = ctx.taint != before or (ctx.scanned and ctx.contains_secret(content))
         params["content"] = (
             self._protect(decl, ref, "content", content, source.line) if tainted else content
         )
 
     def _title(self, decl: ResourceDecl, scope: Scope, item: int | None) -> str:
-        before = self.ctx.taint
+        ctx = self.ctx
+        before = ctx.taint
+        value = decl.title
+        if (type(value) is Text or type(value) is Expr) and value.fast is not None:
+            # The common case (``{{ item.name }}``, ``/srv/{{ item }}``) without the general
+            # evaluation; anything unusual (an error, a secret, not a string) goes the long way.
+            try:
+                found = value.fast(scope, self.ev.getattr)
+            except Exception:  # noqa: S110 - evaluated again below, to report the failure
+                pass
+            else:
+                if type(found) is str and ctx.taint == before and not ctx.scanned:
+                    stripped = found.strip()
+                    if stripped:
+                        return stripped
         try:
             title = self.ev.evaluate(decl.title, scope)
         except StewardError as err:
             _reraise(err, f"{_label(decl, item)}: title")
         problem = None
-        if self.ctx.taint != before or self.ctx.contains_secret(title):
+        if ctx.taint != before or (ctx.scanned and ctx.contains_secret(title)):
             problem = "the title must not use secrets (it appears in the catalog)"
         elif type(title) is not str:
             if isinstance(title, bool) or not isinstance(title, str | int | float):
                 problem = f"the title must be a string, got {describe(title)}"
             title = str(title)
         if problem is None:
-            text: str = str(title).strip()
+            text: str = title.strip()
             if text:
                 return text
             problem = "the title is empty"
@@ -344,7 +391,6 @@ class Expander:
     ) -> list[str]:
         before = self.ctx.taint
         value = self._eval(relation.value, scope, ref, ": ", relation.name)
-        where = at(decl.file, relation.line)
         if value is None:
             return []
         refs: list[str] = []
@@ -355,22 +401,22 @@ class Expander:
                 raise ResourceError(
                     f"{ref}: {relation.name} must be a reference like type[title] or a list of "
                     f"them, got {describe(item)}",
-                    location=where,
+                    location=at(decl.file, relation.line),
                 )
             try:
                 refs.append(normalise_ref(item))
             except ValueError as err:
-                raise ResourceError(f"{ref}: {relation.name}: {err}", location=where) from None
+                raise ResourceError(
+                    f"{ref}: {relation.name}: {err}", location=at(decl.file, relation.line)
+                ) from None
         return refs
 
     def _register(
         self, decl: ResourceDecl, ref: str, key: tuple[str, Any], index: int, item: int | None
     ) -> None:
         """Refuse a second declaration of the same resource (by title or by namevar)."""
-        if item is not None:
-            self.items[index] = item
-        other = self.by_ref.get(ref)
-        if other is not None:
+        other = self.by_ref.get(ref, index)
+        if other != index:
             where = at(decl.file, decl.line)
             first = self.resources[other]
             if item is not None and (first.file, first.line) == (decl.file, decl.line):
@@ -383,8 +429,8 @@ class Expander:
                 f"{ref} is declared twice: at {self._where(other)} and at {where}",
                 location=where,
             )
-        other = self.by_namevar.get(key)
-        if other is not None:
+        other = self.by_namevar.get(key, index)
+        if other != index:
             where = at(decl.file, decl.line)
             raise DuplicateResourceError(
                 f"{ref} and {self.refs[other]} manage the same {decl.type} "

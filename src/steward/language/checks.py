@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Any
 
 from steward.catalog.model import make_ref, parse_ref
@@ -68,14 +69,20 @@ def check_profile_value(kind: str, allowed: tuple[Any, ...] | None, value: Any) 
     """Why ``value`` does not fit a profile parameter of ``kind``, or None. Null means unset."""
     if value is None:
         return None
-    ok = {
-        "string": isinstance(value, str),
-        "integer": isinstance(value, int) and not isinstance(value, bool),
-        "boolean": isinstance(value, bool),
-        "list": isinstance(value, list),
-        "map": isinstance(value, dict),
-        "any": True,
-    }[kind]
+    if kind == "string":
+        ok = isinstance(value, str)
+    elif kind == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "boolean":
+        ok = isinstance(value, bool)
+    elif kind == "list":
+        ok = isinstance(value, list)
+    elif kind == "map":
+        ok = isinstance(value, dict)
+    elif kind == "any":
+        ok = True
+    else:
+        raise KeyError(kind)
     if not ok:
         return f"expected {PROFILE_TYPES[kind]}, got {describe(value)}"
     if allowed is not None and not any(same_value(value, choice) for choice in allowed):
@@ -92,8 +99,7 @@ def check_resource_value(param: Param, value: Any) -> str | None:
     return problem
 
 
-def normalise_ref(text: str) -> str:
-    """``Package[ nginx ]`` → ``package[nginx]``; ValueError (with the reason) when invalid."""
+def _normalise_ref(text: str) -> str:
     head, bracket, rest = text.strip().partition("[")
     type_name, title = parse_ref(head.strip().lower() + bracket + rest)
     if type_name not in TYPES:
@@ -104,3 +110,14 @@ def normalise_ref(text: str) -> str:
     if not title:
         raise ValueError(f"{text!r} has an empty title")
     return make_ref(type_name, title)
+
+
+#: Catalogs name the same references over and over (a failure is not memoised).
+_normalise_ref_memo = functools.lru_cache(maxsize=4096)(_normalise_ref)
+
+
+def normalise_ref(text: str) -> str:
+    """``Package[ nginx ]`` → ``package[nginx]``; ValueError (with the reason) when invalid."""
+    if type(text) is str:  # never a SecretText: the memo must not keep a secret alive
+        return _normalise_ref_memo(text)
+    return _normalise_ref(text)

@@ -10,11 +10,13 @@ catalogs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any
 
 from jinja2 import BaseLoader, Environment, StrictUndefined, TemplateNotFound, nodes
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.loaders import split_template_path
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -68,8 +70,55 @@ class DataView(dict[str, Any]):
 _DICT_ATTRIBUTES = frozenset(name for name in dir(dict) if not name.startswith("_"))
 
 
+def is_item_name(attribute: str) -> bool:
+    """Whether ``obj.attribute`` on a dict (or view) is exactly ``obj["attribute"]`` in Jinja:
+    neither a dict method nor a private name (which the sandbox handles itself)."""
+    return attribute not in _DICT_ATTRIBUTES and not attribute.startswith("_")
+
+
+class _ItemNames(dict[str, bool]):
+    """``is_item_name`` memoised: templates use a handful of attribute names, many times."""
+
+    def __missing__(self, attribute: str) -> bool:
+        answer = self[attribute] = is_item_name(attribute)
+        return answer
+
+
+class RepositoryCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with ``obj.name`` inlined for dicts and views.
+
+    Jinja compiles ``obj.name`` to ``environment.getattr(obj, 'name')``: a Python call per
+    attribute, the most frequent operation in a template. When ``name`` is an item name (see
+    :func:`is_item_name`) the generated code reads a dict's item or a view's directly, exactly
+    what :meth:`RepositoryEnvironment.getattr` would do for them, and calls it for anything
+    else (including a dict without that key, which it answers with an Undefined).
+    """
+
+    def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
+        self.writeline(f"from {__name__} import DataView as {_VIEW_CLASS}")
+        super().visit_Template(node, frame)
+
+    @optimizeconst
+    def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:
+        if self.environment.is_async or not is_item_name(node.attr):
+            super().visit_Getattr(node, frame)
+            return
+        value = self.temporary_identifier()
+        attr = repr(node.attr)
+        self.write(f"({value}[{attr}] if (type({value} := ")
+        self.visit(node.node, frame)
+        self.write(
+            f") is dict and {attr} in {value}) or isinstance({value}, {_VIEW_CLASS}) "
+            f"else environment.getattr({value}, {attr}))"
+        )
+
+
+#: The name :class:`DataView` has inside compiled templates.
+_VIEW_CLASS = "_steward_DataView"
+
+
 class RepositoryEnvironment(ImmutableSandboxedEnvironment):
-    """The sandbox, with two shortcuts that keep its semantics exactly.
+    """The sandbox, with shortcuts that keep its semantics exactly.
 
     Jinja layers each template's globals over the environment's with a ChainMap, which every
     include/import iterates to build a context: measurably slow when a catalog renders hundreds
@@ -78,17 +127,25 @@ class RepositoryEnvironment(ImmutableSandboxedEnvironment):
     ``item.name`` on a dict first tries Python's ``getattr`` (raising and catching an
     AttributeError) before falling back to ``item["name"]``; for a dict and a name that is
     neither private nor a dict method the outcome is known, so we go straight to the item.
+    Compiled templates do the same inline (:class:`RepositoryCodeGenerator`).
     """
+
+    code_generator_class = RepositoryCodeGenerator
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._item_names = _ItemNames()
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         return {**self.globals, **(d or {})}
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if (
-            (type(obj) is dict or isinstance(obj, DataView))
-            and attribute not in _DICT_ATTRIBUTES
-            and not attribute.startswith("_")
-        ):
+        if type(obj) is dict:
+            if self._item_names[attribute]:
+                if attribute in obj:
+                    return obj[attribute]
+                return self.undefined(obj=obj, name=attribute)
+        elif isinstance(obj, DataView) and self._item_names[attribute]:
             try:
                 return obj[attribute]
             except (TypeError, LookupError):
@@ -132,6 +189,10 @@ def native_expression_node(tree: nodes.Template) -> nodes.Expr | None:
     return expr
 
 
+#: Names a template resolves itself rather than from its context.
+_SPECIAL_NAMES = frozenset({"self", "loop", "super", "caller", "varargs", "kwargs"})
+
+
 def dotted_path(expr: nodes.Expr) -> tuple[str, ...] | None:
     """``a.b.c`` as ``("a", "b", "c")`` when the expression is just that, else None.
 
@@ -144,7 +205,7 @@ def dotted_path(expr: nodes.Expr) -> tuple[str, ...] | None:
             return None
         parts.append(expr.attr)
         expr = expr.node
-    if not isinstance(expr, nodes.Name) or expr.ctx != "load":
+    if not isinstance(expr, nodes.Name) or expr.ctx != "load" or expr.name in _SPECIAL_NAMES:
         return None
     parts.append(expr.name)
     return tuple(reversed(parts))
@@ -164,6 +225,79 @@ def simple_parts(tree: nodes.Template) -> tuple[str | tuple[str, ...], ...] | No
             return None
         parts.append(path)
     return tuple(parts)
+
+
+#: ``environment.getattr``, which a fast path calls for anything but a dict item.
+GetAttr = Callable[[Any, str], Any]
+#: A compiled fast path: (scope, getattr) → value; raises when Jinja must take over.
+FastPath = Callable[[Mapping[str, Any], GetAttr], Any]
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_path(path: tuple[str, ...]) -> FastPath:
+    """``a.b.c`` as straight-line Python with ``environment.getattr``'s semantics.
+
+    The root name is read from the scope (a KeyError when it is missing) and each attribute
+    goes through ``getattr`` (the environment's, sandbox and all), except an item of a dict or
+    view whose name is neither private nor a dict method, read directly as the environment's
+    ``getattr`` would. A missing item raises (KeyError) or gives a StrictUndefined (views):
+    either way the caller lets Jinja evaluate it again, to report the failure as it does.
+    """
+    return _compile([path], "return v0")
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_parts(parts: tuple[str | tuple[str, ...], ...]) -> FastPath:
+    """Literal text and dotted paths (see :func:`simple_parts`) concatenated as Jinja would.
+
+    Each path is converted with ``str`` right after it is read, in order, exactly like the
+    ``yield str(...)`` of a compiled template; a StrictUndefined raises there.
+    """
+    literals = [part for part in parts if isinstance(part, str)]
+    paths = [part for part in parts if not isinstance(part, str)]
+    pieces: list[str] = []
+    literal = path = 0
+    for part in parts:
+        if isinstance(part, str):
+            pieces.append(f"{{c{literal}}}")
+            literal += 1
+        else:
+            pieces.append(f"{{v{path}}}")
+            path += 1
+    return _compile(paths, f"return f{''.join(pieces)!r}", literals, text=True)
+
+
+def _compile(
+    paths: list[tuple[str, ...]],
+    result: str,
+    literals: list[str] | None = None,
+    *,
+    text: bool = False,
+) -> FastPath:
+    lines = ["def fast(scope, getattr_):"]
+    for index, path in enumerate(paths):
+        name = f"v{index}"
+        lines.append(f"    {name} = scope[{path[0]!r}]")
+        for attribute in path[1:]:
+            if is_item_name(attribute):
+                lines.append(
+                    f"    {name} = {name}[{attribute!r}] if type({name}) is dict "
+                    f"or isinstance({name}, DataView) else getattr_({name}, {attribute!r})"
+                )
+            else:
+                lines.append(f"    {name} = getattr_({name}, {attribute!r})")
+        if text:
+            lines.append(f"    {name} = str({name})")
+    lines.append(f"    {result}")
+    namespace: dict[str, Any] = {
+        "DataView": DataView,
+        "__builtins__": {"dict": dict, "isinstance": isinstance, "str": str, "type": type},
+    }
+    for index, literal in enumerate(literals or ()):
+        namespace[f"c{index}"] = literal
+    exec("\n".join(lines), namespace)  # noqa: S102 - names and text come from repr()
+    fast: FastPath = namespace["fast"]
+    return fast
 
 
 def native_template(env: Environment, expr: nodes.Expr) -> Any:

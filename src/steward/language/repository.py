@@ -12,7 +12,7 @@ import fnmatch
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -30,7 +30,13 @@ from steward.language.errors import (
     at,
     did_you_mean,
 )
-from steward.language.jinja import TEMPLATES_DIR, make_environment
+from steward.language.jinja import (
+    TEMPLATES_DIR,
+    FastPath,
+    compile_parts,
+    make_environment,
+    simple_parts,
+)
 from steward.language.models import (
     ClassificationFile,
     DefaultSpec,
@@ -163,6 +169,9 @@ class ResourceDecl:
     for_each: ResourceParam | None
     #: ``template:`` or ``source:`` (file only), rendered into ``content``.
     content_source: ResourceParam | None
+    #: ``static_params`` as a dict, which the compiler copies for each instance (never
+    #: modified itself).
+    static_mapping: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +259,9 @@ class TemplateFile:
     digest: str
     #: Repository paths of this template and every template it includes/imports/extends.
     closure: tuple[str, ...]
+    #: When the template is only text and dotted names, the same text without a Jinja
+    #: render (see :func:`steward.language.jinja.compile_parts`).
+    fast: FastPath | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,11 +443,16 @@ class _Loader:
     ) -> dict[str, TemplateFile]:
         direct: dict[str, set[str]] = {}
         compiled: dict[str, Template] = {}
+        fast: dict[str, FastPath] = {}
         for name, text in sources.items():
             path = f"{TEMPLATES_DIR}/{name}"
             try:
-                refs = set(meta.find_referenced_templates(env.parse(text, name, path)))
+                tree = env.parse(text, name, path)
+                refs = set(meta.find_referenced_templates(tree))
                 compiled[name] = env.get_template(name)
+                parts = simple_parts(tree)
+                if parts is not None:
+                    fast[name] = compile_parts(parts)
             except TemplateSyntaxError as err:
                 raise TemplateError(
                     f"Jinja syntax error: {err.message}", location=at(path, err.lineno)
@@ -450,6 +467,7 @@ class _Loader:
                 template=compiled[name],
                 digest=self.digests[f"{TEMPLATES_DIR}/{name}"],
                 closure=tuple(sorted(f"{TEMPLATES_DIR}/{n}" for n in closure if n in sources)),
+                fast=fast.get(name),
             )
         return result
 
@@ -753,6 +771,7 @@ def _resource(
         when=special.get("when"),
         for_each=special.get("for_each"),
         content_source=special.get("template") or special.get("source"),
+        static_mapping=dict(static),
     )
 
 

@@ -16,6 +16,9 @@ from jinja2 import Environment, Template, TemplateSyntaxError, meta
 
 from steward.language.errors import RepositoryError, at
 from steward.language.jinja import (
+    FastPath,
+    compile_parts,
+    compile_path,
     dotted_path,
     has_jinja,
     native_expression_node,
@@ -46,6 +49,8 @@ class Expr:
     #: Set when the expression is a plain dotted name, evaluated without a Jinja context.
     path: tuple[str, ...] | None
     includes: tuple[str, ...]
+    #: ``path`` compiled (:func:`steward.language.jinja.compile_path`).
+    fast: FastPath | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,8 @@ class Text:
     parts: tuple[str | tuple[str, ...], ...] | None
     #: Templates under templates/ it includes or imports (for the catalog's inputs).
     includes: tuple[str, ...]
+    #: ``parts`` compiled (:func:`steward.language.jinja.compile_parts`).
+    fast: FastPath | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,21 +158,25 @@ def compile_string(text: str, path: tuple[Any, ...], source: SourceMap, env: Env
         expr = native_expression_node(tree)
         includes = _referenced_templates(tree)
         if expr is not None:
+            dotted = dotted_path(expr)
             return Expr(
                 source=text,
                 template=native_template(env, expr),
                 file=source.file,
                 line=source.text_line(path),
-                path=dotted_path(expr),
+                path=dotted,
                 includes=includes,
+                fast=compile_path(dotted) if dotted is not None else None,
             )
+        parts = simple_parts(tree)
         return Text(
             source=text,
             template=env.from_string(text),
             file=source.file,
             line=source.text_line(path),
-            parts=simple_parts(tree),
+            parts=parts,
             includes=includes,
+            fast=compile_parts(parts) if parts is not None else None,
         )
     except TemplateSyntaxError as err:
         line = source.text_line(path, err.lineno or 1)
