@@ -53,6 +53,7 @@ def run(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
     total_bytes = 0
     gc.collect()
     started = time.perf_counter()
+    cpu_started = time.process_time()
     for name, facts in fact_sets[WARMUP_NODES:]:
         start = time.perf_counter()
         # The wire form: compact canonical JSON, as a server ships it.
@@ -60,8 +61,13 @@ def run(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
         per_catalog.append(time.perf_counter() - start)
         total_bytes += len(text)
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     rate = nodes / elapsed
-    ctx.progress(f"{nodes} catalogs in {elapsed:.2f} s: {rate:.0f}/s")
+    # Per core means per CPU-second of this process: on a shared machine the wall clock also
+    # counts time the scheduler gave to other processes, the CPU time does not.
+    cpu_rate = nodes / cpu
+    ctx.progress(f"{nodes} catalogs in {elapsed:.2f} s wall ({rate:.0f}/s), {cpu:.2f} s CPU "
+                 f"({cpu_rate:.0f}/s)")
 
     # What the human-readable form (dumps()'s default indent=2) would add per catalog: the
     # json module's C encoder only serves compact output, indenting runs in pure Python.
@@ -74,13 +80,14 @@ def run(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
     rows = [
         Row(
             "compile",
-            f"catalogs/s, one core, {expected}-resource nodes ({nodes} nodes, compile + "
+            f"catalogs per CPU-second, {expected}-resource nodes ({nodes} nodes, compile + "
             "compact dumps)",
-            rate,
+            cpu_rate,
             "catalogs/s",
             budget=f">= {BUDGET_PER_SECOND:.0f}/s",
-            passed=check(rate, at_least=BUDGET_PER_SECOND),
-            note=f"median {median(per_catalog) * 1000:.2f} ms per catalog, "
+            passed=check(cpu_rate, at_least=BUDGET_PER_SECOND),
+            note=f"wall clock {rate:.0f}/s; median {median(per_catalog) * 1000:.2f} ms per "
+            "catalog, "
             f"{total_bytes / nodes / 1024:.0f} KiB each; an indented dumps() would add "
             f"{median(pretty) * 1000:.1f} ms",
         ),
@@ -91,6 +98,9 @@ def run(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
         "nodes": nodes,
         "resources_per_catalog": expected,
         "elapsed": elapsed,
+        "cpu_seconds": cpu,
+        "rate_wall": rate,
+        "rate_cpu": cpu_rate,
         "per_catalog": {k: v for k, v in series(per_catalog).items() if k != "samples"},
         "load": series(load_times),
         "catalog_bytes_mean": total_bytes / nodes,
