@@ -11,16 +11,20 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "steward"
 
 #: Node-side packages: shipped to hosts with only python3.
-STDLIB_ONLY = ("catalog", "engine", "facts")
+STDLIB_ONLY = ("catalog", "engine", "facts", "agent")
 #: What each node-side package may import from steward itself.
 ALLOWED_INTERNAL = {
     "catalog": {"steward.catalog", "steward.errors"},
     "engine": {"steward.catalog", "steward.errors", "steward.engine", "steward.facts",
                "steward"},
     "facts": {"steward.facts", "steward.errors", "steward"},
+    "agent": {"steward.agent", "steward.catalog", "steward.engine", "steward.facts",
+              "steward.errors", "steward"},
 }
 #: Layer order: a package may import only from packages at the same or an earlier position.
-LAYERS = ["errors", "catalog", "language", "secrets", "compiler", "facts", "engine", "demo", "cli"]
+#: (``query`` precedes ``store``: the store runs the query compiler; the compiler needs no store.)
+LAYERS = ["errors", "catalog", "language", "secrets", "compiler", "facts", "engine", "agent",
+          "transport", "query", "store", "server", "demo", "cli"]
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from steward.cli.server_cmds import register as register_server_commands
 from steward.errors import StewardError, UsageError
 
 app = typer.Typer(
@@ -160,6 +161,10 @@ def facts(ctx: typer.Context) -> None:
     from steward.engine.cli import main as node_main
 
     raise typer.Exit(node_main(["facts", *ctx.args]))
+
+
+# The control plane: init, server, node, token, query, agent (see cli/server_cmds.py).
+register_server_commands(app)
 
 
 def run(argv: list[str]) -> int:

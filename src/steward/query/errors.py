@@ -1,0 +1,20 @@
+"""Errors a query's author can fix: bad syntax, unknown entities or fields, wrong types."""
+
+from __future__ import annotations
+
+from steward.errors import StewardError
+
+
+class QueryError(StewardError):
+    """A query that cannot run as written; the message names the entity, field or value."""
+
+    exit_code = 65
+
+
+class QuerySyntaxError(QueryError):
+    """PQL text that does not parse; carries the 1-based line and column of the problem."""
+
+    def __init__(self, message: str, *, line: int, column: int) -> None:
+        self.line = line
+        self.column = column
+        super().__init__(message)

@@ -1,0 +1,521 @@
+"""The FastAPI application, built by :func:`create_app` from a :class:`ServerConfig`.
+
+Every route requires a token (``Authorization: Bearer TOKEN``, or ``X-Authentication: TOKEN``
+as PuppetDB/PE clients send it). The one exception is ``POST /api/v1/enroll`` without a
+token, which can only create a *pending* request that grants nothing until an operator
+approves it (as anyone may submit a CSR to a Puppet CA). Authorisation is by identity kind:
+
+* admin: everything; operator: everything but minting operator tokens;
+* node: its own catalog, facts, reports and run-now long poll, nothing else;
+* join: ``POST /api/v1/enroll`` only; enrollment poll: its own request only.
+
+A refusal of an authenticated request is HTTP 403 and a row in the append-only audit log;
+an unknown, expired or revoked token is HTTP 401 and audited too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, NoReturn
+
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from steward import __version__
+from steward.errors import StewardError
+from steward.server import pdb
+from steward.server.auth import AuthenticationError, Identity
+from steward.server.config import ServerConfig
+from steward.server.db import utcnow
+from steward.server.enrollment import check_certname
+from steward.server.errors import ConfigError, EnrollmentError, NotFoundError
+from steward.server.runs import RunSignals
+from steward.server.scheduler import SshScheduler
+from steward.server.services import Services, build_services
+
+log = logging.getLogger("steward.server")
+
+_bearer = HTTPBearer(auto_error=False, description="A Steward token")
+_x_auth = APIKeyHeader(name="X-Authentication", auto_error=False,
+                       description="A Steward token, as PuppetDB/PE clients send it")
+
+
+class AppState:
+    """Per-application state, reachable from requests as ``request.app.state.steward``."""
+
+    def __init__(self, config: ServerConfig, services: Services | None) -> None:
+        self.config = config
+        self._services = services
+        self.signals: RunSignals | None = None
+        self.scheduler: SshScheduler | None = None
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("the application has not started")
+        return self._services
+
+
+# -- request bodies --------------------------------------------------------------------------
+
+
+class EnrollRequest(BaseModel):
+    certname: str = Field(description="The node's name; its credential is bound to it")
+    facts: dict[str, Any] | None = Field(default=None, description="For the operator to check")
+
+
+class FactsUpload(BaseModel):
+    values: dict[str, Any] = Field(description="The node's facts (as 'steward facts' prints)")
+    environment: str | None = None
+    producer_timestamp: datetime | None = None
+
+
+class TokenCreate(BaseModel):
+    kind: Literal["join", "operator"]
+    name: str = Field(min_length=1, max_length=255)
+    expires_in: float | None = Field(
+        default=None, gt=0, description="Seconds; join tokens default to 24 hours"
+    )
+    max_uses: int | None = Field(default=None, ge=1, description="Join tokens only")
+
+
+class SshNode(BaseModel):
+    certname: str
+    host: str
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = "root"
+    key_file: str | None = Field(default=None, description="Private key on the server")
+    sudo: bool = False
+    python: str = "python3"
+    known_hosts: str | None = Field(
+        default=None, description="An OpenSSH known_hosts file (on the server) to trust"
+    )
+    trust_on_first_use: bool = Field(
+        default=False, description="Record the host key on first contact instead of refusing"
+    )
+    environment: str | None = None
+
+
+class RunRequestBody(BaseModel):
+    noop: bool = False
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.steward
+    return state
+
+
+def _services(request: Request) -> Services:
+    return _state(request).services
+
+
+def _remote(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _deny(request: Request, identity: Identity | None, action: str, target: str | None,
+          reason: str, status: int = 403) -> NoReturn:
+    _services(request).audit.record(actor=identity, action=action, target=target,
+                                    outcome="denied", reason=reason, remote=_remote(request))
+    raise HTTPException(status_code=status, detail=reason)
+
+
+def _allowed(request: Request, identity: Identity, action: str, target: str | None,
+             reason: str | None = None) -> None:
+    _services(request).audit.record(actor=identity, action=action, target=target,
+                                    outcome="allowed", reason=reason, remote=_remote(request))
+
+
+def _token(bearer: HTTPAuthorizationCredentials | None, x_auth: str | None) -> str | None:
+    if bearer is not None and bearer.credentials:
+        return bearer.credentials
+    return x_auth or None
+
+
+def _action(request: Request) -> str:
+    return f"{request.method} {request.url.path}"
+
+
+def _json(document: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str),
+                    status_code=status, media_type="application/json", headers=headers)
+
+
+# -- authentication and authorisation dependencies -----------------------------------------
+
+
+def authenticated(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    x_auth: Annotated[str | None, Depends(_x_auth)],
+) -> Identity:
+    token = _token(bearer, x_auth)
+    if token is None:
+        raise HTTPException(
+            status_code=401,
+            detail="authentication required: send 'Authorization: Bearer TOKEN' "
+                   "(or 'X-Authentication: TOKEN')",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        return _services(request).tokens.authenticate(token)
+    except AuthenticationError as exc:
+        _deny(request, None, _action(request), None, f"invalid credentials: {exc}", status=401)
+
+
+Authenticated = Annotated[Identity, Depends(authenticated)]
+
+
+def operator(request: Request, identity: Authenticated) -> Identity:
+    if not identity.is_operator:
+        _deny(request, identity, _action(request), None,
+              f"{identity.kind} credentials cannot use this endpoint; it needs an operator")
+    return identity
+
+
+def admin(request: Request, identity: Authenticated) -> Identity:
+    if identity.kind != "admin":
+        _deny(request, identity, _action(request), None, "this endpoint needs an admin token")
+    return identity
+
+
+def node_self(request: Request, certname: str, identity: Authenticated) -> Identity:
+    """Only the node itself: a node credential is bound to exactly one certname."""
+    if identity.kind == "node" and identity.certname == certname:
+        return identity
+    if identity.kind == "node":
+        reason = (f"node {identity.certname!r} may not act for node {certname!r}: a node "
+                  "credential reaches only its own catalog, facts and reports")
+    else:
+        reason = f"only node {certname!r} itself may use this endpoint"
+    _deny(request, identity, _action(request), certname, reason)
+
+
+def node_or_operator(request: Request, certname: str, identity: Authenticated) -> Identity:
+    if identity.is_operator or (identity.kind == "node" and identity.certname == certname):
+        return identity
+    _deny(request, identity, _action(request), certname,
+          f"{identity.label} may not read node {certname!r}")
+
+
+Operator = Annotated[Identity, Depends(operator)]
+Admin = Annotated[Identity, Depends(admin)]
+NodeSelf = Annotated[Identity, Depends(node_self)]
+NodeOrOperator = Annotated[Identity, Depends(node_or_operator)]
+
+
+# -- the factory -----------------------------------------------------------------------------
+
+
+def create_app(config: ServerConfig, *, services: Services | None = None) -> FastAPI:
+    """Build the application; ``services`` (already migrated) may be passed by tests."""
+    state = AppState(config, services)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        owned = state._services is None
+        if owned:
+            state._services = await run_in_threadpool(build_services, config)
+        state.signals = RunSignals(state.services.engine)
+        state.scheduler = SshScheduler(state.services, state.signals)
+        task = asyncio.create_task(state.scheduler.run(), name="steward-ssh-scheduler")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if owned:
+                state.services.close()
+                state._services = None
+
+    app = FastAPI(
+        title="Steward control plane",
+        version=__version__,
+        summary="Enrollment, server-side catalogs, reports and PuppetDB-compatible queries.",
+        docs_url=None, redoc_url=None, openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.steward = state
+    _install_error_handlers(app)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(_identity: Authenticated) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/api/v1/whoami", tags=["identity"])
+    def whoami(identity: Authenticated) -> dict[str, Any]:
+        """The identity behind the token sent (a cheap way to check a credential)."""
+        return {"kind": identity.kind, "name": identity.name, "certname": identity.certname,
+                "token_id": identity.token_id}
+
+    @app.get("/api/v1/status", tags=["identity"])
+    def status(request: Request, _identity: Operator) -> dict[str, Any]:
+        svc = _services(request)
+        return {"version": __version__, "repo": str(config.repo_path),
+                "catalog_cache": {"hits": svc.catalogs.hits, "misses": svc.catalogs.misses},
+                "nodes": len(svc.enrollment.list_nodes())}
+
+    _enrollment_routes(app)
+    _node_routes(app, config)
+    _operator_routes(app)
+    app.include_router(pdb.build_router(_services, operator))
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    statuses: list[tuple[type[StewardError], int]] = [
+        (AuthenticationError, 401), (NotFoundError, 404), (EnrollmentError, 409),
+        (ConfigError, 500),
+    ]
+
+    @app.exception_handler(StewardError)
+    async def steward_error(_request: Request, exc: StewardError) -> Response:
+        status = next((code for cls, code in statuses if isinstance(exc, cls)), 400)
+        return _json({"error": str(exc)}, status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        return _json({"error": exc.detail}, exc.status_code, headers=dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> Response:
+        # Where and what, never the submitted values: a body may carry facts or tokens.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg')}"
+            for error in exc.errors()
+        )
+        return _json({"error": f"invalid request: {problems}"}, 422)
+
+
+def _enrollment_routes(app: FastAPI) -> None:
+    @app.post("/api/v1/enroll", tags=["enrollment"], status_code=200)
+    def enroll(
+        request: Request,
+        body: EnrollRequest,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        x_auth: Annotated[str | None, Depends(_x_auth)],
+    ) -> Response:
+        """Ask to enroll. With a join token: approved at once (200, the node credential).
+
+        Without a token: a pending request (202, a poll token for GET /api/v1/enroll/{id}).
+        """
+        svc = _services(request)
+        join: Identity | None = None
+        token = _token(bearer, x_auth)
+        if token is not None:
+            join = authenticated(request, bearer, x_auth)
+            if join.kind != "join":
+                _deny(request, join, "enroll", body.certname,
+                      "only a join token (or no token) can be used to enroll")
+        try:
+            result = svc.enrollment.request(body.certname, body.facts, join=join,
+                                            remote=_remote(request))
+        except EnrollmentError as exc:
+            svc.audit.record(actor=join, action="enroll", target=body.certname[:255],
+                             outcome="denied", reason=str(exc), remote=_remote(request))
+            raise
+        svc.audit.record(actor=join, action="enroll", target=body.certname,
+                         outcome="allowed", reason=result["status"], remote=_remote(request))
+        return _json(result, 200 if result["status"] == "approved" else 202,
+                     headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/v1/enroll/{request_id}", tags=["enrollment"])
+    def enroll_status(request: Request, request_id: str, identity: Authenticated) -> Response:
+        """Poll a pending request with its poll token; collects the credential once approved."""
+        if identity.kind != "enrollment":
+            _deny(request, identity, "enroll.poll", request_id,
+                  "only the request's own poll token can read an enrollment request")
+        result = _services(request).enrollment.collect(request_id, identity)
+        return _json(result, headers={"Cache-Control": "no-store"})
+
+
+def _node_routes(app: FastAPI, config: ServerConfig) -> None:
+    @app.put("/api/v1/nodes/{certname}/facts", tags=["nodes"])
+    def put_facts(request: Request, certname: str, body: FactsUpload,
+                  _identity: NodeSelf) -> dict[str, Any]:
+        """Replace the node's facts (the input of its next catalog)."""
+        svc = _services(request)
+        node = svc.enrollment.get(certname)
+        environment = (body.environment or node["environment"] or node["last_environment"]
+                       or svc.catalogs.default_environment())
+        stamp = body.producer_timestamp or utcnow()
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        svc.store.replace_facts(certname, environment, body.values, stamp)
+        svc.enrollment.touch(certname, last_seen_at=utcnow())
+        return {"certname": certname, "environment": environment}
+
+    @app.get("/api/v1/nodes/{certname}/catalog", tags=["nodes"])
+    def get_catalog(request: Request, certname: str, _identity: NodeSelf) -> Response:
+        """Compile (or serve from cache) the node's catalog from its latest facts.
+
+        The answer includes the catalog's sensitive values: only the node itself gets them.
+        """
+        svc = _services(request)
+        node = svc.enrollment.get(certname)
+        facts = svc.store.latest_facts(certname)
+        if facts is None:
+            raise HTTPException(409, f"no facts for node {certname!r} yet: upload facts "
+                                     "(PUT /api/v1/nodes/{certname}/facts) first")
+        try:
+            compiled = svc.catalogs.compile(certname, facts, node["environment"])
+        except StewardError as exc:
+            raise HTTPException(422, f"compiling the catalog of {certname!r} failed: {exc}") \
+                from None
+        catalog = compiled.result.catalog
+        document = catalog.to_json()
+        if node["last_catalog_hash"] != catalog.hash:
+            svc.store.replace_catalog(document, utcnow())
+            svc.enrollment.touch(certname, last_catalog_hash=catalog.hash,
+                                 last_environment=catalog.environment)
+        return _json(
+            {"catalog": document, "sensitive_values": compiled.result.sensitive_values,
+             "input_hash": compiled.input_hash, "cached": compiled.cached},
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @app.post("/api/v1/nodes/{certname}/reports", tags=["nodes"], status_code=201)
+    def post_report(request: Request, certname: str,
+                    report: Annotated[dict[str, Any], Body()],
+                    identity: NodeSelf) -> Response:
+        """Store a run report (idempotent on its transaction_uuid)."""
+        svc = _services(request)
+        if report.get("node") != certname:
+            _deny(request, identity, "report.submit", certname,
+                  f"the report is for node {str(report.get('node'))[:255]!r}, not {certname!r}")
+        stored = svc.store.store_report(report)
+        svc.enrollment.touch(certname, last_seen_at=utcnow(), last_run_at=utcnow())
+        return _json({"certname": certname, "stored": stored,
+                      "transaction_uuid": report.get("transaction_uuid")}, 201)
+
+    @app.get("/api/v1/nodes/{certname}/run-wait", tags=["nodes"])
+    async def run_wait(
+        request: Request,
+        certname: str,
+        _identity: NodeSelf,
+        timeout: Annotated[float, Query(ge=0, le=300)] = 25.0,
+    ) -> dict[str, Any]:
+        """Long poll: answers as soon as an operator asks this node to run, or at timeout."""
+        signals = _state(request).signals
+        assert signals is not None
+        claimed = await signals.wait(certname, min(timeout, config.long_poll_seconds))
+        if claimed is None:
+            return {"run": False}
+        return {"run": True, "noop": claimed.noop, "requested_by": claimed.requested_by,
+                "request_ids": list(claimed.ids)}
+
+    @app.get("/api/v1/nodes/{certname}", tags=["nodes"])
+    def get_node(request: Request, certname: str, _identity: NodeOrOperator) -> dict[str, Any]:
+        return _services(request).enrollment.get(certname)
+
+
+def _operator_routes(app: FastAPI) -> None:
+    @app.get("/api/v1/nodes", tags=["operators"])
+    def list_nodes(request: Request, _identity: Operator,
+                   status: str | None = None) -> list[dict[str, Any]]:
+        """Every node with its enrollment status, including pending requests."""
+        return _services(request).enrollment.list_nodes(status=status)
+
+    @app.post("/api/v1/nodes", tags=["operators"], status_code=201)
+    def add_ssh_node(request: Request, body: SshNode, identity: Operator) -> dict[str, Any]:
+        """Add an agentless node, reached over SSH by the server's scheduler."""
+        check_certname(body.certname)
+        result = _services(request).enrollment.register_ssh(
+            body.certname,
+            body.model_dump(exclude={"certname", "environment"}),
+            identity, body.environment,
+        )
+        _allowed(request, identity, "node.add_ssh", body.certname)
+        return result
+
+    @app.post("/api/v1/nodes/{certname}/approve", tags=["operators"])
+    def approve(request: Request, certname: str, identity: Operator) -> dict[str, Any]:
+        result = _services(request).enrollment.approve(certname, identity)
+        _allowed(request, identity, "node.approve", certname)
+        return result
+
+    @app.post("/api/v1/nodes/{certname}/revoke", tags=["operators"])
+    def revoke(request: Request, certname: str, identity: Operator) -> dict[str, Any]:
+        """Revoke the node's credentials; its next request is refused."""
+        result = _services(request).enrollment.revoke(certname, identity)
+        _allowed(request, identity, "node.revoke", certname)
+        return result
+
+    @app.post("/api/v1/nodes/{certname}/run", tags=["operators"], status_code=202)
+    async def run_now(request: Request, certname: str, identity: Operator,
+                      body: RunRequestBody | None = None) -> dict[str, Any]:
+        """Ask the node to run now; a listening agent starts within seconds."""
+        svc = _services(request)
+        node_status = await run_in_threadpool(svc.enrollment.status_of, certname)
+        if node_status is None:
+            raise NotFoundError(f"no node named {certname!r}")
+        if node_status != "approved":
+            raise EnrollmentError(f"node {certname!r} is {node_status}, not approved")
+        signals = _state(request).signals
+        assert signals is not None
+        noop = body.noop if body is not None else False
+        request_id = await signals.request(certname, identity.label, noop=noop)
+        await run_in_threadpool(_allowed, request, identity, "node.run", certname)
+        return {"certname": certname, "request_id": request_id, "noop": noop}
+
+    @app.post("/api/v1/tokens", tags=["operators"], status_code=201)
+    def create_token(request: Request, body: TokenCreate, identity: Operator) -> Response:
+        """Mint a join or operator token; the answer is the only time it is shown."""
+        if body.kind == "operator" and identity.kind != "admin":
+            _deny(request, identity, "token.create", body.name,
+                  "only an admin can create operator tokens")
+        if body.max_uses is not None and body.kind != "join":
+            raise HTTPException(400, "max_uses applies to join tokens only")
+        expires_in = body.expires_in
+        if expires_in is None and body.kind == "join":
+            expires_in = 24 * 3600.0
+        created = _services(request).tokens.create(
+            body.kind, body.name, created_by=identity.label,
+            expires_in=timedelta(seconds=expires_in) if expires_in else None,
+            max_uses=body.max_uses,
+        )
+        _allowed(request, identity, "token.create", f"{body.kind}:{body.name}",
+                 reason=f"token id {created['id']}")
+        return _json(created, 201, headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/v1/tokens", tags=["operators"])
+    def list_tokens(request: Request, _identity: Admin,
+                    include_revoked: bool = False) -> list[dict[str, Any]]:
+        """Token metadata (never the tokens or their hashes)."""
+        return _services(request).tokens.list_tokens(include_revoked=include_revoked)
+
+    @app.delete("/api/v1/tokens/{token_id}", tags=["operators"])
+    def revoke_token(request: Request, token_id: str, identity: Operator) -> dict[str, Any]:
+        svc = _services(request)
+        token = svc.tokens.get(token_id)
+        if identity.kind != "admin" and token["kind"] != "join":
+            _deny(request, identity, "token.revoke", token_id,
+                  "operators can revoke join tokens only")
+        result = svc.tokens.revoke(token_id)
+        _allowed(request, identity, "token.revoke", token_id)
+        return result
+
+    @app.get("/api/v1/audit", tags=["operators"])
+    def audit_log(
+        request: Request,
+        _identity: Operator,
+        outcome: Literal["allowed", "denied"] | None = None,
+        actor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """The audit log, newest first (denials and operator actions)."""
+        return _services(request).audit.entries(outcome=outcome, actor=actor, limit=limit)

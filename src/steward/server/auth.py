@@ -1,0 +1,253 @@
+"""Tokens, the identities they stand for, and the append-only audit log.
+
+A token is 32 random bytes behind a prefix naming its kind (``stwa_`` admin, ``stwo_``
+operator, ``stwn_`` node, ``stwj_`` join, ``stwe_`` enrollment poll), so a leaked one is
+recognisable by secret scanners. The server stores only its SHA-256: the tokens are random,
+not passwords, so a fast hash is as strong as a slow one and keeps every request cheap.
+Tokens are looked up on every request (no cache), which is what makes revocation take effect
+on the very next request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+
+from steward.errors import StewardError
+from steward.server import db
+from steward.server.db import utcnow
+from steward.server.errors import NotFoundError
+
+KINDS = ("admin", "operator", "node", "join", "enrollment")
+PREFIXES = {"admin": "stwa_", "operator": "stwo_", "node": "stwn_", "join": "stwj_",
+            "enrollment": "stwe_"}
+#: Kinds that may act on any node and read the store.
+OPERATOR_KINDS = frozenset({"admin", "operator"})
+#: last_used_at is refreshed at most this often, so reads do not become writes.
+_TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+class AuthenticationError(StewardError):
+    """The request carries no token, or one that is unknown, expired or revoked (HTTP 401)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a request is from: a token's kind and name, and for nodes their certname."""
+
+    kind: str
+    token_id: str
+    name: str
+    certname: str | None = None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.kind in OPERATOR_KINDS
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+def new_token(kind: str) -> str:
+    return PREFIXES[kind] + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def insert_token(
+    conn: Connection,
+    kind: str,
+    name: str,
+    *,
+    certname: str | None = None,
+    created_by: str | None = None,
+    expires_at: datetime | None = None,
+    max_uses: int | None = None,
+) -> tuple[str, str]:
+    """Mint a token inside the caller's transaction; returns ``(token, id)``.
+
+    The plaintext exists only in the return value: the caller hands it out once.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown token kind {kind!r}")
+    token = new_token(kind)
+    token_id = new_id()
+    conn.execute(insert(db.tokens).values(
+        id=token_id, kind=kind, name=name, token_hash=hash_token(token), certname=certname,
+        created_at=utcnow(), created_by=created_by, expires_at=expires_at, max_uses=max_uses,
+        uses=0,
+    ))
+    return token, token_id
+
+
+def _token_public(row: Any) -> dict[str, Any]:
+    """A token's metadata, never its hash."""
+    return {
+        "id": row.id, "kind": row.kind, "name": row.name, "certname": row.certname,
+        "created_at": iso(row.created_at), "created_by": row.created_by,
+        "expires_at": iso(row.expires_at), "revoked_at": iso(row.revoked_at),
+        "max_uses": row.max_uses, "uses": row.uses, "last_used_at": iso(row.last_used_at),
+    }
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+class Tokens:
+    """Token minting, authentication and revocation over the server's database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(
+        self,
+        kind: str,
+        name: str,
+        *,
+        created_by: str | None = None,
+        expires_in: timedelta | None = None,
+        max_uses: int | None = None,
+        certname: str | None = None,
+    ) -> dict[str, Any]:
+        """Mint a token; the result holds the plaintext, which is never retrievable again."""
+        expires_at = utcnow() + expires_in if expires_in is not None else None
+        with self.engine.begin() as conn:
+            token, token_id = insert_token(
+                conn, kind, name, certname=certname, created_by=created_by,
+                expires_at=expires_at, max_uses=max_uses,
+            )
+            row = conn.execute(select(db.tokens).where(db.tokens.c.id == token_id)).one()
+        return {**_token_public(row), "token": token}
+
+    def authenticate(self, token: str) -> Identity:
+        """The identity behind ``token``; :class:`AuthenticationError` says why not."""
+        now = utcnow()
+        with db.reading(self.engine) as conn:
+            row = conn.execute(
+                select(db.tokens).where(db.tokens.c.token_hash == hash_token(token))
+            ).one_or_none()
+        if row is None:
+            raise AuthenticationError("unknown token")
+        if row.revoked_at is not None:
+            raise AuthenticationError(f"token {row.id} has been revoked")
+        if row.expires_at is not None and row.expires_at <= now:
+            raise AuthenticationError(f"token {row.id} expired at {iso(row.expires_at)}")
+        if row.max_uses is not None and row.uses >= row.max_uses:
+            raise AuthenticationError(f"token {row.id} has been used up")
+        if row.last_used_at is None or now - row.last_used_at > _TOUCH_INTERVAL:
+            with self.engine.begin() as conn:
+                conn.execute(update(db.tokens).where(db.tokens.c.id == row.id)
+                             .values(last_used_at=now))
+        return Identity(kind=row.kind, token_id=row.id, name=row.name, certname=row.certname)
+
+    def list_tokens(self, *, include_revoked: bool = False) -> list[dict[str, Any]]:
+        query = select(db.tokens).order_by(db.tokens.c.created_at, db.tokens.c.id)
+        if not include_revoked:
+            query = query.where(db.tokens.c.revoked_at.is_(None))
+        with db.reading(self.engine) as conn:
+            return [_token_public(row) for row in conn.execute(query)]
+
+    def get(self, token_id: str) -> dict[str, Any]:
+        with db.reading(self.engine) as conn:
+            row = conn.execute(select(db.tokens).where(db.tokens.c.id == token_id)).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no token with id {token_id!r}")
+        return _token_public(row)
+
+    def revoke(self, token_id: str) -> dict[str, Any]:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(db.tokens)
+                .where(and_(db.tokens.c.id == token_id, db.tokens.c.revoked_at.is_(None)))
+                .values(revoked_at=utcnow())
+            )
+            if result.rowcount == 0:
+                exists = conn.execute(
+                    select(db.tokens.c.id).where(db.tokens.c.id == token_id)
+                ).one_or_none()
+                if exists is None:
+                    raise NotFoundError(f"no token with id {token_id!r}")
+        return self.get(token_id)
+
+
+def consume_token(conn: Connection, token_id: str) -> bool:
+    """Count one use of a limited token atomically; False when none was left."""
+    now = utcnow()
+    t = db.tokens.c
+    result = conn.execute(
+        update(db.tokens)
+        .where(and_(t.id == token_id, t.revoked_at.is_(None),
+                    or_(t.max_uses.is_(None), t.uses < t.max_uses),
+                    or_(t.expires_at.is_(None), t.expires_at > now)))
+        .values(uses=t.uses + 1, last_used_at=now)
+    )
+    return result.rowcount == 1
+
+
+
+def revoke_certname_tokens(conn: Connection, certname: str) -> int:
+    """Revoke every node and enrollment-poll token bound to ``certname``."""
+    t = db.tokens.c
+    result = conn.execute(
+        update(db.tokens)
+        .where(and_(t.certname == certname, t.revoked_at.is_(None),
+                    t.kind.in_(("node", "enrollment"))))
+        .values(revoked_at=utcnow())
+    )
+    return result.rowcount
+
+
+class AuditLog:
+    """The append-only audit log (the database refuses UPDATE and DELETE on it)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def record(
+        self,
+        *,
+        actor: Identity | None,
+        action: str,
+        target: str | None,
+        outcome: str,
+        reason: str | None = None,
+        remote: str | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(db.audit).values(
+                at=utcnow(),
+                actor=actor.label if actor is not None else "anonymous",
+                actor_kind=actor.kind if actor is not None else "anonymous",
+                action=action, target=target, outcome=outcome,
+                reason=(reason or "")[:2000] or None, remote=remote,
+            ))
+
+    def entries(
+        self, *, outcome: str | None = None, actor: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        query = select(db.audit).order_by(db.audit.c.id.desc()).limit(max(1, min(limit, 10000)))
+        if outcome is not None:
+            query = query.where(db.audit.c.outcome == outcome)
+        if actor is not None:
+            query = query.where(db.audit.c.actor == actor)
+        with db.reading(self.engine) as conn:
+            return [
+                {"id": row.id, "at": iso(row.at), "actor": row.actor,
+                 "actor_kind": row.actor_kind, "action": row.action, "target": row.target,
+                 "outcome": row.outcome, "reason": row.reason, "remote": row.remote}
+                for row in conn.execute(query)
+            ]

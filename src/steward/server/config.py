@@ -1,0 +1,283 @@
+"""The data directory (``steward init``) and the server configuration read from it.
+
+Layout of ``<data>``::
+
+    config.json         settings (no secrets): database URL, repository, listen address
+    tls/ca.crt          the Steward CA (give it to agents: --ca-cert)
+    tls/ca.key          its key (0600), for issuing further serving certificates
+    tls/server.crt/.key the serving certificate (SANs: localhost, 127.0.0.1, ::1, hostname)
+    repo/               the desired-state repository (a copy of examples/repo by default)
+    secrets.key/.enc    the encrypted secrets store (see steward.secrets)
+    steward.db          the embedded SQLite database (default; WAL mode)
+    admin.token         the local CLI's admin credential (0600); the server keeps only a hash
+
+Everything is built into a frozen :class:`ServerConfig`, passed to the app factory; nothing
+is read from globals after start-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from steward.secrets.store import KEY_ENV, KEY_FILE, generate_key
+from steward.server.errors import ConfigError
+
+CONFIG_FILE = "config.json"
+ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 (a file name)
+CONFIG_FORMAT = 1
+DEFAULT_PORT = 8150
+EXAMPLE_REPO = Path(__file__).resolve().parents[3] / "examples" / "repo"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything the server needs; built by :func:`load_config`, or directly in tests."""
+
+    data_dir: Path
+    database_url: str
+    repo_path: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    #: How long a node's run-now long poll is held open before it is answered "no run".
+    long_poll_seconds: float = 25.0
+    #: Compiled catalogs kept in memory, keyed by their input hash.
+    catalog_cache_size: int = 512
+    #: How often agentless (SSH) nodes are pushed their catalog.
+    ssh_run_interval_seconds: float = 1800.0
+    #: How often the SSH scheduler looks for due nodes and run-now requests.
+    scheduler_tick_seconds: float = 2.0
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.tls_dir / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.tls_dir / "ca.key"
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.tls_dir / "server.crt"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.tls_dir / "server.key"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir
+
+    @property
+    def server_url(self) -> str:
+        host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{self.port}"
+
+    def with_overrides(self, **changes: Any) -> ServerConfig:
+        """A copy with the non-None ``changes`` applied (command-line flags over the file)."""
+        from steward.server.db import normalise_url
+
+        given = {k: v for k, v in changes.items() if v is not None}
+        if "database_url" in given:
+            given["database_url"] = normalise_url(given["database_url"])
+        if "repo_path" in given:
+            given["repo_path"] = Path(given["repo_path"]).resolve()
+        return replace(self, **given)
+
+
+def default_database_url(data_dir: Path) -> str:
+    return f"sqlite:///{(data_dir / 'steward.db').resolve()}"
+
+
+def _read_document(data_dir: Path) -> dict[str, Any]:
+    path = data_dir / CONFIG_FILE
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{data_dir} is not a Steward data directory (no {CONFIG_FILE}): "
+            f"run 'steward init --data-dir {data_dir}' first"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(document, dict) or document.get("format") != CONFIG_FORMAT:
+        raise ConfigError(f"{path}: unsupported configuration (expected format {CONFIG_FORMAT})")
+    return document
+
+
+def load_config(data_dir: Path) -> ServerConfig:
+    """Read ``<data>/config.json``; a missing or damaged one is a clear :class:`ConfigError`."""
+    from steward.server.db import normalise_url
+
+    data_dir = data_dir.resolve()
+    path = data_dir / CONFIG_FILE
+    document = _read_document(data_dir)
+    try:
+        port = int(document.get("port", DEFAULT_PORT))
+        config = ServerConfig(
+            data_dir=data_dir,
+            database_url=normalise_url(str(document["database_url"])),
+            repo_path=(data_dir / str(document["repo"])).resolve(),
+            host=str(document.get("host", "127.0.0.1")),
+            port=port,
+            long_poll_seconds=float(document.get("long_poll_seconds", 25.0)),
+            catalog_cache_size=int(document.get("catalog_cache_size", 512)),
+            ssh_run_interval_seconds=float(document.get("ssh_run_interval_seconds", 1800.0)),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"{path}: missing setting {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: invalid setting: {exc}") from None
+    return config
+
+
+def _config_document(config: ServerConfig) -> dict[str, Any]:
+    try:
+        repo: str = str(config.repo_path.relative_to(config.data_dir))
+    except ValueError:
+        repo = str(config.repo_path)
+    return {
+        "format": CONFIG_FORMAT,
+        "database_url": config.database_url,
+        "repo": repo,
+        "host": config.host,
+        "port": config.port,
+        "long_poll_seconds": config.long_poll_seconds,
+        "catalog_cache_size": config.catalog_cache_size,
+        "ssh_run_interval_seconds": config.ssh_run_interval_seconds,
+    }
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create ``path`` 0600 from the start and fsync it: it holds a credential."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    config: ServerConfig
+    #: Shown once by ``steward init``; the server stores only its hash.
+    admin_token: str
+    ca_fingerprint: str
+
+
+def init_data_dir(
+    data_dir: Path,
+    *,
+    database_url: str | None = None,
+    repo: Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    names: list[str] | None = None,
+    save_admin_token: bool = True,
+) -> InitResult:
+    """Create a data directory: TLS material, config, repository copy, schema, admin token.
+
+    ``repo`` is used in place (your own checkout); without it, ``examples/repo`` is copied
+    in so the server has something to compile. Refuses to touch an initialised directory.
+    """
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    from steward.server.db import normalise_url, redact_url
+    from steward.server.tls import (
+        create_ca,
+        default_names,
+        fingerprint,
+        issue_server_certificate,
+        write_certificate,
+        write_key,
+    )
+
+    data_dir = data_dir.resolve()
+    if (data_dir / CONFIG_FILE).exists():
+        raise ConfigError(f"{data_dir} is already initialised (it has {CONFIG_FILE})")
+    if repo is not None:
+        repo = repo.resolve()
+        if not (repo / "classification.yaml").is_file():
+            raise ConfigError(f"{repo} is not a desired-state repository (no classification.yaml)")
+    elif not (EXAMPLE_REPO / "classification.yaml").is_file():
+        raise ConfigError("the example repository is not available here: pass --repo PATH")
+    url = normalise_url(database_url) if database_url else default_database_url(data_dir)
+    if not 0 < port < 65536:
+        raise ConfigError(f"port {port} is out of range")
+
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config = ServerConfig(data_dir=data_dir, database_url=url,
+                          repo_path=repo if repo is not None else data_dir / "repo",
+                          host=host, port=port)
+
+    from steward.server.services import bootstrap_database
+
+    # The database first: if it cannot be reached, nothing else has been written yet.
+    try:
+        admin_token = bootstrap_database(config)
+    except (SQLAlchemyError, OSError) as exc:
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        raise ConfigError(
+            f"cannot set up the database {redact_url(url)}: {_first_line(cause)}"
+        ) from None
+    config.tls_dir.mkdir(exist_ok=True, mode=0o700)
+    ca_key, ca_cert = create_ca(f"Steward CA {data_dir.name}")
+    write_key(config.ca_key, ca_key)
+    write_certificate(config.ca_cert, ca_cert)
+    server_names = list(dict.fromkeys([*(names or []), *default_names()]))
+    if host not in ("0.0.0.0", "::", "") and host not in server_names:  # noqa: S104
+        server_names.append(host)
+    key, cert = issue_server_certificate(ca_key, ca_cert, server_names)
+    write_key(config.tls_key, key)
+    write_certificate(config.tls_cert, cert)
+    if repo is None:
+        shutil.copytree(EXAMPLE_REPO, config.repo_path, dirs_exist_ok=True)
+    key_path = config.secrets_dir / KEY_FILE
+    if not os.environ.get(KEY_ENV) and not key_path.exists():
+        write_private(key_path, generate_key() + "\n")
+    if save_admin_token:
+        write_private(data_dir / ADMIN_TOKEN_FILE, admin_token + "\n")
+    (data_dir / CONFIG_FILE).write_text(
+        json.dumps(_config_document(config), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    return InitResult(config=config, admin_token=admin_token,
+                      ca_fingerprint=fingerprint(config.ca_cert))
+
+
+def read_server_url(data_dir: Path) -> str:
+    """The server's URL from the data directory, without loading the database layer.
+
+    (The command-line client needs only this; importing SQLAlchemy would double its start.)
+    """
+    document = _read_document(data_dir.resolve())
+    try:
+        return ServerConfig(data_dir=data_dir, database_url="", repo_path=data_dir,
+                            host=str(document.get("host", "127.0.0.1")),
+                            port=int(document.get("port", DEFAULT_PORT))).server_url
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{data_dir / CONFIG_FILE}: invalid setting: {exc}") from None
+
+
+def read_admin_token(data_dir: Path) -> str | None:
+    """The local CLI's saved admin token, if ``steward init`` saved one here."""
+    with contextlib.suppress(OSError):
+        return (data_dir / ADMIN_TOKEN_FILE).read_text(encoding="utf-8").strip() or None
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,213 @@
+"""The server's own control-plane tables, and the database engine both backends share.
+
+These tables (identities and tokens, nodes, enrollment requests, run requests, the audit
+log) belong to the server, not to the state store: they have their own Alembic history
+(``steward/server/migrations``, version table ``steward_server_version``) so the two schemas
+evolve independently in one database. SQLite runs in WAL mode so the agents' writes and the
+operators' reads do not block each other.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Dialect,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.types import TypeDecorator
+
+from steward.server.errors import ConfigError
+
+VERSION_TABLE = "steward_server_version"
+READONLY_OPTION = "steward_readonly"
+SQLITE_BUSY_TIMEOUT_MS = 15000
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (naive text) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+tokens = Table(
+    "steward_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    # admin | operator | node | join | enrollment
+    Column("kind", String(16), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("certname", String(255), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(255), nullable=True),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("max_uses", Integer, nullable=True),
+    Column("uses", Integer, nullable=False, server_default="0"),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Index("ix_steward_tokens_certname", "certname"),
+)
+
+nodes = Table(
+    "steward_nodes",
+    metadata,
+    Column("certname", String(255), primary_key=True),
+    # pending | approved | revoked
+    Column("status", String(16), nullable=False),
+    # pull | ssh
+    Column("transport", String(8), nullable=False, server_default="pull"),
+    Column("environment", String(255), nullable=True),
+    Column("ssh", JSON, nullable=True),
+    Column("requested_at", UTCDateTime(), nullable=True),
+    Column("approved_at", UTCDateTime(), nullable=True),
+    Column("approved_by", String(255), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("revoked_by", String(255), nullable=True),
+    Column("last_seen_at", UTCDateTime(), nullable=True),
+    Column("last_catalog_hash", String(80), nullable=True),
+    Column("last_environment", String(255), nullable=True),
+    Column("last_run_at", UTCDateTime(), nullable=True),
+)
+
+enrollments = Table(
+    "steward_enrollments",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("certname", String(255), nullable=False),
+    # pending | approved | rejected | collected
+    Column("status", String(16), nullable=False),
+    Column("poll_token_id", String(32), nullable=False),
+    Column("facts", JSON, nullable=True),
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("remote", String(255), nullable=True),
+    Column("decided_at", UTCDateTime(), nullable=True),
+    Column("decided_by", String(255), nullable=True),
+    Index("ix_steward_enrollments_certname", "certname"),
+)
+
+run_requests = Table(
+    "steward_run_requests",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("certname", String(255), nullable=False),
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("requested_by", String(255), nullable=False),
+    Column("noop", Integer, nullable=False, server_default="0"),
+    Column("claimed_at", UTCDateTime(), nullable=True),
+    Index("ix_steward_run_requests_pending", "certname", "claimed_at"),
+)
+
+audit = Table(
+    "steward_audit",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("actor_kind", String(16), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(512), nullable=True),
+    # allowed | denied
+    Column("outcome", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("remote", String(255), nullable=True),
+    Index("ix_steward_audit_outcome", "outcome", "id"),
+)
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URLs people write (``postgresql://``) and pick the installed driver."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError and ValueError subclasses
+        raise ConfigError(f"invalid database URL {redact_url(url)!r}: {exc}") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise ConfigError(
+            f"unsupported database {parsed.drivername!r}: use sqlite:///PATH or "
+            "postgresql://USER@HOST/DB"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown as a placeholder, never verbatim
+        return "<unparsable database URL>"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for either backend; SQLite gets WAL, a busy timeout and foreign keys."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                               "check_same_thread": False},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+            # Transactions are begun by hand below, so pysqlite must not begin its own.
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            # IMMEDIATE takes the write lock up front: a read-then-write transaction then
+            # waits for the busy timeout instead of failing when another writer got in first.
+            # Plain reads (see reading()) need no lock in WAL mode.
+            readonly = connection.get_execution_options().get(READONLY_OPTION, False)
+            connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads only: on SQLite it does not take the write lock."""
+    return engine.connect().execution_options(**{READONLY_OPTION: True})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

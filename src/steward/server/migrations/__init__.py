@@ -1,0 +1,1 @@
+"""The server's Alembic history (version table ``steward_server_version``)."""

@@ -1,0 +1,1 @@
+"""Revisions of the server's control-plane schema, oldest first."""

@@ -1,0 +1,74 @@
+"""The server's components, wired once from a :class:`ServerConfig` (no module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+
+from steward.secrets.store import SecretStore
+from steward.server.auth import AuditLog, Tokens
+from steward.server.catalogs import CatalogService
+from steward.server.config import ServerConfig
+from steward.server.db import make_engine
+from steward.server.enrollment import Enrollment
+from steward.server.migrate import migrate
+
+if TYPE_CHECKING:
+    from steward.store import Store
+
+
+@dataclass
+class Services:
+    """What request handlers use; one instance per application."""
+
+    config: ServerConfig
+    engine: Engine
+    store: Store
+    tokens: Tokens
+    audit: AuditLog
+    enrollment: Enrollment
+    catalogs: CatalogService
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.store.close()
+
+
+def open_store(url: str) -> Store:
+    from steward.store import Store
+
+    return Store(url)
+
+
+def build_services(config: ServerConfig, *, migrate_schema: bool = True) -> Services:
+    """Connect to the database (migrating both schemas first, unless told not to)."""
+    engine = make_engine(config.database_url)
+    store = open_store(config.database_url)
+    if migrate_schema:
+        store.migrate()
+        migrate(engine)
+    tokens = Tokens(engine)
+    audit = AuditLog(engine)
+    return Services(
+        config=config,
+        engine=engine,
+        store=store,
+        tokens=tokens,
+        audit=audit,
+        enrollment=Enrollment(engine),
+        catalogs=CatalogService(
+            config.repo_path, SecretStore(config.secrets_dir), config.catalog_cache_size
+        ),
+    )
+
+
+def bootstrap_database(config: ServerConfig) -> str:
+    """Create both schemas and the first admin token; returns that token (shown once)."""
+    services = build_services(config)
+    try:
+        created = services.tokens.create("admin", "admin", created_by="steward init")
+        return str(created["token"])
+    finally:
+        services.close()

@@ -1,0 +1,160 @@
+"""The state store: what nodes are (facts, catalogs) and what happened (reports, events).
+
+``Store`` is the one entry point the server uses::
+
+    store = Store("sqlite:////var/lib/steward/store.db")   # or postgresql+psycopg://...
+    store.migrate()
+    store.replace_facts("web1", "production", facts, produced_at)
+    store.query('nodes[certname] { resources { type = "Package" and title = "nginx" } }')
+
+Queries are PQL or PuppetDB's AST and return PuppetDB v4 response shapes; see
+docs/query.md. Every write is one transaction; see :mod:`steward.store.ingest`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from steward.query import Compiler, QueryError, fetch
+from steward.store.db import make_engine, read_transaction, write_transaction
+from steward.store.ingest import Ingestor, StoreError
+from steward.store.models import TABLES
+from steward.store.retention import gc
+
+__all__ = ["Store", "StoreError"]
+
+#: pg_advisory_xact_lock key serialising concurrent ``migrate()`` calls.
+_MIGRATION_LOCK = 0x57E3A7D0
+#: PostgreSQL's SQLSTATE for an invalid regular expression.
+_INVALID_REGEX = "2201B"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """Facts, catalogs, reports and events of a fleet, in SQLite or PostgreSQL."""
+
+    def __init__(self, url: str, *, clock: Callable[[], datetime] | None = None,
+                 durable_reports: bool = True) -> None:
+        """Create the engine; the schema is not touched until :meth:`migrate`.
+
+        ``clock`` gives "now" (reports' ``receive_time``, factsets' ``timestamp``,
+        deactivation without an explicit time); tests pin it. ``durable_reports=False``
+        commits reports on PostgreSQL without waiting for the WAL flush
+        (``synchronous_commit = off``): several times the report rate of one writer, at the
+        price of losing the last fraction of a second of reports if PostgreSQL itself
+        crashes (never corruption, never a partial report). Facts and catalogs always
+        commit durably; SQLite is unaffected.
+        """
+        self.engine: Engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self._clock = clock or _utcnow
+        #: Reports go through their own pool when they need not wait for the WAL flush.
+        self._report_engine = self.engine
+        if not durable_reports and self.dialect == "postgresql":
+            self._report_engine = make_engine(url, synchronous_commit=False)
+        self._ingest = Ingestor(TABLES, self._clock)
+        self._compiler = Compiler(TABLES, self.dialect)
+
+    # -- schema -----------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Upgrade the schema to the latest revision (``alembic upgrade head``); idempotent
+        and safe to run from several processes at once."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option(
+            "script_location", str(resources.files("steward.store") / "migrations")
+        )
+        with write_transaction(self.engine) as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                             {"key": _MIGRATION_LOCK})
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    # -- commands -----------------------------------------------------------------------
+    def replace_facts(self, certname: str, environment: str, facts: dict[str, Any],
+                      producer_timestamp: datetime) -> None:
+        """Make ``facts`` the node's current facts (ignored if older than what is stored)."""
+        with self._ingest.transaction(self.engine) as conn:
+            self._ingest.replace_facts(conn, certname, environment, facts, producer_timestamp)
+
+    def replace_catalog(self, catalog: dict[str, Any], producer_timestamp: datetime) -> None:
+        """Make a Steward catalog (catalog_format 1) the node's current catalog; one whose
+        hash is unchanged only has its timestamp updated."""
+        with self._ingest.transaction(self.engine) as conn:
+            self._ingest.replace_catalog(conn, catalog, producer_timestamp)
+
+    def store_report(self, report: dict[str, Any]) -> str:
+        """Store a Steward run report with its events; returns the report's hash. Storing
+        the same ``transaction_uuid`` again stores nothing and returns the same hash."""
+        with self._ingest.transaction(self._report_engine) as conn:
+            return self._ingest.store_report(conn, report)
+
+    def deactivate_node(self, certname: str, when: datetime | None = None) -> None:
+        """Mark a node deactivated (now, or at ``when``): it drops out of queries until it
+        sends something newer."""
+        with self._ingest.transaction(self.engine) as conn:
+            self._ingest.deactivate_node(conn, certname, when)
+
+    def gc(self, now: datetime, report_ttl: timedelta, node_ttl: timedelta | None,
+           node_purge_ttl: timedelta | None) -> dict[str, int]:
+        """Expire, purge and drop old reports (see :mod:`steward.store.retention`); returns
+        counts: expired_nodes, purged_nodes, reports, events, fact_paths."""
+        return gc(self.engine, TABLES, now, report_ttl, node_ttl, node_purge_ttl)
+
+    # -- reading -------------------------------------------------------------------------
+    def latest_facts(self, certname: str) -> dict[str, Any] | None:
+        nodes, factsets = TABLES["nodes"], TABLES["factsets"]
+        with read_transaction(self.engine) as conn:
+            facts = conn.execute(
+                factsets.select()
+                .with_only_columns(factsets.c.facts)
+                .join_from(factsets, nodes, nodes.c.id == factsets.c.certname_id)
+                .where(nodes.c.certname == certname)
+            ).scalar_one_or_none()
+        return dict(facts) if facts is not None else None
+
+    def query(self, query: str | list[Any], *, limit: int | None = None,
+              offset: int | None = None,
+              order_by: Sequence[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+        """Run a PQL string or a ``["from", entity, ...]`` AST; PuppetDB v4 row shapes."""
+        compiled = self._compiler.compile(query, limit=limit, offset=offset, order_by=order_by)
+        return self._run(compiled)
+
+    def query_entity(self, entity: str, query: list[Any] | None, *, limit: int | None = None,
+                     offset: int | None = None,
+                     order_by: Sequence[tuple[str, str]] | None = None,
+                     ) -> list[dict[str, Any]]:
+        """``/pdb/query/v4/<entity>``: ``query`` is a filter or ``extract`` AST, or None."""
+        compiled = self._compiler.compile(query, entity=entity, limit=limit, offset=offset,
+                                          order_by=order_by)
+        return self._run(compiled)
+
+    def _run(self, compiled: Any) -> list[dict[str, Any]]:
+        try:
+            with read_transaction(self.engine) as conn:
+                return fetch(conn, self._compiler, compiled)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == _INVALID_REGEX:
+                raise QueryError(f"PostgreSQL rejected a regular expression of the query: "
+                                 f"{str(exc.orig).strip()}") from None
+            raise
+
+    def close(self) -> None:
+        if self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA optimize")
+        if self._report_engine is not self.engine:
+            self._report_engine.dispose()
+        self.engine.dispose()

@@ -1,0 +1,169 @@
+"""Engines for the state store: SQLite (one file, WAL) or PostgreSQL (psycopg 3).
+
+Both backends must give identical query results, so everything the query compiler needs
+that SQLite lacks is registered here as SQL functions on each new connection: ``REGEXP``
+(Python ``re``), ``steward_to_char`` (PostgreSQL's ``to_char`` for the patterns PQL's
+``to_string`` accepts). PostgreSQL sessions run in UTC so ``to_char`` and timestamp
+rendering do not depend on the server's time zone.
+
+SQLite transactions are begun explicitly: ``BEGIN IMMEDIATE`` for writes (taking the write
+lock up front, so a read-then-write transaction never fails on a lock upgrade) and a plain
+deferred ``BEGIN`` for reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+from steward.errors import StewardError
+from steward.query.timefmt import to_char_text
+
+#: Execution option naming a transaction that will write (SQLite: ``BEGIN IMMEDIATE``).
+WRITE_OPTION = "steward_write"
+BUSY_TIMEOUT_MS = 30_000
+
+
+class StoreConfigError(StewardError):
+    """The store URL names an unsupported database or cannot be used."""
+
+
+def dumps(value: Any) -> str:
+    """The store's JSON text: compact, keys sorted, so equal documents are equal text (which
+    is what SQLite compares when grouping by a JSON value)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def sqlite_regexp(pattern: str | None, value: Any) -> bool | None:
+    """SQLite's ``value REGEXP pattern``: Python ``re.search``, NULL-propagating."""
+    if pattern is None or value is None:
+        return None
+    if not isinstance(value, str):
+        value = str(value)
+    return _compiled(pattern).search(value) is not None
+
+
+def _sqlite_to_char(stored: str | None, fmt: str | None) -> str | None:
+    if stored is None or fmt is None:
+        return None
+    return to_char_text(stored, fmt)
+
+
+def make_engine(url: str, *, synchronous_commit: bool = True) -> Engine:
+    """An engine for ``sqlite:///path`` or ``postgresql+psycopg://...``, configured.
+
+    ``synchronous_commit=False`` (PostgreSQL only) makes its sessions commit without waiting
+    for the WAL flush.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url)
+    if backend == "postgresql":
+        if parsed.get_driver_name() not in ("psycopg", ""):
+            raise StoreConfigError(
+                f"store URL {parsed.render_as_string(hide_password=True)!r}: use the psycopg "
+                "driver (postgresql+psycopg://...)"
+            )
+        return _postgresql_engine(parsed.set(drivername="postgresql+psycopg"),
+                                  synchronous_commit)
+    raise StoreConfigError(
+        f"store URL {parsed.render_as_string(hide_password=True)!r}: unsupported database "
+        f"{backend!r} (use sqlite:///path or postgresql+psycopg://...)"
+    )
+
+
+def _sqlite_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    memory = parsed.database in (None, "", ":memory:")
+    kwargs: dict[str, Any] = {
+        "json_serializer": dumps,
+        "connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+    }
+    if memory:
+        # One shared connection, or every checkout would see a different empty database.
+        kwargs["poolclass"] = StaticPool
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Transactions are begun by the "begin" hook below, not implicitly by the driver.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        if not memory:
+            _enable_wal(cursor)
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+        dbapi_connection.create_function("regexp", 2, sqlite_regexp, deterministic=True)
+        dbapi_connection.create_function(
+            "steward_to_char", 2, _sqlite_to_char, deterministic=True
+        )
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        writing = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+    return engine
+
+
+def _enable_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch a database file to WAL (a persistent setting). Changing the journal mode can
+    fail with "database is locked" without waiting, when another connection opens the new
+    file at the same moment, so it is retried for as long as the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _postgresql_engine(url: Any, synchronous_commit: bool) -> Engine:
+    engine = create_engine(url, json_serializer=dumps, pool_pre_ping=True)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'UTC'")
+            if not synchronous_commit:
+                cursor.execute("SET synchronous_commit TO OFF")
+        dbapi_connection.commit()
+
+    return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that will write; committed on success."""
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE_OPTION: True})
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a read transaction, so related reads see one snapshot."""
+    with engine.connect() as conn, conn.begin():
+        yield conn
