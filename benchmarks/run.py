@@ -26,6 +26,7 @@ from typing import Any
 
 import compile_bench
 import facts_bench
+import store_bench
 from apply_bench import interleaved, remember_steward_series, steward_series, steward_tool
 from common import (
     RESULTS_DIR,
@@ -47,7 +48,7 @@ APPLY_BUDGET_SECONDS = 0.3
 PUPPET_RATIO_BUDGET = 20.0
 MEMORY_BUDGET_MB = 60.0
 
-BENCHMARKS = ("compile", "apply", "memory", "facts")
+BENCHMARKS = ("compile", "apply", "memory", "facts", "store")
 
 
 def bench_apply(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
@@ -202,6 +203,7 @@ RUNNERS: dict[str, Callable[[Context], tuple[list[Row], dict[str, Any]]]] = {
     "apply": bench_apply,
     "memory": bench_memory,
     "facts": facts_bench.run,
+    "store": store_bench.run,
 }
 
 
@@ -221,6 +223,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="approximate resources per benchmark node (default 300)")
     parser.add_argument("--facts-runs", type=int, default=20,
                         help="collect_facts() calls timed (default 20)")
+    parser.add_argument("--store-nodes", type=int, default=10_000,
+                        help="nodes in the generated fleet for PQL latency (default 10000; "
+                        "generated once and cached, ~7 minutes the first time)")
+    parser.add_argument("--store-query-runs", type=int, default=20,
+                        help="runs of each example query (default 20)")
+    parser.add_argument("--store-reports", type=int, default=1000,
+                        help="reports ingested per backend (default 1000)")
+    parser.add_argument("--store-skip-postgresql", action="store_true",
+                        help="measure the store on SQLite only")
     parser.add_argument("--no-peers", action="store_true", help="skip Puppet, Ansible, Facter")
     parser.add_argument("--no-puppet", action="store_true", help="skip puppet apply")
     parser.add_argument("--no-ansible", action="store_true", help="skip ansible-playbook")
