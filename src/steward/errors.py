@@ -8,6 +8,8 @@ node-side engine raises them too.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StewardError(Exception):
     """A failure whose message is meant for the user, not a programmer."""
@@ -32,3 +34,23 @@ class CatalogError(StewardError):
 
 class SecretError(StewardError):
     """A secret is missing, the secrets store cannot be opened, or its key is wrong."""
+
+
+def describe_value(value: Any) -> str:
+    """A short description of a value's type and, for scalars, the value, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        return f"the string {shown!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from steward.errors import describe_value
+
 #: Parameter kinds and what each accepts.
 KINDS = {
     "string": "a string",
@@ -44,7 +46,7 @@ class Param:
         """Return why ``value`` does not fit, or None when it does."""
         ok = _KIND_CHECKS[self.kind](value)
         if not ok:
-            return f"expected {KINDS[self.kind]}, got {_describe(value)}"
+            return f"expected {KINDS[self.kind]}, got {describe_value(value)}"
         if self.allowed and not self.open_allowed and value not in self.allowed:
             choices = ", ".join(self.allowed)
             return f"{value!r} is not one of: {choices}"
@@ -294,24 +296,6 @@ TYPES: dict[str, ResourceType] = {
         ),
     )
 }
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return f"the integer {value}"
-    if isinstance(value, float):
-        return f"the number {value}"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
 
 
 def _is_int(value: Any) -> bool:

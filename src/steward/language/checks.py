@@ -8,6 +8,7 @@ from typing import Any
 
 from steward.catalog.model import make_ref, parse_ref
 from steward.catalog.types import TYPES, Param
+from steward.errors import describe_value
 
 PROFILE_TYPES = {
     "string": "a string",
@@ -40,22 +41,7 @@ def describe(value: Any) -> str:
     """A short human description of a value's type and, for scalars, the value."""
     if isinstance(value, SecretText):
         return f"the secret {value.secret_name!r}"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, int):
-        return f"the integer {value}"
-    if isinstance(value, float):
-        return f"the number {value}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 60 else value[:57] + "..."
-        return f"the string {shown!r}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return f"a {type(value).__name__}"
+    return describe_value(value)
 
 
 def same_value(a: Any, b: Any) -> bool:
