@@ -6,31 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.engine.system.debian_root import (
-    ChrootSession,
-    RootUnavailable,
-    remove_tree,
-    unavailable_reason,
-    unpack_root,
-)
+from tests.engine.system.debian_root import ChrootSession, private_root, unpack_root
 from tests.engine.system.node import Node
 
 
 @pytest.fixture(scope="module")
 def debian_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChrootSession]:
     """A private copy of the cached bookworm root; deleted after the module."""
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    dest = tmp_path_factory.mktemp("debian") / "root"
-    try:
-        session = unpack_root(dest)
-    except RootUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        yield session
-    finally:
-        remove_tree(dest)
+    yield from private_root(tmp_path_factory, "debian", unpack_root)
 
 
 @pytest.fixture(scope="module")

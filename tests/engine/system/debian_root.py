@@ -27,10 +27,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SUITE = "bookworm"
 #: Everything the providers under test call, beyond what minbase has (passwd, util-linux,
@@ -372,3 +373,26 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def private_root(
+    tmp_path_factory: Any, label: str, unpack: Callable[[Path], ChrootSession]
+) -> Iterator[ChrootSession]:
+    """Body of a module-scoped fixture: a private copy of a cached root, deleted afterwards.
+
+    Skips the test module, with the reason, where a root cannot be had here.
+    """
+    import pytest
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    dest = tmp_path_factory.mktemp(label) / "root"
+    try:
+        session = unpack(dest)
+    except RootUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield session
+    finally:
+        remove_tree(dest)

@@ -18,12 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.engine.system.debian_root import (
-    ChrootSession,
-    RootUnavailable,
-    remove_tree,
-    unavailable_reason,
-)
+from tests.engine.system.debian_root import ChrootSession, private_root
 from tests.engine.system.node import (
     Node,
     Run,
@@ -57,18 +52,7 @@ CONF = "/etc/steward-hello.conf"
 @pytest.fixture(scope="module")
 def rpm_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChrootSession]:
     """A private copy of the cached rpm root; deleted after the module."""
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    dest = tmp_path_factory.mktemp("rpm") / "root"
-    try:
-        session = unpack_rpm_root(dest)
-    except RootUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        yield session
-    finally:
-        remove_tree(dest)
+    yield from private_root(tmp_path_factory, "rpm", unpack_rpm_root)
 
 
 @pytest.fixture(scope="module")
