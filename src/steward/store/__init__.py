@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from steward.query import Compiler, QueryError, fetch
 from steward.store.db import make_engine, read_transaction, write_transaction
@@ -98,8 +98,9 @@ class Store:
     def store_report(self, report: dict[str, Any]) -> str:
         """Store a Steward run report with its events; returns the report's hash. Storing
         the same ``transaction_uuid`` again stores nothing and returns the same hash."""
+        rows = self._ingest.prepare_report(report)
         with self._ingest.transaction(self._report_engine) as conn:
-            return self._ingest.store_report(conn, report)
+            return self._ingest.store_report(conn, rows)
 
     def deactivate_node(self, certname: str, when: datetime | None = None) -> None:
         """Mark a node deactivated (now, or at ``when``): it drops out of queries until it
@@ -115,12 +116,12 @@ class Store:
 
     # -- reading -------------------------------------------------------------------------
     def latest_facts(self, certname: str) -> dict[str, Any] | None:
+        """The node's current facts as sent (deactivated nodes included), or None."""
         nodes, factsets = TABLES["nodes"], TABLES["factsets"]
         with read_transaction(self.engine) as conn:
             facts = conn.execute(
-                factsets.select()
-                .with_only_columns(factsets.c.facts)
-                .join_from(factsets, nodes, nodes.c.id == factsets.c.certname_id)
+                select(factsets.c.facts)
+                .join(nodes, nodes.c.id == factsets.c.certname_id)
                 .where(nodes.c.certname == certname)
             ).scalar_one_or_none()
         return dict(facts) if facts is not None else None
@@ -152,9 +153,15 @@ class Store:
             raise
 
     def close(self) -> None:
+        """Release the connections (and, on SQLite, refresh planner statistics)."""
         if self.dialect == "sqlite":
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA optimize")
+            # Refresh the planner's statistics where SQLite thinks it worthwhile. Best
+            # effort: with another process writing, it may not get the lock, and it can wait.
+            try:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA optimize")
+            except OperationalError:
+                pass
         if self._report_engine is not self.engine:
             self._report_engine.dispose()
         self.engine.dispose()

@@ -1,10 +1,12 @@
 """Commands into the store: facts, catalogs and reports from nodes, and deactivation.
 
-Each command is one transaction that locks the node's row first (``SELECT ... FOR UPDATE``
-on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so concurrent commands for one node apply in
-order and a crash leaves nothing half-written. As in PuppetDB, a command older than what
-the store already holds for that node is ignored, and a command newer than a node's
-deactivation or expiry brings it back.
+Each command is one transaction, so a crash leaves nothing half-written. Facts, catalogs
+and deactivations lock the node's row first (an upsert that takes the row lock on
+PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite), so concurrent commands for one node apply in
+order. Reports, the hot path, insert their rows and then update the node in one
+conditional upsert. As in PuppetDB, a command older than what the store already holds for
+that node is ignored (a report is still stored, but does not become the latest), and a
+command newer than a node's deactivation or expiry brings it back.
 
 Row building is kept apart from writing (``fact_rows``, ``catalog_rows``, ``report_rows``)
 so the benchmark's bulk loader produces exactly the rows ingestion would.
@@ -552,10 +554,14 @@ class Ingestor:
                                         "catalog_environment": environment,
                                         **_revival(node, produced)})
 
-    def store_report(self, conn: Connection, report: Mapping[str, Any]) -> str:
+    def prepare_report(self, report: Mapping[str, Any]) -> ReportRows:
+        """The rows of a report, built before any transaction opens (the costly part:
+        serialising and compressing the resource list), so writers hold locks briefly."""
+        return report_rows(report, self.clock())
+
+    def store_report(self, conn: Connection, rows: ReportRows) -> str:
         t = self.tables
         reports = t["reports"]
-        rows = report_rows(report, self.clock())
         row = rows.report
         # Statements are built with parameters, not values, so SQLAlchemy compiles each
         # once per process: this is the hot path.
