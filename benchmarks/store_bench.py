@@ -35,6 +35,8 @@ from typing import Any
 
 from common import Context, Row, cache_dir, check
 
+from steward.query.examples import REFERENCE_EXAMPLES
+
 GENERATOR_VERSION = 1
 INGEST_BUDGET = 300.0  # reports/s
 LATENCY_BUDGET = 0.100  # s, p95
@@ -44,21 +46,7 @@ PG_INGEST_URL = os.environ.get("STEWARD_BENCH_PG_INGEST",
                                "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 CODE_A = "urn:puppet:code-id:1:519e…;production"
-EXAMPLE_QUERIES = (
-    'nodes[certname] { certname ~ "^web" }',
-    'inventory[certname] { facts.operatingsystem = "CentOS" and resources { type = "Service" '
-    'and title = "httpd" } }',
-    'nodes { resources { type = "Class" and title = "Profile::Remote_mgmt" } }',
-    "inventory[certname, facts.os.family, facts.puppetversion] { certname in nodes[certname] "
-    '{ latest_report_status = "failed" } }',
-    "reports[certname, receive_time] { latest_report? = true and ! code_id = "
-    f"'{CODE_A}' }}",
-    'facts[name, count(value)] { certname ~ "^web.*" group by name }',
-    'reports[count(), to_string(receive_time, "DAY")] { group by to_string(receive_time, '
-    '"DAY") }',
-    'reports { certname ~ "web.*" order by receive_time desc, certname desc limit 10 }',
-    'facts { [certname, name] in fact_contents[certname, name] { value ~ "a" } }',
-)
+EXAMPLE_QUERIES = REFERENCE_EXAMPLES
 
 ROLES = (("web", 30), ("app", 25), ("db", 15), ("cache", 10), ("build", 10), ("lb", 5),
          ("mon", 5))

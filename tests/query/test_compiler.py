@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.dialects import postgresql, sqlite
 
 from steward.query import Compiler
+from steward.query.examples import REFERENCE_EXAMPLES
 from steward.store.models import TABLES
 from tests.query.fleet import Fleet, seed
 from tests.query.test_examples import names
@@ -17,19 +18,7 @@ from tests.store.backends import Clock, open_store, postgresql_unavailable
 HOSTILE = "x'; DROP TABLE nodes; --"
 
 QUERIES = [
-    'nodes[certname] { certname ~ "^web" }',
-    'inventory[certname] { facts.operatingsystem = "CentOS" and resources { type = "Service" '
-    'and title = "httpd" } }',
-    'nodes { resources { type = "Class" and title = "Profile::Remote_mgmt" } }',
-    "inventory[certname, facts.os.family, facts.puppetversion] { certname in nodes[certname] "
-    '{ latest_report_status = "failed" } }',
-    "reports[certname, receive_time] { latest_report? = true and ! code_id = "
-    "'urn:puppet:code-id:1:519e…;production' }",
-    'facts[name, count(value)] { certname ~ "^web.*" group by name }',
-    'reports[count(), to_string(receive_time, "DAY")] { group by to_string(receive_time, '
-    '"DAY") }',
-    'reports { certname ~ "web.*" order by receive_time desc, certname desc limit 10 }',
-    'facts { [certname, name] in fact_contents[certname, name] { value ~ "a" } }',
+    *REFERENCE_EXAMPLES,
     "nodes {}", "facts {}", "fact_contents {}", "fact_paths {}", "fact_names {}",
     "inventory {}", "factsets {}", "resources {}", "edges {}", "catalogs {}", "reports {}",
     "events {}", "environments {}",

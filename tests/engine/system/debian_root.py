@@ -244,19 +244,8 @@ def _build(tarball: Path) -> None:
                 f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr[-3000:]}\n{detail}"
             )
         _finish_root(target)
-        partial = work / tarball.name
-        tar = ["tar", "--numeric-owner", "--xattrs", "-C", str(target)]
-        if tarball.name.endswith(".zst"):
-            tar.append("--zstd")
-        subprocess.run([*tar, "-cf", str(partial), "."], check=True, capture_output=True)
-        seconds = round(time.monotonic() - started, 1)
-        info = {**_recipe(), "recipe_id": _recipe_id(), "mirror": mirror.uri,
-                "build_seconds": seconds, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                    time.gmtime())}
-        stamp = _stamp_path(tarball)
-        partial.replace(tarball)
-        stamp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        _log(f"cached {tarball} ({tarball.stat().st_size // 2**20} MiB) in {seconds}s")
+        pack_root(target, tarball, work, started,
+                  {**_recipe(), "recipe_id": _recipe_id(), "mirror": mirror.uri})
     finally:
         remove_tree(work)
 
@@ -347,9 +336,25 @@ class ChrootSession:
         shutil.copytree(REPO_SRC, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
-def unpack_root(dest: Path) -> ChrootSession:
-    """A fresh copy of the cached root at ``dest`` (which must not exist yet)."""
-    tarball = ensure_root_tarball()
+def pack_root(
+    root: Path, tarball: Path, work: Path, started: float, info: dict[str, Any]
+) -> None:
+    """Pack a finished root into the cache atomically, with its build record beside it."""
+    partial = work / tarball.name
+    tar = ["tar", "--numeric-owner", "--xattrs", "-C", str(root)]
+    if tarball.name.endswith(".zst"):
+        tar.append("--zstd")
+    subprocess.run([*tar, "-cf", str(partial), "."], check=True, capture_output=True)
+    seconds = round(time.monotonic() - started, 1)
+    info = {**info, "build_seconds": seconds,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    partial.replace(tarball)
+    _stamp_path(tarball).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    _log(f"cached {tarball} ({tarball.stat().st_size // 2**20} MiB) in {seconds}s")
+
+
+def unpack_tarball(tarball: Path, dest: Path) -> ChrootSession:
+    """A fresh copy of a cached root at ``dest`` (which must not exist yet)."""
     dest.mkdir(parents=True)
     tar = ["tar", "--numeric-owner", "--xattrs", "-xpf", str(tarball), "-C", str(dest)]
     if tarball.name.endswith(".zst"):
@@ -358,21 +363,9 @@ def unpack_root(dest: Path) -> ChrootSession:
     return ChrootSession(dest)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rebuild", action="store_true", help="build even if cached")
-    args = parser.parse_args(argv)
-    try:
-        tarball = ensure_root_tarball(rebuild=args.rebuild)
-    except RootUnavailable as exc:
-        _log(f"cannot build here: {exc}")
-        return 1
-    _log(f"ready: {tarball} {json.dumps(cached_info())}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def unpack_root(dest: Path) -> ChrootSession:
+    """A fresh copy of the cached root at ``dest`` (which must not exist yet)."""
+    return unpack_tarball(ensure_root_tarball(), dest)
 
 
 def private_root(
@@ -396,3 +389,20 @@ def private_root(
         yield session
     finally:
         remove_tree(dest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rebuild", action="store_true", help="build even if cached")
+    args = parser.parse_args(argv)
+    try:
+        tarball = ensure_root_tarball(rebuild=args.rebuild)
+    except RootUnavailable as exc:
+        _log(f"cannot build here: {exc}")
+        return 1
+    _log(f"ready: {tarball} {json.dumps(cached_info())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,7 +23,6 @@ import argparse
 import hashlib
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,9 +39,11 @@ from tests.engine.system.debian_root import (
     _stamp_path,
     cache_dir,
     ensure_root_tarball,
+    pack_root,
     remove_tree,
     unavailable_reason,
     unpack_root,
+    unpack_tarball,
 )
 from tests.engine.system.debian_root import cached_info as base_cached_info
 
@@ -133,21 +134,10 @@ def _build(tarball: Path) -> None:
         _install_packages(session)
         _configure_rpm(session)
         _finish_root(session.root)
-        versions = installed_versions(session)
-        partial = work / tarball.name
-        tar = ["tar", "--numeric-owner", "--xattrs", "-C", str(session.root)]
-        if tarball.name.endswith(".zst"):
-            tar.append("--zstd")
-        subprocess.run([*tar, "-cf", str(partial), "."], check=True, capture_output=True)
-        seconds = round(time.monotonic() - started, 1)
-        info = {**_recipe(), "recipe_id": _rpm_recipe_id(),
-                "base_built_at": base.get("built_at"), "versions": versions,
-                "build_seconds": seconds,
-                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        stamp = _stamp_path(tarball)
-        partial.replace(tarball)
-        stamp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        _log(f"cached {tarball} ({tarball.stat().st_size // 2**20} MiB) in {seconds}s")
+        pack_root(session.root, tarball, work, started,
+                  {**_recipe(), "recipe_id": _rpm_recipe_id(),
+                   "base_built_at": base.get("built_at"),
+                   "versions": installed_versions(session)})
     finally:
         remove_tree(work)
 
@@ -191,13 +181,7 @@ def _configure_rpm(session: ChrootSession) -> None:
 
 def unpack_rpm_root(dest: Path) -> ChrootSession:
     """A fresh copy of the cached rpm root at ``dest`` (which must not exist yet)."""
-    tarball = ensure_rpm_root_tarball()
-    dest.mkdir(parents=True)
-    tar = ["tar", "--numeric-owner", "--xattrs", "-xpf", str(tarball), "-C", str(dest)]
-    if tarball.name.endswith(".zst"):
-        tar.insert(1, "--zstd")
-    subprocess.run(tar, check=True, capture_output=True)
-    return ChrootSession(dest)
+    return unpack_tarball(ensure_rpm_root_tarball(), dest)
 
 
 def main(argv: list[str] | None = None) -> int:
