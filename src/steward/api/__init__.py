@@ -1,0 +1,1 @@
+"""The interfaces' HTTP side: the server application plus the pipeline's REST routes."""
