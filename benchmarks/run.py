@@ -26,6 +26,7 @@ from typing import Any
 
 import compile_bench
 import facts_bench
+import impact as impact_bench
 import store_bench
 from apply_bench import interleaved, remember_steward_series, steward_series, steward_tool
 from common import (
@@ -48,7 +49,7 @@ APPLY_BUDGET_SECONDS = 0.3
 PUPPET_RATIO_BUDGET = 20.0
 MEMORY_BUDGET_MB = 60.0
 
-BENCHMARKS = ("compile", "apply", "memory", "facts", "store")
+BENCHMARKS = ("compile", "apply", "memory", "facts", "store", "impact")
 
 
 def bench_apply(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
@@ -204,6 +205,7 @@ RUNNERS: dict[str, Callable[[Context], tuple[list[Row], dict[str, Any]]]] = {
     "memory": bench_memory,
     "facts": facts_bench.run,
     "store": store_bench.run,
+    "impact": impact_bench.run,
 }
 
 
@@ -232,6 +234,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="reports ingested per backend (default 1000)")
     parser.add_argument("--store-skip-postgresql", action="store_true",
                         help="measure the store on SQLite only")
+    parser.add_argument("--impact-nodes", type=int, default=10_000,
+                        help="nodes in the generated fleet for impact analysis (default 10000; "
+                        "generated once and cached)")
+    parser.add_argument("--impact-runs", type=int, default=3,
+                        help="runs of the role-level key analysis (default 3)")
     parser.add_argument("--no-peers", action="store_true", help="skip Puppet, Ansible, Facter")
     parser.add_argument("--no-puppet", action="store_true", help="skip puppet apply")
     parser.add_argument("--no-ansible", action="store_true", help="skip ansible-playbook")

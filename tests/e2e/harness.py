@@ -112,7 +112,7 @@ def init_data_dir(tmp: Path, db_url: str, *, port: int | None = None) -> tuple[P
     from steward.server.config import init_data_dir as init
 
     result = init(tmp / "data", database_url=db_url, repo=write_repo(tmp / "repo"),
-                  port=port or free_port())
+                  versioned=False, port=port or free_port())
     SecretStore(result.config.data_dir).set("app_token", SECRET_VALUE)
     return result.config.data_dir, result.admin_token
 

@@ -299,7 +299,7 @@ def test_report_shape(seeded: Seeded) -> None:
 
 
 @pytest.mark.parametrize(("query", "message"), [
-    ("nodez {}", "unknown entity 'nodez'; valid entities: catalogs, edges, environments, "
+    ("nodez {}", "unknown entity 'nodez'; valid entities: audit, catalogs, edges, environments, "
                  "events, fact_contents"),
     ("nodes { certnme = 1 }", "unknown field 'certnme' for entity 'nodes'; valid fields: "
                               "catalog_environment, catalog_timestamp, certname"),

@@ -59,7 +59,7 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     label = request.module.__name__.rsplit(".", 1)[-1]
     with database_url(backend, tmp, label) as url:
         result = init_data_dir(tmp / "data", database_url=url, repo=write_repo(tmp / "repo"),
-                               port=free_port())
+                               versioned=False, port=free_port())
         SecretStore(result.config.data_dir).set("app_token", SECRET_VALUE)
         # Short long-polls keep the tests quick; the behaviour is the same.
         config = load_config(tmp / "data").with_overrides(long_poll_seconds=2.0)

@@ -389,7 +389,7 @@ def test_both_schemas_coexist_with_their_own_version_tables(env: Env) -> None:
     try:
         with engine.connect() as conn:
             version = conn.execute(text("SELECT version_num FROM steward_server_version"))
-            assert version.scalar_one() == "0001"
+            assert version.scalar_one() == "0002"
     finally:
         engine.dispose()
     from steward.server.migrate import migrate

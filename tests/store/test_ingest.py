@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from steward.catalog.model import Catalog, Edge, Resource
 from steward.engine.report import build_report
 from steward.engine.transaction import Event, ResourceResult, RunResult
 from steward.errors import CatalogError
 from steward.store import Store, StoreError
-from steward.store.ingest import Ingestor
 from steward.store.models import TABLES
 from tests.store.backends import Clock, store_url
 
@@ -285,23 +285,38 @@ def test_concurrent_duplicates_store_one_report(store: Store) -> None:
     assert len(store.query("reports[hash] {}")) == 1
 
 
-def test_report_is_stored_whole_or_not_at_all(store: Store, monkeypatch: pytest.MonkeyPatch,
-                                              ) -> None:
+def _failing_node_inserts(store: Store, on: bool) -> None:
+    """A trigger that makes the database reject new nodes: the last write of a report."""
+    with store.engine.begin() as conn:
+        if store.dialect == "sqlite":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER fail_nodes BEFORE INSERT ON nodes "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END" if on
+                else "DROP TRIGGER fail_nodes")
+        elif on:
+            conn.exec_driver_sql("CREATE FUNCTION fail_nodes() RETURNS trigger LANGUAGE plpgsql "
+                                 "AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$")
+            conn.exec_driver_sql("CREATE TRIGGER fail_nodes BEFORE INSERT ON nodes "
+                                 "FOR EACH ROW EXECUTE FUNCTION fail_nodes()")
+        else:
+            conn.exec_driver_sql("DROP TRIGGER fail_nodes ON nodes")
+            conn.exec_driver_sql("DROP FUNCTION fail_nodes()")
+
+
+def test_report_is_stored_whole_or_not_at_all(store: Store) -> None:
     document = report(catalog(), T0)
-
-    def explode(*_args: Any, **_kwargs: Any) -> None:
-        raise RuntimeError("disk full")
-
-    ingestor: Ingestor = store._ingest
-    monkeypatch.setattr(ingestor, "_environment", explode)
-    with pytest.raises(RuntimeError, match="disk full"):
+    _failing_node_inserts(store, True)
+    with pytest.raises(DBAPIError, match="disk full"):
         store.store_report(document)
-    monkeypatch.undo()
+    _failing_node_inserts(store, False)
     assert store.query(["from", "reports", ["extract", ["hash"]]]) == []
     assert store.query(["from", "events", ["extract", ["status"]]]) == []
+    assert store.query(["from", "environments"]) == []
     assert store.query(["from", "nodes", ["extract", ["certname"],
                                           ["=", "node_state", "any"]]]) == []
     assert len(store.store_report(document)) == 40
+    assert store.query(["from", "environments"]) == [{"name": "production"}]
+    assert len(store.query(["from", "events", ["extract", ["status"]]])) == 1
 
 
 def test_only_newer_reports_become_latest(store: Store) -> None:
@@ -395,3 +410,18 @@ def test_fast_report_commits(backend: str, tmp_path: Path) -> None:
                     assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
         finally:
             fast.close()
+
+
+def test_report_survives_a_dropped_connection(store: Store) -> None:
+    """PostgreSQL stores reports on connections that are not pinged first: one found dead
+    is replaced and the report sent again (idempotent, so never stored twice)."""
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite has no server connection to lose")
+    first = store.store_report(report(catalog(), T0))
+    with store._report_engine.connect() as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid or 0)})").scalar()
+    second = store.store_report(report(catalog(), T0 + timedelta(hours=1)))
+    assert {row["hash"] for row in store.query("reports[hash] {}")} == {first, second}
+    assert one(store, "nodes[latest_report_hash] {}") == {"latest_report_hash": second}

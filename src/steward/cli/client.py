@@ -80,6 +80,15 @@ class ApiClient:
 
     def request(self, method: str, path: str, *, json_body: Any = None,
                 params: dict[str, Any] | None = None) -> Any:
+        response = self._send(method, path, json_body=json_body, params=params)
+        return response.json() if response.content else None
+
+    def request_text(self, method: str, path: str, *,
+                     params: dict[str, Any] | None = None) -> str:
+        return self._send(method, path, params=params).text
+
+    def _send(self, method: str, path: str, *, json_body: Any = None,
+              params: dict[str, Any] | None = None) -> httpx.Response:
         try:
             response = self._client.request(method, path, json=json_body, params=params)
         except httpx.ConnectError as exc:
@@ -90,7 +99,7 @@ class ApiClient:
         except httpx.HTTPError as exc:
             raise ApiError(f"request to {self.connection.server} failed: {exc}") from None
         if response.is_success:
-            return response.json() if response.content else None
+            return response
         raise ApiError(f"{response.status_code}: {_message(response)}",
                        status=response.status_code)
 

@@ -10,6 +10,9 @@ from typing import Annotated
 
 import typer
 
+from steward.cli.audit_cmds import register as register_audit_commands
+from steward.cli.change_cmds import register as register_change_commands
+from steward.cli.policy_cmds import register as register_policy_commands
 from steward.cli.server_cmds import register as register_server_commands
 from steward.errors import StewardError, UsageError
 
@@ -133,11 +136,12 @@ def secret_rm(
 @app.command()
 def demo(
     workdir: Annotated[
-        Path, typer.Option(help="Where the sandboxed nodes' roots and state go.")
+        Path, typer.Option(help="Where everything goes (wiped at start): the server's data, "
+                           "the sandboxed nodes' roots, server.log.")
     ] = Path("demo-output"),
     repo: Annotated[Path | None, typer.Option(help="Desired-state repository.")] = None,
 ) -> None:
-    """Compile the example repository for a few sandboxed nodes, apply, drift, re-apply."""
+    """The main job: a local server and three sandboxed agents enforce, drift and are queried."""
     from steward.demo import run_demo
 
     raise typer.Exit(run_demo(workdir, repo))
@@ -165,6 +169,9 @@ def facts(ctx: typer.Context) -> None:
 
 # The control plane: init, server, node, token, query, agent (see cli/server_cmds.py).
 register_server_commands(app)
+register_audit_commands(app)
+register_policy_commands(app)
+register_change_commands(app)
 
 
 def run(argv: list[str]) -> int:

@@ -97,8 +97,19 @@ def init(
         help="postgresql://USER@HOST/DB (default: SQLite in the data directory)."),
     ] = None,
     repo: Annotated[Path | None, typer.Option(
-        help="Use this desired-state repository in place (default: copy examples/repo)."),
+        help="Import this directory's files as the first commit of the desired-state git "
+             "repository (default: examples/repo)."),
     ] = None,
+    environment: Annotated[list[str] | None, typer.Option(
+        "--environment",
+        help="An environment, i.e. a branch of the repository (repeatable; default: "
+             "development, staging, production)."),
+    ] = None,
+    versioned: Annotated[bool, typer.Option(
+        "--versioned/--unversioned",
+        help="--unversioned: use --repo in place as one plain tree for every environment "
+             "(no git, no change pipeline)."),
+    ] = True,
     host: Annotated[str, typer.Option(help="Address the server listens on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port the server listens on.")] = 8150,
     san: Annotated[list[str] | None, typer.Option(
@@ -112,14 +123,23 @@ def init(
     from steward.server.config import ADMIN_TOKEN_FILE, init_data_dir
     from steward.server.db import redact_url
 
-    result = init_data_dir(data_dir, database_url=database_url, repo=repo, host=host,
+    result = init_data_dir(data_dir, database_url=database_url, repo=repo,
+                           environments=environment, versioned=versioned, host=host,
                            port=port, names=san, save_admin_token=save_token)
     config = result.config
+    if versioned:
+        from steward.pipeline.policy import install_default_policies
+
+        install_default_policies(config.data_dir)
     typer.echo(f"Initialised Steward data directory {config.data_dir}")
     typer.echo(f"  CA certificate  {config.ca_cert}")
     typer.echo(f"                  SHA-256 {result.ca_fingerprint}")
     typer.echo(f"  database        {redact_url(config.database_url)}")
-    typer.echo(f"  repository      {config.repo_path}")
+    if versioned:
+        typer.echo(f"  repository      {config.repo_path} (git clone {config.repo_path})")
+        typer.echo(f"  environments    {', '.join(config.environments)} (one branch each)")
+    else:
+        typer.echo(f"  repository      {config.repo_path} (unversioned)")
     typer.echo(f"  server URL      {config.server_url}")
     typer.echo("")
     typer.echo("Admin token (shown once; the server keeps only its hash):")
@@ -152,7 +172,7 @@ def server(
     import uvicorn
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-    from steward.server.app import create_app
+    from steward.api.app import build_app
     from steward.server.db import redact_url
     from steward.server.errors import ConfigError
     from steward.server.services import build_services
@@ -168,7 +188,7 @@ def server(
                f"{redact_url(config.database_url)}, repository {config.repo_path})", err=True)
     try:
         uvicorn.run(
-            create_app(config, services=services),
+            build_app(config, services=services),
             host=config.host, port=config.port,
             ssl_certfile=str(config.tls_cert), ssl_keyfile=str(config.tls_key),
             log_level=log_level, timeout_graceful_shutdown=3, ws="none",

@@ -3,3 +3,45 @@
 Sits below the server (which compiles each environment from its branch) and above the
 compiler and store; the change pipeline builds proposals, merges and reverts on it.
 """
+
+from steward.gitrepo.errors import (
+    EditError,
+    GitError,
+    MergeConflictError,
+    PatchError,
+    StaleBaseError,
+    UnknownRefError,
+)
+from steward.gitrepo.repo import (
+    CHANGE_BRANCH_PREFIX,
+    COMMITTER_EMAIL,
+    COMMITTER_NAME,
+    STEWARD,
+    Author,
+    DesiredStateRepo,
+    RefSnapshot,
+    check_branch_name,
+    check_path,
+    git_environment,
+    is_full_sha,
+)
+
+__all__ = [
+    "CHANGE_BRANCH_PREFIX",
+    "COMMITTER_EMAIL",
+    "COMMITTER_NAME",
+    "STEWARD",
+    "Author",
+    "DesiredStateRepo",
+    "EditError",
+    "GitError",
+    "MergeConflictError",
+    "PatchError",
+    "RefSnapshot",
+    "StaleBaseError",
+    "UnknownRefError",
+    "check_branch_name",
+    "check_path",
+    "git_environment",
+    "is_full_sha",
+]

@@ -10,7 +10,7 @@ def create_all(engine: Engine) -> None:
     from steward.pipeline.tables import metadata
 
     # Importing the modules registers their tables on the shared metadata.
-    for module in ("changes", "rbac", "approvals", "deploy"):
+    for module in ("change_model", "rbac", "approvals", "deploy", "analyses"):
         try:
             __import__(f"steward.pipeline.{module}")
         except ModuleNotFoundError as exc:

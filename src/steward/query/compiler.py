@@ -15,6 +15,9 @@ Semantics worth knowing (docs/query.md has the full list):
   it, the natural order breaks ties, so responses are deterministic.
 * Nodes that are deactivated or expired are left out of node-state entities unless the
   query names ``deactivated``, ``expired`` or ``node_state``.
+* JSON values come back with their object keys sorted on both backends: SQLite stores
+  them so, and the store's PostgreSQL engine decodes ``jsonb`` with sorted keys
+  (``steward.store.db.loads_sorted``), so no renderer re-sorts them.
 """
 
 from __future__ import annotations
@@ -621,10 +624,6 @@ class Compiler:
                 if self.dialect == "sqlite" and found.kind is Kind.TIMESTAMP:
                     # Render SQLite's stored text directly (see entities.iso).
                     expr = type_coerce(expr, Text())
-                if self.dialect == "postgresql" and found.kind in (
-                        Kind.VALUE, Kind.DOCUMENT, Kind.EXPANDED):
-                    # jsonb orders object keys its own way; SQLite keeps them sorted.
-                    render = _sorted_keys(render)
             else:
                 name, expr, render = self._function(scope, item)
                 key = name
@@ -812,19 +811,3 @@ def _render_number(value: Any, _row: Mapping[str, Any]) -> Any:
 
 def _render_sum(value: Any, _row: Mapping[str, Any]) -> Any:
     return _render_number(value, _row)
-
-
-def _sort_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _sort_keys(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [_sort_keys(v) for v in value]
-    return value
-
-
-def _sorted_keys(render: Render | None) -> Render:
-    def sorted_render(value: Any, row: Mapping[str, Any]) -> Any:
-        ordered = _sort_keys(value)
-        return render(ordered, row) if render is not None else ordered
-
-    return sorted_render

@@ -21,7 +21,19 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, Table, and_, literal, select, true
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    FromClause,
+    Table,
+    and_,
+    cast,
+    literal,
+    select,
+    true,
+    type_coerce,
+)
+from sqlalchemy.dialects import postgresql
 
 from steward.query.errors import QueryError
 from steward.query.sqlexpr import (
@@ -399,6 +411,33 @@ def _resource_parameter(name: str, path: tuple[PathElement, ...]) -> Field:
     return json_value(name, "resources", "parameters", path)
 
 
+#: The server's audit log (steward.server.db.audit), readable where the server registers it.
+AUDIT_TABLE = "steward_audit"
+
+
+def _audit_parameters_json(s: Scope) -> ColumnElement[Any]:
+    """The entry's parameters: canonical JSON text in the table (it is hashed byte for
+    byte), read as a JSON document (``jsonb`` on PostgreSQL)."""
+    column = s.c(AUDIT_TABLE, "parameters")
+    if s.dialect == "postgresql":
+        return cast(column, postgresql.JSONB())
+    return type_coerce(column, JSON())
+
+
+def _audit_available(s: Scope) -> ColumnElement[bool]:
+    """A query error, not a crash, where the audit table is not registered (a bare store)."""
+    if AUDIT_TABLE not in s.tables:
+        raise QueryError("the 'audit' entity is available only on the Steward server")
+    return true()
+
+
+def _audit_parameter(name: str, path: tuple[PathElement, ...]) -> Field:
+    def access(s: Scope) -> ValueAccess:
+        return JsonPathValue(_audit_parameters_json(s), path, s.dialect)
+
+    return Field(name, Kind.VALUE, sql=lambda s: access(s).json(), value=access)
+
+
 def _containment_path(_value: Any, row: Mapping[str, Any]) -> Any:
     ref = f"{row['_resource_type']}[{row['_resource_title']}]"
     klass = row["_containing_class"]
@@ -700,8 +739,30 @@ def build_entities() -> dict[str, Entity]:
         default_fields=("name",),
         natural_order=(col("environments", "name"),),
     )
+    audit = Entity(
+        name="audit",
+        base=AUDIT_TABLE,
+        fields={f.name: f for f in (
+            number("id", AUDIT_TABLE, nullable=False),
+            timestamp("at", AUDIT_TABLE, nullable=False),
+            string("actor", AUDIT_TABLE, nullable=False),
+            string("actor_kind", AUDIT_TABLE, nullable=False),
+            string("action", AUDIT_TABLE, nullable=False),
+            string("target", AUDIT_TABLE),
+            string("outcome", AUDIT_TABLE, nullable=False),
+            string("reason", AUDIT_TABLE),
+            string("remote", AUDIT_TABLE),
+            string("request_id", AUDIT_TABLE),
+            Field("parameters", Kind.DOCUMENT, sql=_audit_parameters_json),
+        )},
+        dotted={"parameters": DottedSpec(_audit_parameter)},
+        default_fields=("id", "at", "actor", "actor_kind", "action", "target", "outcome",
+                        "reason", "remote", "request_id", "parameters"),
+        natural_order=(col(AUDIT_TABLE, "id"),),
+        where=_audit_available,
+    )
     everything = (nodes, facts, fact_contents, fact_paths, fact_names, inventory, factsets,
-                  resources, edges, catalogs, reports, events, environments)
+                  resources, edges, catalogs, reports, events, environments, audit)
     return {e.name: e for e in everything}
 
 

@@ -19,9 +19,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NoReturn, Protocol
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,6 +50,20 @@ _x_auth = APIKeyHeader(name="X-Authentication", auto_error=False,
                        description="A Steward token, as PuppetDB/PE clients send it")
 
 
+class AppExtension(Protocol):
+    """What a higher layer (the pipeline's REST routes) plugs into the server application.
+
+    The server cannot import the layers above it; they hand it an extension instead, which
+    adds routes, maps its errors to HTTP statuses, and starts and stops with the app.
+    """
+
+    def install(self, app: FastAPI) -> None: ...
+
+    async def startup(self, state: AppState) -> None: ...
+
+    async def shutdown(self, state: AppState) -> None: ...
+
+
 class AppState:
     """Per-application state, reachable from requests as ``request.app.state.steward``."""
 
@@ -58,6 +72,10 @@ class AppState:
         self._services = services
         self.signals: RunSignals | None = None
         self.scheduler: SshScheduler | None = None
+        #: HTTP statuses for error types of higher layers (first match wins).
+        self.error_statuses: list[tuple[type[StewardError], int]] = []
+        #: Objects the extensions keep for their routes (e.g. the pipeline), by name.
+        self.extras: dict[str, Any] = {}
 
     @property
     def services(self) -> Services:
@@ -220,7 +238,8 @@ NodeOrOperator = Annotated[Identity, Depends(node_or_operator)]
 # -- the factory -----------------------------------------------------------------------------
 
 
-def create_app(config: ServerConfig, *, services: Services | None = None) -> FastAPI:
+def create_app(config: ServerConfig, *, services: Services | None = None,
+               extensions: Sequence[AppExtension] = ()) -> FastAPI:
     """Build the application; ``services`` (already migrated) may be passed by tests."""
     state = AppState(config, services)
 
@@ -232,9 +251,15 @@ def create_app(config: ServerConfig, *, services: Services | None = None) -> Fas
         state.signals = RunSignals(state.services.engine)
         state.scheduler = SshScheduler(state.services, state.signals)
         task = asyncio.create_task(state.scheduler.run(), name="steward-ssh-scheduler")
+        started: list[AppExtension] = []
         try:
+            for extension in extensions:
+                await extension.startup(state)
+                started.append(extension)
             yield
         finally:
+            for extension in reversed(started):
+                await extension.shutdown(state)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -273,6 +298,8 @@ def create_app(config: ServerConfig, *, services: Services | None = None) -> Fas
     _node_routes(app, config)
     _operator_routes(app)
     app.include_router(pdb.build_router(_services, operator))
+    for extension in extensions:
+        extension.install(app)
     return app
 
 
@@ -283,8 +310,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     ]
 
     @app.exception_handler(StewardError)
-    async def steward_error(_request: Request, exc: StewardError) -> Response:
-        status = next((code for cls, code in statuses if isinstance(exc, cls)), 400)
+    async def steward_error(request: Request, exc: StewardError) -> Response:
+        extra = _state(request).error_statuses
+        status = next((code for cls, code in [*extra, *statuses] if isinstance(exc, cls)), 400)
         return _json({"error": str(exc)}, status)
 
     @app.exception_handler(StarletteHTTPException)

@@ -1,8 +1,10 @@
 """Tokens, the identities they stand for, and the append-only audit log.
 
 A token is 32 random bytes behind a prefix naming its kind (``stwa_`` admin, ``stwo_``
-operator, ``stwn_`` node, ``stwj_`` join, ``stwe_`` enrollment poll), so a leaked one is
-recognisable by secret scanners. The server stores only its SHA-256: the tokens are random,
+operator, ``stwu_`` user (a human), ``stwg_`` agent, ``stwn_`` node, ``stwj_`` join, ``stwe_``
+enrollment poll), so a leaked one is recognisable by secret scanners. User and agent tokens
+carry no power of their own: what they may do comes from role bindings
+(:mod:`steward.pipeline.rbac`). The server stores only its SHA-256: the tokens are random,
 not passwords, so a fast hash is as strong as a slow one and keeps every request cheap.
 Tokens are looked up on every request (no cache), which is what makes revocation take effect
 on the very next request.
@@ -21,14 +23,19 @@ from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
 from steward.errors import StewardError
 from steward.server import db
+from steward.server.audit import AuditLog as AuditLog  # noqa: PLC0414 (re-export)
 from steward.server.db import utcnow
 from steward.server.errors import NotFoundError
 
-KINDS = ("admin", "operator", "node", "join", "enrollment")
-PREFIXES = {"admin": "stwa_", "operator": "stwo_", "node": "stwn_", "join": "stwj_",
-            "enrollment": "stwe_"}
+KINDS = ("admin", "operator", "user", "agent", "node", "join", "enrollment")
+PREFIXES = {"admin": "stwa_", "operator": "stwo_", "user": "stwu_", "agent": "stwg_",
+            "node": "stwn_", "join": "stwj_", "enrollment": "stwe_"}
 #: Kinds that may act on any node and read the store.
 OPERATOR_KINDS = frozenset({"admin", "operator"})
+#: Kinds that stand for a person or an agent and act in the pipeline under role bindings
+#: (admin and operator tokens imply the roles of the same name; user and agent tokens get
+#: only the roles granted to their name).
+PRINCIPAL_KINDS = frozenset({"admin", "operator", "user", "agent"})
 #: last_used_at is refreshed at most this often, so reads do not become writes.
 _TOUCH_INTERVAL = timedelta(seconds=60)
 
@@ -209,45 +216,3 @@ def revoke_certname_tokens(conn: Connection, certname: str) -> int:
         .values(revoked_at=utcnow())
     )
     return result.rowcount
-
-
-class AuditLog:
-    """The append-only audit log (the database refuses UPDATE and DELETE on it)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def record(
-        self,
-        *,
-        actor: Identity | None,
-        action: str,
-        target: str | None,
-        outcome: str,
-        reason: str | None = None,
-        remote: str | None = None,
-    ) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(insert(db.audit).values(
-                at=utcnow(),
-                actor=actor.label if actor is not None else "anonymous",
-                actor_kind=actor.kind if actor is not None else "anonymous",
-                action=action, target=target, outcome=outcome,
-                reason=(reason or "")[:2000] or None, remote=remote,
-            ))
-
-    def entries(
-        self, *, outcome: str | None = None, actor: str | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
-        query = select(db.audit).order_by(db.audit.c.id.desc()).limit(max(1, min(limit, 10000)))
-        if outcome is not None:
-            query = query.where(db.audit.c.outcome == outcome)
-        if actor is not None:
-            query = query.where(db.audit.c.actor == actor)
-        with db.reading(self.engine) as conn:
-            return [
-                {"id": row.id, "at": iso(row.at), "actor": row.actor,
-                 "actor_kind": row.actor_kind, "action": row.action, "target": row.target,
-                 "outcome": row.outcome, "reason": row.reason, "remote": row.remote}
-                for row in conn.execute(query)
-            ]

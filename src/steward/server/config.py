@@ -2,11 +2,14 @@
 
 Layout of ``<data>``::
 
-    config.json         settings (no secrets): database URL, repository, listen address
+    config.json         settings (no secrets): database URL, repository, environments,
+                        listen address
     tls/ca.crt          the Steward CA (give it to agents: --ca-cert)
     tls/ca.key          its key (0600), for issuing further serving certificates
     tls/server.crt/.key the serving certificate (SANs: localhost, 127.0.0.1, ::1, hostname)
-    repo/               the desired-state repository (a copy of examples/repo by default)
+    desired.git/        the desired-state git repository (bare): one branch per environment,
+                        first commit from examples/repo or ``--repo DIR``; people clone it
+                        and push branches, the change pipeline moves the environment branches
     secrets.key/.enc    the encrypted secrets store (see steward.secrets)
     steward.db          the embedded SQLite database (default; WAL mode)
     admin.token         the local CLI's admin credential (0600); the server keeps only a hash
@@ -21,6 +24,7 @@ import contextlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,8 @@ CONFIG_FILE = "config.json"
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 (a file name)
 CONFIG_FORMAT = 1
 DEFAULT_PORT = 8150
+DEFAULT_ENVIRONMENTS = ("development", "staging", "production")
+DESIRED_REPO = "desired.git"
 EXAMPLE_REPO = Path(__file__).resolve().parents[3] / "examples" / "repo"
 
 
@@ -41,7 +47,11 @@ class ServerConfig:
 
     data_dir: Path
     database_url: str
+    #: The desired-state repository: a bare git repository (environments are branches), or
+    #: a plain directory (unversioned: one tree for every environment).
     repo_path: Path
+    #: The environments (branch names); the change pipeline targets only these.
+    environments: tuple[str, ...] = DEFAULT_ENVIRONMENTS
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     #: How long a node's run-now long poll is held open before it is answered "no run".
@@ -52,6 +62,8 @@ class ServerConfig:
     ssh_run_interval_seconds: float = 1800.0
     #: How often the SSH scheduler looks for due nodes and run-now requests.
     scheduler_tick_seconds: float = 2.0
+    #: A signed audit checkpoint every this many entries (0: only on demand).
+    audit_checkpoint_every: int = 1000
 
     @property
     def tls_dir(self) -> Path:
@@ -78,6 +90,18 @@ class ServerConfig:
         return self.data_dir
 
     @property
+    def repo_versioned(self) -> bool:
+        """Whether ``repo_path`` is a git repository (else a plain, unversioned directory)."""
+        from steward.gitrepo import DesiredStateRepo
+
+        return DesiredStateRepo.is_repository(self.repo_path)
+
+    @property
+    def checkout_dir(self) -> Path:
+        """Where commits of the desired-state repository are materialised (read-only)."""
+        return self.data_dir / "cache" / "checkouts"
+
+    @property
     def server_url(self) -> str:
         host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
         if ":" in host:
@@ -93,7 +117,31 @@ class ServerConfig:
             given["database_url"] = normalise_url(given["database_url"])
         if "repo_path" in given:
             given["repo_path"] = Path(given["repo_path"]).resolve()
+        if "environments" in given:
+            given["environments"] = check_environments(given["environments"])
         return replace(self, **given)
+
+
+def check_environments(environments: object) -> tuple[str, ...]:
+    """A non-empty list of distinct environment names that are valid branch names."""
+    from steward.gitrepo import GitError, check_branch_name
+
+    if isinstance(environments, str) or not isinstance(environments, (list, tuple)) \
+            or not environments:
+        raise ConfigError("environments must be a non-empty list of names")
+    names: list[str] = []
+    for name in environments:
+        try:
+            check_branch_name(name, what="environment")
+        except GitError as exc:
+            raise ConfigError(str(exc)) from None
+        if name.startswith("changes/") or name == "changes":
+            raise ConfigError(f"invalid environment name {name!r}: 'changes' is reserved for "
+                              "the branches of proposed changes")
+        if name in names:
+            raise ConfigError(f"environment {name!r} is listed twice")
+        names.append(name)
+    return tuple(names)
 
 
 def default_database_url(data_dir: Path) -> str:
@@ -131,16 +179,21 @@ def load_config(data_dir: Path) -> ServerConfig:
             data_dir=data_dir,
             database_url=normalise_url(str(document["database_url"])),
             repo_path=(data_dir / str(document["repo"])).resolve(),
+            environments=check_environments(
+                document.get("environments", list(DEFAULT_ENVIRONMENTS))),
             host=str(document.get("host", "127.0.0.1")),
             port=port,
             long_poll_seconds=float(document.get("long_poll_seconds", 25.0)),
             catalog_cache_size=int(document.get("catalog_cache_size", 512)),
             ssh_run_interval_seconds=float(document.get("ssh_run_interval_seconds", 1800.0)),
+            audit_checkpoint_every=int(document.get("audit_checkpoint_every", 1000)),
         )
     except KeyError as exc:
         raise ConfigError(f"{path}: missing setting {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: invalid setting: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return config
 
 
@@ -153,11 +206,13 @@ def _config_document(config: ServerConfig) -> dict[str, Any]:
         "format": CONFIG_FORMAT,
         "database_url": config.database_url,
         "repo": repo,
+        "environments": list(config.environments),
         "host": config.host,
         "port": config.port,
         "long_poll_seconds": config.long_poll_seconds,
         "catalog_cache_size": config.catalog_cache_size,
         "ssh_run_interval_seconds": config.ssh_run_interval_seconds,
+        "audit_checkpoint_every": config.audit_checkpoint_every,
     }
 
 
@@ -183,15 +238,23 @@ def init_data_dir(
     *,
     database_url: str | None = None,
     repo: Path | None = None,
+    environments: Sequence[str] | None = None,
+    versioned: bool = True,
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     names: list[str] | None = None,
     save_admin_token: bool = True,
 ) -> InitResult:
-    """Create a data directory: TLS material, config, repository copy, schema, admin token.
+    """Create a data directory: TLS material, config, desired-state repository, schema, token.
 
-    ``repo`` is used in place (your own checkout); without it, ``examples/repo`` is copied
-    in so the server has something to compile. Refuses to touch an initialised directory.
+    Versioned (the default): ``<data>/desired.git`` is created with one branch per
+    environment, all at one first commit holding the files of ``repo`` (or of
+    ``examples/repo``); HEAD names the repository's ``default_environment``. The source is
+    loaded first, so a broken one, or one whose ``default_environment`` or classification
+    names an environment that is not in ``environments``, is refused before anything is
+    written. ``versioned=False`` keeps the older unversioned mode: ``repo`` used in place
+    (or ``examples/repo`` copied to ``<data>/repo``), one tree for every environment.
+    Refuses to touch an initialised directory; a failure leaves nothing half-made.
     """
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -214,25 +277,44 @@ def init_data_dir(
             raise ConfigError(f"{repo} is not a desired-state repository (no classification.yaml)")
     elif not (EXAMPLE_REPO / "classification.yaml").is_file():
         raise ConfigError("the example repository is not available here: pass --repo PATH")
+    source = repo if repo is not None else EXAMPLE_REPO
+    envs = check_environments(
+        list(environments) if environments is not None else list(DEFAULT_ENVIRONMENTS))
+    default_env = _check_source(source, envs) if versioned else None
     url = normalise_url(database_url) if database_url else default_database_url(data_dir)
     if not 0 < port < 65536:
         raise ConfigError(f"port {port} is out of range")
 
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    config = ServerConfig(data_dir=data_dir, database_url=url,
-                          repo_path=repo if repo is not None else data_dir / "repo",
-                          host=host, port=port)
+    if versioned:
+        repo_path = data_dir / DESIRED_REPO
+        if repo_path.exists():
+            raise ConfigError(f"{repo_path} already exists: remove it or use another "
+                              "data directory")
+    else:
+        repo_path = repo if repo is not None else data_dir / "repo"
+    config = ServerConfig(data_dir=data_dir, database_url=url, repo_path=repo_path,
+                          environments=envs, host=host, port=port)
 
     from steward.server.services import bootstrap_database
 
-    # The database first: if it cannot be reached, nothing else has been written yet.
+    staging = data_dir / f".{DESIRED_REPO}.init"
     try:
-        admin_token = bootstrap_database(config)
-    except (SQLAlchemyError, OSError) as exc:
-        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-        raise ConfigError(
-            f"cannot set up the database {redact_url(url)}: {_first_line(cause)}"
-        ) from None
+        if versioned:
+            # Built aside and renamed into place last: a failure leaves no repository.
+            _remove_staging(staging)
+            _create_desired(staging, source, envs, default_env)
+        # The database next: if it cannot be reached, nothing else has been written yet.
+        try:
+            admin_token = bootstrap_database(config)
+        except (SQLAlchemyError, OSError) as exc:
+            cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+            raise ConfigError(
+                f"cannot set up the database {redact_url(url)}: {_first_line(cause)}"
+            ) from None
+    except BaseException:
+        _remove_staging(staging)
+        raise
     config.tls_dir.mkdir(exist_ok=True, mode=0o700)
     ca_key, ca_cert = create_ca(f"Steward CA {data_dir.name}")
     write_key(config.ca_key, ca_key)
@@ -243,11 +325,16 @@ def init_data_dir(
     key, cert = issue_server_certificate(ca_key, ca_cert, server_names)
     write_key(config.tls_key, key)
     write_certificate(config.tls_cert, cert)
-    if repo is None:
+    if versioned:
+        staging.rename(repo_path)
+    elif repo is None:
         shutil.copytree(EXAMPLE_REPO, config.repo_path, dirs_exist_ok=True)
     key_path = config.secrets_dir / KEY_FILE
     if not os.environ.get(KEY_ENV) and not key_path.exists():
         write_private(key_path, generate_key() + "\n")
+    from steward.server.audit import ensure_audit_key
+
+    ensure_audit_key(data_dir)  # signs the audit log's checkpoints
     if save_admin_token:
         write_private(data_dir / ADMIN_TOKEN_FILE, admin_token + "\n")
     (data_dir / CONFIG_FILE).write_text(
@@ -255,6 +342,52 @@ def init_data_dir(
     )
     return InitResult(config=config, admin_token=admin_token,
                       ca_fingerprint=fingerprint(config.ca_cert))
+
+
+def _check_source(source: Path, environments: Sequence[str]) -> str:
+    """Load the repository to import; its environments must be among ``environments``.
+
+    Returns its default environment (HEAD's branch).
+    """
+    from steward.errors import StewardError
+    from steward.language import load_repository
+
+    try:
+        loaded = load_repository(source)
+    except StewardError as exc:
+        raise ConfigError(f"{source} is not a valid desired-state repository: {exc}") from None
+    default = loaded.settings.default_environment
+    known = ", ".join(environments)
+    if default not in environments:
+        raise ConfigError(
+            f"{source}/steward.yaml: default_environment {default!r} is not one of the "
+            f"environments ({known}); add it with --environment {default}"
+        )
+    classification = loaded.classification
+    for rule in (*classification.rules, classification.default):
+        if rule.environment is not None and rule.environment not in environments:
+            raise ConfigError(
+                f"{source}/{rule.file}:{rule.environment_line}: rule {rule.name!r} places nodes "
+                f"in environment {rule.environment!r}, which is not one of the environments "
+                f"({known}); add it with --environment {rule.environment}"
+            )
+    return default
+
+
+def _create_desired(path: Path, source: Path, environments: Sequence[str],
+                    default: str | None) -> None:
+    from steward.gitrepo import STEWARD, DesiredStateRepo, GitError
+
+    try:
+        DesiredStateRepo.create(path, source, environments, STEWARD, default=default,
+                                message=f"Initial desired state (from {source.name})")
+    except GitError as exc:
+        raise ConfigError(f"cannot create the desired-state repository: {exc}") from None
+
+
+def _remove_staging(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
 
 
 def read_server_url(data_dir: Path) -> str:

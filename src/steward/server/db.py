@@ -133,19 +133,57 @@ run_requests = Table(
 audit = Table(
     "steward_audit",
     metadata,
+    # Gapless: entry n+1 is appended under the head lock (see steward.server.audit).
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+           autoincrement=False),
     Column("at", UTCDateTime(), nullable=False),
     Column("actor", String(255), nullable=False),
     Column("actor_kind", String(16), nullable=False),
-    Column("action", String(64), nullable=False),
+    Column("action", String(255), nullable=False),
     Column("target", String(512), nullable=True),
-    # allowed | denied
+    # allowed | denied | succeeded | failed
     Column("outcome", String(16), nullable=False),
     Column("reason", Text, nullable=True),
     Column("remote", String(255), nullable=True),
+    # Canonical JSON text of the (redacted) parameters, hashed byte for byte.
+    Column("parameters", Text, nullable=True),
+    Column("request_id", String(64), nullable=True),
+    Column("prev_hash", String(64), nullable=True),
+    Column("entry_hash", String(64), nullable=True),
     Index("ix_steward_audit_outcome", "outcome", "id"),
+    Index("ix_steward_audit_target", "target"),
+    Index("ix_steward_audit_request_id", "request_id"),
+    # Two entries can never extend the same predecessor: the chain cannot fork.
+    Index("ux_steward_audit_prev_hash", "prev_hash", unique=True),
 )
+
+#: One row (id 1): the chain's last entry. Appends lock it, so they are serialised.
+audit_head = Table(
+    "steward_audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_id", BigInteger, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+    # Entries up to this id predate the chain; the migration chained them (ids may have gaps).
+    Column("legacy_through", BigInteger, nullable=False, server_default="0"),
+)
+
+#: Signed tree heads: each signs (size, head hash, time, previous signature), append-only.
+audit_checkpoints = Table(
+    "steward_audit_checkpoints",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("prev_signature", String(128), nullable=True),
+    Column("signature", String(128), nullable=False),
+    Column("key_id", String(64), nullable=False),
+)
+
+#: The server tables PQL may read, by the names the query layer knows them by.
+QUERY_TABLES: dict[str, Table] = {"steward_audit": audit}
 
 
 def normalise_url(url: str) -> str:

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from steward.secrets.store import SecretStore
+from steward.server.audit import KEY_FILE as AUDIT_KEY_FILE
 from steward.server.auth import AuditLog, Tokens
 from steward.server.catalogs import CatalogService
 from steward.server.config import ServerConfig
-from steward.server.db import make_engine
+from steward.server.db import QUERY_TABLES, make_engine
 from steward.server.enrollment import Enrollment
 from steward.server.migrate import migrate
 
@@ -39,7 +40,7 @@ class Services:
 def open_store(url: str) -> Store:
     from steward.store import Store
 
-    return Store(url)
+    return Store(url, query_tables=QUERY_TABLES)
 
 
 def build_services(config: ServerConfig, *, migrate_schema: bool = True) -> Services:
@@ -50,7 +51,8 @@ def build_services(config: ServerConfig, *, migrate_schema: bool = True) -> Serv
         store.migrate()
         migrate(engine)
     tokens = Tokens(engine)
-    audit = AuditLog(engine)
+    audit = AuditLog(engine, key_path=config.data_dir / AUDIT_KEY_FILE,
+                     checkpoint_every=config.audit_checkpoint_every)
     return Services(
         config=config,
         engine=engine,

@@ -13,17 +13,17 @@ docs/query.md. Every write is one transaction; see :mod:`steward.store.ingest`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, Table, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from steward.query import Compiler, QueryError, fetch
 from steward.store.db import make_engine, read_transaction, write_transaction
-from steward.store.ingest import Ingestor, StoreError
+from steward.store.ingest import Ingestor, ReportRows, StoreError
 from steward.store.models import TABLES
 from steward.store.retention import gc
 
@@ -43,7 +43,8 @@ class Store:
     """Facts, catalogs, reports and events of a fleet, in SQLite or PostgreSQL."""
 
     def __init__(self, url: str, *, clock: Callable[[], datetime] | None = None,
-                 durable_reports: bool = True) -> None:
+                 durable_reports: bool = True,
+                 query_tables: Mapping[str, Table] | None = None) -> None:
         """Create the engine; the schema is not touched until :meth:`migrate`.
 
         ``clock`` gives "now" (reports' ``receive_time``, factsets' ``timestamp``,
@@ -52,17 +53,21 @@ class Store:
         (``synchronous_commit = off``): several times the report rate of one writer, at the
         price of losing the last fraction of a second of reports if PostgreSQL itself
         crashes (never corruption, never a partial report). Facts and catalogs always
-        commit durably; SQLite is unaffected.
+        commit durably; SQLite is unaffected. ``query_tables`` are further tables PQL may read
+        (the server's audit log, which lives in the same database under its own schema).
         """
         self.engine: Engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self._clock = clock or _utcnow
-        #: Reports go through their own pool when they need not wait for the WAL flush.
+        #: PostgreSQL stores a report with one statement, through a pool of its own in
+        #: autocommit mode (and without waiting for the WAL flush if not durable); see
+        #: :meth:`_store_report_statement`.
         self._report_engine = self.engine
-        if not durable_reports and self.dialect == "postgresql":
-            self._report_engine = make_engine(url, synchronous_commit=False)
+        if self.dialect == "postgresql":
+            self._report_engine = make_engine(url, synchronous_commit=durable_reports,
+                                              autocommit=True, pre_ping=False)
         self._ingest = Ingestor(TABLES, self._clock)
-        self._compiler = Compiler(TABLES, self.dialect)
+        self._compiler = Compiler({**TABLES, **(query_tables or {})}, self.dialect)
 
     # -- schema -----------------------------------------------------------------------
     def migrate(self) -> None:
@@ -99,8 +104,24 @@ class Store:
         """Store a Steward run report with its events; returns the report's hash. Storing
         the same ``transaction_uuid`` again stores nothing and returns the same hash."""
         rows = self._ingest.prepare_report(report)
+        if self.dialect == "postgresql":
+            try:
+                return self._store_report_statement(rows)
+            except DBAPIError as exc:
+                # A pooled connection that died (server restart, idle timeout): it was
+                # discarded; send the report once more on a fresh one. Safe even if the
+                # first attempt committed: the report is idempotent on transaction_uuid.
+                if not exc.connection_invalidated:
+                    raise
+            return self._store_report_statement(rows)
         with self._ingest.transaction(self._report_engine) as conn:
             return self._ingest.store_report(conn, rows)
+
+    def _store_report_statement(self, rows: ReportRows) -> str:
+        """PostgreSQL: the report in one autocommitted statement, one round trip, on a
+        connection not pinged first (the caller retries on a dead one)."""
+        with self._report_engine.connect() as conn:
+            return self._ingest.store_report_statement(conn, rows)
 
     def deactivate_node(self, certname: str, when: datetime | None = None) -> None:
         """Mark a node deactivated (now, or at ``when``): it drops out of queries until it

@@ -27,14 +27,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Connection,
     Engine,
+    Integer,
+    LargeBinary,
     Table,
+    Text,
     bindparam,
     case,
+    cast,
     delete,
+    func,
+    literal_column,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -411,14 +419,21 @@ def _report_node_statement(dialect: str, nodes: Table) -> Any:
     a deactivation or expiry older than the report is cleared. SET expressions see the
     row as it was, so every CASE compares against the old timestamps."""
     statement = postgresql.insert(nodes) if dialect == "postgresql" else sqlite.insert(nodes)
+    return _node_upsert(statement, nodes)
+
+
+#: The node's fields that follow its latest report, in the order of ReportRows' sources.
+_LATEST_REPORT = ("report_timestamp", "report_environment", "latest_report_hash",
+                  "latest_report_status", "latest_report_noop", "latest_report_noop_pending",
+                  "latest_report_corrective_change")
+
+
+def _node_upsert(statement: Any, nodes: Table) -> Any:
     new = statement.excluded
     newer = or_(nodes.c.report_timestamp.is_(None),
                 nodes.c.report_timestamp <= new.report_timestamp)
-    latest = ("report_timestamp", "report_environment", "latest_report_hash",
-              "latest_report_status", "latest_report_noop", "latest_report_noop_pending",
-              "latest_report_corrective_change")
     changes: dict[str, Any] = {
-        name: case((newer, new[name]), else_=nodes.c[name]) for name in latest
+        name: case((newer, new[name]), else_=nodes.c[name]) for name in _LATEST_REPORT
     }
     for name in ("deactivated", "expired"):
         changes[name] = case((nodes.c[name] < new.report_timestamp, None), else_=nodes.c[name])
@@ -442,6 +457,74 @@ def _revival(node: NodeRow, timestamp: datetime) -> dict[str, Any]:
     return changes
 
 
+#: Per-event keys sent to PostgreSQL's one-statement report insert, as one JSON array.
+_EVENT_KEYS = ("status", "resource_type", "resource_title", "property", "old_value",
+               "new_value", "message", "file", "line", "containing_class",
+               "corrective_change")
+_EVENT_TYPES: dict[str, Any] = {"line": Integer(), "corrective_change": Boolean()}
+
+
+def _event_array(events: list[dict[str, Any]]) -> str:
+    """The events as a JSON array of arrays in ``_EVENT_KEYS`` order (the report's own
+    fields, common to every event, are taken from the inserted report row)."""
+    return json.dumps([[event[key] for key in _EVENT_KEYS] for event in events],
+                      separators=(",", ":"), ensure_ascii=False)
+
+
+def _pg_report_statement(tables: Tables) -> Any:
+    """``WITH inserted AS (INSERT INTO reports ... ON CONFLICT DO NOTHING RETURNING ...)``,
+    then the blob, the events, the environment and the node upsert, each an INSERT ...
+    SELECT FROM inserted: when the transaction_uuid is already stored, ``inserted`` is
+    empty and nothing else is written either. The statement returns the new report's hash.
+
+    Every sub-statement sees the snapshot taken before the statement, which is fine: none
+    reads what another writes (foreign keys are checked at the end of the statement).
+    """
+    reports, nodes = tables["reports"], tables["nodes"]
+    columns = [c.name for c in reports.columns if c.name != "id"]
+    inserted = (
+        postgresql.insert(reports)
+        .values({name: bindparam(name, type_=reports.c[name].type) for name in columns})
+        .on_conflict_do_nothing(index_elements=[reports.c.transaction_uuid])
+        .returning(*(reports.c[name] for name in (
+            "hash", "certname", "environment", "status", "noop", "noop_pending",
+            "corrective_change", "producer_timestamp")))
+        .cte("inserted")
+    )
+    blob = postgresql.insert(tables["report_resources"]).from_select(
+        ["report", "resources"],
+        select(inserted.c.hash, bindparam("resources_blob", type_=LargeBinary())),
+    ).cte("blob")
+    elements = func.jsonb_array_elements(
+        cast(bindparam("events_json", type_=Text()), postgresql.JSONB())
+    ).table_valued("value", with_ordinality="position").render_derived(name="event")
+    def element(index: int, key: str) -> Any:
+        item = elements.c.value.op("->")(literal_column(str(index)))
+        if key in ("old_value", "new_value"):
+            return func.coalesce(item, literal_column("'null'::jsonb"))
+        text_value = elements.c.value.op("->>")(literal_column(str(index)))
+        kind = _EVENT_TYPES.get(key)
+        return cast(text_value, kind) if kind is not None else text_value
+    event_columns = ["report", "certname", "timestamp", *_EVENT_KEYS]
+    events = postgresql.insert(tables["events"]).from_select(
+        event_columns,
+        select(inserted.c.hash, inserted.c.certname, inserted.c.producer_timestamp,
+               *(element(i, key) for i, key in enumerate(_EVENT_KEYS)))
+        .select_from(inserted.join(elements, true()))
+        .order_by(elements.c.position),
+    ).cte("events")
+    environment = postgresql.insert(tables["environments"]).from_select(
+        ["name"], select(inserted.c.environment)
+    ).on_conflict_do_nothing().cte("environment")
+    node = _node_upsert(postgresql.insert(nodes).from_select(
+        ["certname", *_LATEST_REPORT],
+        select(inserted.c.certname, inserted.c.producer_timestamp, inserted.c.environment,
+               inserted.c.hash, inserted.c.status, inserted.c.noop, inserted.c.noop_pending,
+               inserted.c.corrective_change),
+    ), nodes).cte("node")
+    return select(inserted.c.hash).add_cte(blob, events, environment, node)
+
+
 class Ingestor:
     """The write side of the store, over one engine's tables."""
 
@@ -451,6 +534,8 @@ class Ingestor:
         #: Environments known to be stored (committed), so most commands skip the insert.
         self._environments: set[str] = set()
         self._local = threading.local()
+        #: The PostgreSQL one-statement report insert, built on first use.
+        self._pg_report: Any = None
 
     @contextmanager
     def transaction(self, engine: Engine) -> Iterator[Connection]:
@@ -592,6 +677,31 @@ class Ingestor:
             "latest_report_corrective_change": row["corrective_change"],
         })
         return str(row["hash"])
+
+    def store_report_statement(self, conn: Connection, rows: ReportRows) -> str:
+        """PostgreSQL: store a report with one statement, committed on its own.
+
+        The report, its resource blob, its events, its environment and the node's latest
+        report fields are one INSERT with data-modifying CTEs (see
+        :func:`_pg_report_statement`): one round trip instead of seven, and one statement is
+        one transaction, so the report is still stored whole or not at all. ``conn`` must be
+        in autocommit mode; the commit waits for the WAL flush unless the session turned
+        ``synchronous_commit`` off (``durable_reports=False``).
+        """
+        row = rows.report
+        statement = self._pg_report
+        if statement is None:
+            statement = self._pg_report = _pg_report_statement(self.tables)
+        stored = conn.execute(statement, {
+            **row, "resources_blob": rows.resources["resources"],
+            "events_json": _event_array(rows.events)}).scalar_one_or_none()
+        if stored is None:  # this transaction_uuid is stored already
+            reports = self.tables["reports"]
+            stored = conn.execute(
+                select(reports.c.hash).where(reports.c.transaction_uuid == bindparam("uuid")),
+                {"uuid": row["transaction_uuid"]},
+            ).scalar_one()
+        return str(stored)
 
     def deactivate_node(self, conn: Connection, certname: str, when: datetime | None) -> None:
         moment = utc(when, f"deactivation of {certname}") if when is not None else self.clock()

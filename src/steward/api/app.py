@@ -1,0 +1,89 @@
+"""The whole HTTP application: the server's routes plus the change pipeline's.
+
+``steward server`` serves :func:`build_app`. The pipeline plugs into the server through
+:class:`PipelineExtension` (the server layer cannot import the layers above it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from steward.api import routes
+from steward.gitrepo import GitError
+from steward.pipeline.analyses import AnalysisMissing
+from steward.pipeline.approvals import ApprovalError, StaleApprovalError
+from steward.pipeline.change_errors import ChangeError
+from steward.pipeline.deploy import DeployError, EnvironmentLocked
+from steward.pipeline.rbac import PermissionDenied, RbacError
+from steward.pipeline.service import GateError, Pipeline
+from steward.server.app import AppState, create_app
+from steward.server.config import ServerConfig
+from steward.server.services import Services
+
+log = logging.getLogger("steward.api")
+
+
+class PipelineExtension:
+    """Builds the :class:`Pipeline` at start-up and owns the running deployments."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def install(self, app: FastAPI) -> None:
+        state: AppState = app.state.steward
+        state.error_statuses.extend([
+            (PermissionDenied, 403), (EnvironmentLocked, 409), (GateError, 409),
+            (StaleApprovalError, 409), (AnalysisMissing, 409), (GitError, 409),
+            (ApprovalError, 400), (DeployError, 400), (RbacError, 400),
+        ])
+        state.extras["pipeline_tasks"] = self.tasks
+        routes.install(app)
+
+    async def startup(self, state: AppState) -> None:
+        pipeline = await run_in_threadpool(_build, state.services)
+        state.extras["pipeline"] = pipeline
+        if pipeline is not None:
+            abandoned = await run_in_threadpool(pipeline.deployments.abandon_running)
+            for deployment_id in abandoned:
+                log.warning("deployment %s was interrupted by a server stop; marked failed",
+                            deployment_id)
+
+    async def shutdown(self, state: AppState) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for task in list(self.tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        state.extras.pop("pipeline", None)
+
+
+def _build(services: Services) -> Pipeline | None:
+    if services.catalogs.desired is None:
+        # A plain-directory repository (tests, experiments): no pipeline, the rest works.
+        return None
+    from steward.pipeline.schema import create_all
+
+    create_all(services.engine)
+    return Pipeline(services)
+
+
+def change_error_status(exc: ChangeError) -> int:
+    return int(getattr(exc, "http_status", 409))
+
+
+def build_app(config: ServerConfig, *, services: Services | None = None) -> FastAPI:
+    app = create_app(config, services=services, extensions=[PipelineExtension()])
+
+    @app.exception_handler(ChangeError)
+    async def _change_error(_request: Any, exc: ChangeError) -> Any:
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse({"error": str(exc)}, status_code=change_error_status(exc))
+
+    return app

@@ -1,0 +1,278 @@
+"""The change pipeline's REST routes: thin, every rule lives in :class:`Pipeline`."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from enum import Enum
+from typing import Any, Literal
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import PlainTextResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from steward.pipeline.deploy import ServerNodeRunner, Strategy
+from steward.pipeline.impact import render_text
+from steward.pipeline.rbac import PermissionDenied
+from steward.pipeline.service import Pipeline
+from steward.server.app import Authenticated, _json, _state
+from steward.server.auth import Identity
+
+
+class ProposeBody(BaseModel):
+    environment: str = Field(description="The target environment (a branch)")
+    title: str = Field(min_length=1, max_length=255)
+    message: str = ""
+    base: str | None = Field(default=None, description="Base commit (default: the tip)")
+    edits: dict[str, str | None] | None = Field(
+        default=None, description="Path -> new content; null deletes the file")
+    patch: str | None = Field(default=None, description="A unified diff (git format)")
+    branch: str | None = Field(default=None, description="Propose a pushed branch instead")
+
+
+class ReviewBody(BaseModel):
+    comment: str | None = None
+
+
+class RejectBody(BaseModel):
+    reason: str = Field(min_length=1)
+
+
+class OverrideBody(BaseModel):
+    policy: str
+    reason: str = Field(min_length=1)
+
+
+class ValidateBody(BaseModel):
+    verdict: Literal["pass", "fail"]
+    evidence: str = ""
+
+
+class DeployBody(BaseModel):
+    strategy: dict[str, Any] | None = None
+
+
+class PromoteBody(BaseModel):
+    environment: str
+
+
+class IdentityCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    kind: Literal["human", "agent"]
+    roles: list[str] = Field(default_factory=list,
+                             description="ROLE or ROLE@ENVIRONMENT (default every environment)")
+    expires_in: float | None = Field(default=None, gt=0, description="Seconds")
+
+
+class GrantBody(BaseModel):
+    role: str
+    environment: str = "*"
+
+
+def _pipeline(request: Request) -> Pipeline:
+    pipeline = _state(request).extras.get("pipeline")
+    if pipeline is None:
+        raise HTTPException(503, "the change pipeline is not available: the server's "
+                                 "repository is a plain directory, not desired.git")
+    assert isinstance(pipeline, Pipeline)
+    return pipeline
+
+
+def _role(text: str) -> tuple[str, str]:
+    role, _, env = text.partition("@")
+    return role, env or "*"
+
+
+def install(app: FastAPI) -> None:
+    tags: list[str | Enum] = ["changes"]
+
+    @app.post("/api/v1/changes", tags=tags, status_code=201)
+    def propose(request: Request, body: ProposeBody, identity: Authenticated) -> Response:
+        """Propose file edits, a patch, or a pushed branch; analysed at once."""
+        p = _pipeline(request)
+        if body.branch is not None:
+            view = p.propose_branch(identity, body.branch, body.environment,
+                                    body.message or body.title)
+        else:
+            view = p.propose(identity, body.environment, edits=body.edits, patch=body.patch,
+                             base=body.base, title=body.title, message=body.message)
+        return _json(view.to_json(), 201)
+
+    @app.get("/api/v1/changes", tags=tags)
+    def list_changes(request: Request, identity: Authenticated, state: str | None = None,
+                     environment: str | None = None) -> Response:
+        changes = _pipeline(request).list(identity, state=state, environment=environment)
+        return _json([c.to_json() for c in changes])
+
+    @app.get("/api/v1/changes/{change_id}", tags=tags)
+    def get_change(request: Request, change_id: str, identity: Authenticated) -> Response:
+        p = _pipeline(request)
+        document = p.view(identity, change_id).to_json()
+        document["history"] = [h.to_json() for h in p.changes.history(change_id)]
+        document["deployments"] = [d.to_json() for d in p.deployments.for_change(change_id)]
+        return _json(document)
+
+    @app.get("/api/v1/changes/{change_id}/impact", tags=tags)
+    def impact(request: Request, change_id: str, identity: Authenticated,
+               format: Literal["json", "text"] = "json") -> Response:
+        report = _pipeline(request).impact_report(identity, change_id)
+        if format == "text":
+            return PlainTextResponse(render_text(report))
+        return _json(report)
+
+    @app.post("/api/v1/changes/{change_id}/analyse", tags=tags)
+    def analyse(request: Request, change_id: str, identity: Authenticated) -> Response:
+        p = _pipeline(request)
+        p.analyse(identity, change_id)
+        return _json(p.view(identity, change_id).to_json())
+
+    @app.post("/api/v1/changes/{change_id}/approve", tags=tags)
+    def approve(request: Request, change_id: str, identity: Authenticated,
+                body: ReviewBody | None = None) -> Response:
+        view = _pipeline(request).approve(identity, change_id,
+                                          comment=body.comment if body else None)
+        return _json(view.to_json())
+
+    @app.post("/api/v1/changes/{change_id}/reject", tags=tags)
+    def reject(request: Request, change_id: str, body: RejectBody,
+               identity: Authenticated) -> Response:
+        p = _pipeline(request)
+        change = p.changes.get(change_id)
+        if change.state in ("analysed", "approved") and change.impact_digest:
+            try:
+                view = p.approve(identity, change_id, comment=body.reason, verdict="reject")
+                return _json(view.to_json())
+            except PermissionDenied:
+                pass
+        return _json(p.reject(identity, change_id, body.reason).to_json())
+
+    @app.post("/api/v1/changes/{change_id}/override", tags=tags)
+    def override(request: Request, change_id: str, body: OverrideBody,
+                 identity: Authenticated) -> Response:
+        view = _pipeline(request).override_policy(identity, change_id, body.policy, body.reason)
+        return _json(view.to_json())
+
+    @app.post("/api/v1/changes/{change_id}/validate", tags=tags)
+    def validate(request: Request, change_id: str, body: ValidateBody,
+                 identity: Authenticated) -> Response:
+        return _json(_pipeline(request).record_validation(identity, change_id, body.verdict,
+                                                          body.evidence))
+
+    @app.post("/api/v1/changes/{change_id}/deploy", tags=tags, status_code=202)
+    async def deploy(request: Request, change_id: str, identity: Authenticated,
+                     body: DeployBody | None = None) -> Response:
+        """Merge and start the rollout; poll GET /api/v1/deployments/ID for progress."""
+        p = _pipeline(request)
+        state = _state(request)
+        strategy = Strategy.from_json(body.strategy if body else None)
+        deployment = await run_in_threadpool(p.start_deploy, identity, change_id, strategy)
+        actor = p.actor(identity)
+        signals = state.signals
+        assert signals is not None
+        runner = ServerNodeRunner(signals, p.services.engine)
+        tasks: set[asyncio.Task[Any]] = state.extras["pipeline_tasks"]
+        task = asyncio.create_task(p.run_deploy(deployment.id, runner, actor),
+                                   name=f"deploy-{deployment.id}")
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return _json(deployment.to_json(), 202)
+
+    @app.get("/api/v1/deployments/{deployment_id}", tags=tags)
+    def get_deployment(request: Request, deployment_id: str,
+                       identity: Authenticated) -> Response:
+        p = _pipeline(request)
+        deployment = p.deployments.get(deployment_id)
+        p.authorise(identity, "desired_state:read", deployment.environment,
+                    action="deployment.read", target=f"deployment:{deployment_id}")
+        document = deployment.to_json()
+        document["change_state"] = p.changes.get(deployment.change_id).state
+        return _json(document)
+
+    @app.post("/api/v1/changes/{change_id}/rollback", tags=tags, status_code=201)
+    def rollback(request: Request, change_id: str, identity: Authenticated) -> Response:
+        return _json(_pipeline(request).rollback(identity, change_id).to_json(), 201)
+
+    @app.post("/api/v1/changes/{change_id}/promote", tags=tags, status_code=201)
+    def promote(request: Request, change_id: str, body: PromoteBody,
+                identity: Authenticated) -> Response:
+        view = _pipeline(request).promote(identity, change_id, body.environment)
+        return _json(view.to_json(), 201)
+
+    @app.get("/api/v1/changes/{change_id}/trace", tags=tags)
+    def trace(request: Request, change_id: str, identity: Authenticated) -> Response:
+        p = _pipeline(request)
+        change = p.changes.get(change_id)
+        p.authorise(identity, "audit:read", change.environment, action="audit.trace",
+                    target=f"change:{change_id}")
+        return _json(p.trace(change_id))
+
+    # -- identities ------------------------------------------------------------------------
+
+    id_tags: list[str | Enum] = ["identities"]
+
+    def _manager(p: Pipeline, identity: Identity, action: str, target: str | None) -> None:
+        p.authorise(identity, "token:manage", None, action=action, target=target)
+
+    @app.post("/api/v1/identities", tags=id_tags, status_code=201)
+    def create_identity(request: Request, body: IdentityCreate,
+                        identity: Authenticated) -> Response:
+        """Create a human or agent identity with roles; its token is shown only here."""
+        p = _pipeline(request)
+        target = f"{body.kind}:{body.name}"
+        _manager(p, identity, "identity.create", target)
+        for text in body.roles:
+            role, env = _role(text)
+            p.rbac.role(role)
+            if identity.kind != "admin":
+                p.rbac.check_no_escalation(p.actor(identity), role, env)
+        kind = "user" if body.kind == "human" else "agent"
+        created = p.services.tokens.create(
+            kind, body.name, created_by=identity.label,
+            expires_in=timedelta(seconds=body.expires_in) if body.expires_in else None)
+        for text in body.roles:
+            role, env = _role(text)
+            p.rbac.grant(target, role, env, granted_by=identity.label)
+        p.services.audit.record(actor=identity, action="identity.create", target=target,
+                                outcome="succeeded",
+                                parameters={"roles": body.roles, "token_id": created["id"]})
+        return _json({**created, "roles": [b.to_json() for b in p.rbac.bindings(target)]}, 201,
+                     headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/v1/identities", tags=id_tags)
+    def list_identities(request: Request, identity: Authenticated) -> Response:
+        p = _pipeline(request)
+        _manager(p, identity, "identity.list", None)
+        return _json([b.to_json() for b in p.rbac.bindings()])
+
+    @app.post("/api/v1/identities/{principal}/roles", tags=id_tags, status_code=201)
+    def grant(request: Request, principal: str, body: GrantBody,
+              identity: Authenticated) -> Response:
+        p = _pipeline(request)
+        _manager(p, identity, "role.grant", principal)
+        if identity.kind != "admin":
+            p.rbac.check_no_escalation(p.actor(identity), body.role, body.environment)
+        binding = p.rbac.grant(principal, body.role, body.environment,
+                               granted_by=identity.label)
+        p.services.audit.record(actor=identity, action="role.grant", target=principal,
+                                outcome="succeeded",
+                                parameters={"role": body.role, "environment": body.environment})
+        return _json(binding.to_json(), 201)
+
+    @app.delete("/api/v1/identities/{principal}/roles/{role}", tags=id_tags)
+    def revoke_role(request: Request, principal: str, role: str, identity: Authenticated,
+                    environment: str = "*") -> Response:
+        p = _pipeline(request)
+        _manager(p, identity, "role.revoke", principal)
+        p.rbac.revoke_role(principal, role, environment)
+        p.services.audit.record(actor=identity, action="role.revoke", target=principal,
+                                outcome="succeeded",
+                                parameters={"role": role, "environment": environment})
+        return _json({"revoked": {"identity": principal, "role": role,
+                                  "environment": environment}})
+
+    @app.get("/api/v1/audit/verify", tags=["audit"])
+    def audit_verify(request: Request, identity: Authenticated) -> Response:
+        p = _pipeline(request)
+        p.authorise(identity, "audit:read", None, action="audit.verify", target=None)
+        return _json(p.services.audit.verify().to_json())

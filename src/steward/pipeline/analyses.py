@@ -1,0 +1,154 @@
+"""What was found out about a change: impact reports, policy verdicts, overrides, validations.
+
+Every analysis is kept (not only the latest), keyed by the change and the impact digest, so
+an approval, an override or a validator's verdict can always be shown next to exactly the
+report it was given for. Overrides and validations bind to the digest like approvals do: a
+new head gives a new report, a new digest, and voids them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import JSON, Column, Engine, Index, Integer, String, Table, Text, insert, select
+
+from steward.errors import StewardError
+from steward.pipeline.tables import metadata
+from steward.server.db import UTCDateTime
+
+Verdict = Literal["pass", "fail"]
+
+analyses = Table(
+    "steward_analyses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("change_id", String(32), nullable=False),
+    Column("head", String(64), nullable=False),
+    Column("digest", String(80), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("summary", JSON, nullable=False),
+    Column("report", JSON, nullable=False),
+    Column("policy", JSON, nullable=False),
+    Index("ix_steward_analyses_change", "change_id", "id"),
+)
+
+overrides = Table(
+    "steward_policy_overrides",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("change_id", String(32), nullable=False),
+    Column("digest", String(80), nullable=False),
+    Column("policy", String(255), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_steward_policy_overrides_change", "change_id"),
+)
+
+validations = Table(
+    "steward_validations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("change_id", String(32), nullable=False),
+    Column("digest", String(80), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("verdict", String(8), nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_steward_validations_change", "change_id"),
+)
+
+
+class AnalysisMissing(StewardError):
+    """The change has not been analysed (yet) at its current head."""
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    change_id: str
+    head: str
+    digest: str
+    at: datetime
+    actor: str
+    report: dict[str, Any]
+    policy: dict[str, Any]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = self.report.get("summary", {})
+        return summary
+
+
+class Analyses:
+    """Stores and reads analyses, overrides and validations of changes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def record(self, change_id: str, head: str, actor: str, report: dict[str, Any],
+               policy: dict[str, Any]) -> Analysis:
+        now = datetime.now(UTC)
+        digest = str(report["digest"])
+        with self.engine.begin() as conn:
+            conn.execute(insert(analyses).values(
+                change_id=change_id, head=head, digest=digest, at=now, actor=actor,
+                summary=report.get("summary", {}), report=report, policy=policy))
+        return Analysis(change_id, head, digest, now, actor, report, policy)
+
+    def latest(self, change_id: str, digest: str | None = None) -> Analysis:
+        query = select(analyses).where(analyses.c.change_id == change_id)
+        if digest is not None:
+            query = query.where(analyses.c.digest == digest)
+        with self.engine.connect() as conn:
+            row = conn.execute(query.order_by(analyses.c.id.desc()).limit(1)).one_or_none()
+        if row is None:
+            raise AnalysisMissing(
+                f"{change_id} has no impact analysis"
+                + (f" with digest {digest}" if digest else "")
+                + f": run 'steward change impact {change_id}'")
+        return Analysis(row.change_id, row.head, row.digest, row.at, row.actor, row.report,
+                        row.policy)
+
+    def override(self, change_id: str, digest: str, policy: str, actor: str,
+                 reason: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(overrides).values(
+                change_id=change_id, digest=digest, policy=policy, actor=actor,
+                reason=reason, at=datetime.now(UTC)))
+
+    def overrides(self, change_id: str, digest: str) -> dict[str, dict[str, Any]]:
+        """Overrides valid for this digest, by policy name."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(overrides).where(overrides.c.change_id == change_id,
+                                        overrides.c.digest == digest).order_by(overrides.c.id)
+            ).all()
+        return {row.policy: {"policy": row.policy, "actor": row.actor, "reason": row.reason,
+                             "at": _iso(row.at)} for row in rows}
+
+    def validate(self, change_id: str, digest: str, actor: str, verdict: Verdict,
+                 evidence: str) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            conn.execute(insert(validations).values(
+                change_id=change_id, digest=digest, actor=actor, verdict=verdict,
+                evidence=evidence, at=now))
+        return {"change": change_id, "digest": digest, "actor": actor, "verdict": verdict,
+                "evidence": evidence, "at": _iso(now)}
+
+    def validations(self, change_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(validations).where(validations.c.change_id == change_id)
+                .order_by(validations.c.id)
+            ).all()
+        return [{"change": row.change_id, "digest": row.digest, "actor": row.actor,
+                 "verdict": row.verdict, "evidence": row.evidence, "at": _iso(row.at)}
+                for row in rows]

@@ -1,0 +1,755 @@
+"""Changes: proposals against an environment's branch, their records and their states.
+
+A change is a pair of commits in the desired-state repository (``base`` and ``head``, the
+head on the branch ``changes/<id>``) plus a row in the server's database that the state
+machine of :mod:`steward.pipeline.change_states` moves along. This module is the only
+writer of both, and keeps them consistent: a proposal whose head does not load, or whose
+branch cannot be created, leaves neither a record nor a branch behind.
+
+**Stale bases.** A proposal names the commit it was written against (``base``; by default
+the environment's tip). It must be the tip or an ancestor of it. When the environment moved
+since ``base``:
+
+* if any file the proposal changes was also changed in the environment between ``base`` and
+  the tip, it is rejected as stale (:class:`StaleProposal`), naming those files: the proposer
+  wrote against content that no longer exists and must re-read it;
+* otherwise the proposal is *rebased*: its files (exactly as proposed) are committed on top of
+  the tip, the change's ``base`` is the tip, and the history records ``rebased_from``. The
+  change's ``base..head`` is therefore always exactly the proposal, on a current base.
+
+A branch pushed by a person (:meth:`Changes.propose_branch`) is never rewritten: its base is
+its merge-base with the environment, with the same conflict rule; deploy merges it.
+
+**Amendments** (:meth:`Changes.update_head`) give an open change a new head on its branch.
+The impact report and every approval bound to the old head are void: the change returns to
+``proposed`` and must be analysed again.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from steward.errors import StewardError
+from steward.gitrepo import (
+    Author,
+    DesiredStateRepo,
+    EditError,
+    GitError,
+    PatchError,
+    StaleBaseError,
+    UnknownRefError,
+    check_path,
+)
+from steward.pipeline.actor import Actor
+from steward.pipeline.change_errors import (
+    ChangeConflict,
+    ChangeError,
+    ChangeNotFound,
+    IllegalTransition,
+    InvalidProposal,
+    StaleProposal,
+)
+from steward.pipeline.change_model import (
+    Change,
+    HistoryEntry,
+    Proposer,
+    change_counter,
+    change_history,
+    changes,
+)
+from steward.pipeline.change_states import (
+    MERGED_STATES,
+    OPEN_STATES,
+    ChangeKind,
+    ChangeState,
+    action_for,
+    describe_next,
+    parse_state,
+)
+
+__all__ = [
+    "Change",
+    "ChangeConflict",
+    "ChangeError",
+    "ChangeNotFound",
+    "Changes",
+    "HistoryEntry",
+    "IllegalTransition",
+    "InvalidProposal",
+    "Proposer",
+    "StaleProposal",
+]
+
+BRANCH_PREFIX: Final = "changes/"
+MAX_TITLE: Final = 200
+_COUNTER: Final = "changes"
+_ATTEMPTS: Final = 5
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def short(sha: str) -> str:
+    return sha[:12]
+
+
+def _files(paths: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+class Changes:
+    """Proposals, change records and their state machine, over one repository and database.
+
+    ``environments`` (when given) are the branches changes may target; otherwise any existing
+    branch outside ``changes/`` is an environment.
+    """
+
+    def __init__(self, engine: Engine, repo: DesiredStateRepo, *,
+                 environments: Sequence[str] | None = None) -> None:
+        self.engine = engine
+        self.repo = repo
+        self.environments = tuple(environments) if environments is not None else None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, change_id: str) -> Change:
+        with self.engine.connect() as conn:
+            return self._get(conn, change_id)
+
+    @staticmethod
+    def _get(conn: Connection, change_id: str) -> Change:
+        row = conn.execute(select(changes).where(changes.c.id == change_id)).one_or_none()
+        if row is None:
+            raise ChangeNotFound(f"no change {change_id!r}")
+        return Change.from_row(row)
+
+    def list(self, state: str | None = None, environment: str | None = None, *,
+             parent: str | None = None) -> builtins.list[Change]:
+        """Changes in the order they were proposed, optionally filtered."""
+        query = select(changes).order_by(changes.c.seq)
+        if state is not None:
+            query = query.where(changes.c.state == parse_state(state))
+        if environment is not None:
+            query = query.where(changes.c.environment == environment)
+        if parent is not None:
+            query = query.where(changes.c.parent_id == parent)
+        with self.engine.connect() as conn:
+            return [Change.from_row(row) for row in conn.execute(query)]
+
+    def history(self, change_id: str) -> builtins.list[HistoryEntry]:
+        """What happened to the change, oldest first."""
+        with self.engine.connect() as conn:
+            self._get(conn, change_id)
+            rows = conn.execute(
+                select(change_history).where(change_history.c.change_id == change_id)
+                .order_by(change_history.c.id)
+            )
+            return [HistoryEntry.from_row(row) for row in rows]
+
+    # -- proposing -------------------------------------------------------------------------
+
+    def propose_edits(
+        self,
+        actor: Actor,
+        environment: str,
+        *,
+        base: str | None = None,
+        edits: Mapping[str, str | bytes | None] | None = None,
+        patch: str | None = None,
+        title: str,
+        message: str = "",
+    ) -> Change:
+        """Propose file edits (path -> content, None deletes) or a unified patch.
+
+        See the module docstring for the stale-base rule. Nothing is recorded unless the
+        proposed head loads.
+        """
+        return self._propose_edits(actor, environment, base=base, edits=edits, patch=patch,
+                                   title=title, message=message)
+
+    def _propose_edits(
+        self,
+        actor: Actor,
+        environment: str,
+        *,
+        base: str | None,
+        edits: Mapping[str, str | bytes | None] | None,
+        patch: str | None,
+        title: str,
+        message: str,
+        kind: ChangeKind = "normal",
+        parent: str | None = None,
+    ) -> Change:
+        title = _title(title)
+        tip = self._environment_tip(environment)
+        _check_payload(edits, patch)
+        base_sha = tip if base is None else self._commit(base, "base")
+        if base_sha != tip and not self.repo.is_ancestor(base_sha, tip):
+            raise StaleProposal(
+                f"base {short(base_sha)} is not in the history of {environment!r} (tip "
+                f"{short(tip)}); propose against {environment}'s tip"
+            )
+        author = _author(actor)
+        commit_message = _commit_message(title, message, actor)
+        candidate = self._build(base_sha, author, commit_message, edits=edits, patch=patch)
+        touched = self.repo.changed_files(base_sha, candidate)
+        if not touched:
+            raise InvalidProposal(
+                f"the proposal changes nothing: every edit matches {environment} at "
+                f"{short(base_sha)}"
+            )
+        detail: dict[str, Any] = {"files": sorted(touched)}
+        head = candidate
+        if base_sha != tip:
+            self._check_not_stale(environment, base_sha, tip, touched)
+            # Nothing the proposal touches moved: the same files on top of the tip.
+            rebased = {path: self.repo.read_file(candidate, path) for path in touched}
+            head = self._build(tip, author, commit_message, edits=rebased, patch=None)
+            detail["rebased_from"] = base_sha
+        self._check_loads(head, environment)
+        return self._record(
+            actor, environment, base=tip, head=head, title=title, message=message,
+            kind=kind, parent=parent, detail=detail,
+        )
+
+    def propose_branch(self, actor: Actor, branch: str, environment: str, message: str, *,
+                       title: str | None = None) -> Change:
+        """Turn a pushed branch into a change: base = merge-base with the environment."""
+        tip = self._environment_tip(environment)
+        if branch == environment or branch.startswith(BRANCH_PREFIX) or (
+                self.environments is not None and branch in self.environments):
+            raise InvalidProposal(
+                f"branch {branch!r} cannot be proposed: push your work to a branch of its own "
+                f"(not an environment or a changes/ branch)"
+            )
+        head = self.repo.branches().get(branch)
+        if head is None:
+            raise InvalidProposal(
+                f"no branch {branch!r} in the desired-state repository; push it first "
+                f"(git push origin HEAD:{branch})"
+            )
+        if not message.strip():
+            raise InvalidProposal("message: describe the change (-m MESSAGE)")
+        base = self._merge_base(head, tip)
+        if base is None:
+            raise InvalidProposal(
+                f"branch {branch!r} shares no history with {environment!r}; branch from it"
+            )
+        touched = self.repo.changed_files(base, head)
+        if not touched:
+            raise InvalidProposal(
+                f"branch {branch!r} ({short(head)}) changes nothing relative to {environment} "
+                f"at {short(base)}"
+            )
+        if base != tip:
+            self._check_not_stale(environment, base, tip, touched,
+                                  advice=f"merge or rebase {branch} onto {environment}")
+        self._check_loads(head, environment)
+        return self._record(
+            actor, environment, base=base, head=head,
+            title=_title(title if title is not None else message.strip().splitlines()[0]),
+            message=message.strip(), kind="normal", parent=None,
+            detail={"files": sorted(touched), "from_branch": branch},
+        )
+
+    def create_revert(self, change_id: str, actor: Actor) -> Change:
+        """A rollback change: restores what ``change_id`` changed, on top of today's tip.
+
+        When the environment's tree is still exactly the change's head, the rollback's tree is
+        the change's base (``repo.revert``). When other work landed since, only the change's
+        own files are restored to their base content, provided nothing after the change
+        touched them; otherwise an automatic rollback would undo others' work, and is refused.
+        """
+        change = self.get(change_id)
+        if change.state not in MERGED_STATES:
+            raise ChangeError(
+                f"{change.id} is {change.state}: only a deploying, deployed or failed change "
+                "can be rolled back" + (
+                    f" (reject it instead: steward change reject {change.id})"
+                    if change.state in OPEN_STATES else "")
+            )
+        for other in self.list(parent=change.id):
+            if other.kind == "rollback" and other.state not in ("rejected", "failed",
+                                                                 "rolled_back"):
+                raise ChangeConflict(
+                    f"{change.id} already has rollback {other.id} ({other.state})"
+                )
+        env = change.environment
+        tip = self._environment_tip(env)
+        if not self.repo.is_ancestor(change.head, tip):
+            raise ChangeError(
+                f"{change.id}'s head {short(change.head)} is not in {env} (tip {short(tip)}): "
+                "it was never merged, so there is nothing to roll back"
+            )
+        touched = self.repo.changed_files(change.base, change.head)
+        author = _author(actor)
+        title = _title(f"Roll back {change.id}: {change.title}", truncate=True)
+        body = (f"Restores the files {change.id} changed in {env} to their content at "
+                f"{short(change.base)}.")
+        commit_message = _commit_message(title, body, actor)
+        since = self.repo.changed_files(change.head, tip)
+        try:
+            if not since:
+                head = self._restore_tree(tip, change.base, author, commit_message)
+            else:
+                overlap = sorted(set(touched) & set(since))
+                if overlap:
+                    raise ChangeError(
+                        f"cannot roll back {change.id} automatically: {_files(overlap)} changed "
+                        f"in {env} after it; propose a fix instead"
+                    )
+                edits = {path: self.repo.read_file(change.base, path) for path in touched}
+                head = self.repo.commit(parent=tip, author=author, message=commit_message,
+                                        edits=edits, allow_empty=True)
+        except GitError as exc:
+            raise ChangeError(f"cannot build the rollback of {change.id}: {exc}") from exc
+        if not self.repo.changed_files(tip, head):
+            raise ChangeError(
+                f"{change.id}'s files in {env} already match {short(change.base)}: "
+                "nothing to roll back"
+            )
+        self._check_loads(head, env)
+        created = self._record(
+            actor, env, base=tip, head=head, title=title, message=body, kind="rollback",
+            parent=change.id, detail={"files": sorted(touched), "rollback_of": change.id},
+        )
+        self._note(change.id, actor, "rollback_proposed", {"rollback": created.id})
+        return created
+
+    def create_promotion(self, change_id: str, actor: Actor, environment: str) -> Change:
+        """Propose ``change_id``'s diff to another environment (``change promote``)."""
+        change = self.get(change_id)
+        if environment == change.environment:
+            raise InvalidProposal(f"{change.id} already targets {environment!r}")
+        if change.state not in ("deployed",):
+            raise ChangeError(
+                f"{change.id} is {change.state}: only a deployed change can be promoted"
+            )
+        patch = self.repo.diff(change.base, change.head)
+        try:
+            promoted = self._propose_edits(
+                actor, environment, base=None, edits=None, patch=patch,
+                title=_title(f"Promote {change.id} to {environment}: {change.title}",
+                             truncate=True),
+                message=change.message, kind="promotion", parent=change.id,
+            )
+        except InvalidProposal as exc:
+            raise InvalidProposal(f"cannot promote {change.id} to {environment}: {exc}") from exc
+        self._note(change.id, actor, "promotion_proposed",
+                   {"promotion": promoted.id, "environment": environment})
+        return promoted
+
+    # -- amending --------------------------------------------------------------------------
+
+    def update_head(
+        self,
+        change_id: str,
+        actor: Actor,
+        *,
+        edits: Mapping[str, str | bytes | None] | None = None,
+        patch: str | None = None,
+        head: str | None = None,
+        message: str | None = None,
+        expected_head: str | None = None,
+    ) -> Change:
+        """Amend an open change: a commit on its head (edits or patch), or a new ``head``.
+
+        The change returns to ``proposed`` with no impact digest; approvals bound to the old
+        head are void (recorded in the history; the approvals table checks the binding).
+        """
+        change = self.get(change_id)
+        if change.state not in OPEN_STATES:
+            raise IllegalTransition(
+                f"{change.id} is {change.state}: only a proposed, analysed or approved change "
+                "can be amended"
+            )
+        if expected_head is not None and expected_head != change.head:
+            raise ChangeConflict(
+                f"{change.id}'s head is {short(change.head)}, not {short(expected_head)}: "
+                "it was amended meanwhile; read it again"
+            )
+        given = sum(x is not None for x in (edits, patch, head))
+        if given != 1:
+            raise InvalidProposal("amend with exactly one of: edits, a patch, or a new head")
+        if head is not None:
+            new = self._commit(head, "head")
+            if not self.repo.is_ancestor(change.base, new):
+                raise InvalidProposal(
+                    f"the new head {short(new)} does not descend from {change.id}'s base "
+                    f"{short(change.base)}"
+                )
+        else:
+            _check_payload(edits, patch)
+            text = message.strip() if message and message.strip() else f"Amend {change.id}"
+            new = self._build(change.head, _author(actor),
+                              _commit_message(_title(text.splitlines()[0], truncate=True),
+                                              text, actor),
+                              edits=edits, patch=patch)
+        if not self.repo.changed_files(change.head, new):
+            raise InvalidProposal(f"the amendment changes nothing in {change.id}")
+        touched = self.repo.changed_files(change.base, new)
+        if not touched:
+            raise InvalidProposal(
+                f"after the amendment {change.id} changes nothing relative to its base "
+                f"{short(change.base)}; reject it instead"
+            )
+        tip = self._environment_tip(change.environment)
+        if tip != change.base and self.repo.is_ancestor(change.base, tip):
+            self._check_not_stale(change.environment, change.base, tip, touched)
+        self._check_loads(new, change.environment)
+        try:
+            self.repo.set_branch(change.branch, new, expected=change.head)
+        except StaleBaseError as exc:
+            raise ChangeConflict(
+                f"{change.branch} moved meanwhile; read {change.id} again ({exc})"
+            ) from exc
+        now = _now()
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    update(changes)
+                    .where(changes.c.id == change.id, changes.c.head == change.head,
+                           changes.c.state == change.state)
+                    .values(head=new, state="proposed", impact_digest=None, updated_at=now)
+                )
+                if result.rowcount != 1:
+                    raise ChangeConflict(
+                        f"{change.id} changed meanwhile (it was {change.state} at "
+                        f"{short(change.head)}); read it again"
+                    )
+                _append(conn, change.id, now, actor, "amend", change.state, "proposed", {
+                    "from_head": change.head, "to_head": new, "files": sorted(touched),
+                    "approvals": "void", "impact_digest": change.impact_digest,
+                })
+        except BaseException:
+            self._undo_branch(change.branch, to=change.head, expected=new)
+            raise
+        return self.get(change.id)
+
+    # -- moving ----------------------------------------------------------------------------
+
+    def transition(
+        self,
+        change_id: str,
+        to_state: str,
+        actor: Actor,
+        *,
+        detail: Mapping[str, Any] | None = None,
+        expected_head: str | None = None,
+        expected_impact: str | None = None,
+    ) -> Change:
+        """Move a change along the state machine, atomically (compare-and-set on its row).
+
+        ``expected_head``/``expected_impact`` bind the move to what the caller checked (an
+        approval to the head and impact digest it approved): if either changed, nothing moves.
+        """
+        target = parse_state(to_state, field="to_state")
+        if target == "proposed":
+            raise IllegalTransition(
+                f"a change returns to 'proposed' only when its head changes (amend {change_id})"
+            )
+        for _attempt in range(_ATTEMPTS):
+            change = self.get(change_id)
+            _check_binding(change, expected_head, expected_impact)
+            action = action_for(change.state, target)
+            if action is None:
+                raise IllegalTransition(
+                    f"{change.id} is {change.state}: it cannot become {target} "
+                    f"({describe_next(change.state)})"
+                )
+            if target == "analysed" and change.impact_digest is None:
+                raise IllegalTransition(
+                    f"{change.id} has no impact report yet: run steward change impact "
+                    f"{change.id} first"
+                )
+            now = _now()
+            with self.engine.begin() as conn:
+                conditions = [changes.c.id == change.id, changes.c.state == change.state,
+                              changes.c.head == change.head]
+                conditions.append(
+                    changes.c.impact_digest.is_(None) if change.impact_digest is None
+                    else changes.c.impact_digest == change.impact_digest)
+                result = conn.execute(
+                    update(changes).where(*conditions).values(state=target, updated_at=now)
+                )
+                if result.rowcount != 1:
+                    continue  # moved meanwhile: judge the move again from its new state
+                _append(conn, change.id, now, actor, action, change.state, target,
+                        dict(detail) if detail is not None else None)
+            return self.get(change.id)
+        raise ChangeConflict(f"{change_id} keeps changing under this request; try again")
+
+    def reject(self, change_id: str, actor: Actor, reason: str) -> Change:
+        """Close an open change for good; its branch stays, for the audit trail."""
+        if not reason.strip():
+            raise ChangeError("reason: say why the change is rejected")
+        return self.transition(change_id, "rejected", actor, detail={"reason": reason.strip()})
+
+    def set_impact(self, change_id: str, digest: str, *, actor: Actor | None = None,
+                   expected_head: str | None = None) -> Change:
+        """Record the digest of the change's latest impact report.
+
+        The report was computed for a head (``expected_head``): if the change was amended
+        since, the digest is refused. A new digest on an *approved* change voids its
+        approvals, so the change goes back to ``analysed``.
+        """
+        if not digest.startswith("sha256:"):
+            raise ChangeError(f"impact digest {digest!r} is not of the form sha256:<hex>")
+        who = actor or Actor("steward", "system")
+        for _attempt in range(_ATTEMPTS):
+            change = self.get(change_id)
+            _check_binding(change, expected_head, None)
+            if change.state not in OPEN_STATES:
+                raise IllegalTransition(
+                    f"{change.id} is {change.state}: its impact report can no longer change"
+                )
+            target: ChangeState = change.state
+            if change.state == "approved" and digest != change.impact_digest:
+                target = "analysed"
+            now = _now()
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    update(changes)
+                    .where(changes.c.id == change.id, changes.c.state == change.state,
+                           changes.c.head == change.head)
+                    .values(impact_digest=digest, state=target, updated_at=now)
+                )
+                if result.rowcount != 1:
+                    continue
+                detail: dict[str, Any] = {"digest": digest, "previous": change.impact_digest,
+                                          "head": change.head}
+                if target != change.state:
+                    detail["approvals"] = "void"
+                _append(conn, change.id, now, who, "impact", change.state, target, detail)
+            return self.get(change.id)
+        raise ChangeConflict(f"{change_id} keeps changing under this request; try again")
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _environment_tip(self, environment: str) -> str:
+        if environment.startswith(BRANCH_PREFIX) or (
+                self.environments is not None and environment not in self.environments):
+            known = self.environments if self.environments is not None else \
+                tuple(sorted(b for b in self.repo.branches() if not b.startswith(BRANCH_PREFIX)))
+            raise InvalidProposal(
+                f"{environment!r} is not an environment; known: {', '.join(known)}"
+            )
+        tip = self.repo.branches().get(environment)
+        if tip is None:
+            raise InvalidProposal(
+                f"environment {environment!r} has no branch in the desired-state repository"
+            )
+        return tip
+
+    def _commit(self, ref: str, what: str) -> str:
+        try:
+            return self.repo.resolve(ref)
+        except UnknownRefError:
+            raise InvalidProposal(
+                f"{what} {ref!r} is not a commit of the desired-state repository"
+            ) from None
+
+    def _merge_base(self, a: str, b: str) -> str | None:
+        try:
+            return self.repo.merge_base(a, b)
+        except GitError:
+            return None  # no shared history
+
+    def _restore_tree(self, tip: str, tree_of: str, author: Author, message: str) -> str:
+        """A commit on ``tip`` whose files are exactly ``tree_of``'s; no branch moves.
+
+        ``repo.revert`` publishes its commit on the branch it is given, and a rollback must
+        not reach the environment before it is approved: it runs on a scratch branch.
+        """
+        scratch = f"{BRANCH_PREFIX}rollback-{uuid.uuid4().hex[:16]}"
+        self.repo.set_branch(scratch, tip, expected=None)
+        try:
+            return self.repo.revert(branch=scratch, to_tree_of=tree_of, author=author,
+                                    message=message)
+        finally:
+            with contextlib.suppress(GitError):
+                self.repo.delete_branch(scratch)
+
+    def _build(self, parent: str, author: Author, message: str, *,
+               edits: Mapping[str, str | bytes | None] | None, patch: str | None) -> str:
+        try:
+            return self.repo.commit(parent=parent, author=author, message=message,
+                                    edits=edits, patch=patch, allow_empty=True)
+        except PatchError as exc:
+            raise InvalidProposal(f"the patch does not apply to {short(parent)}: {exc}") from exc
+        except GitError as exc:
+            raise InvalidProposal(f"cannot build the proposal on {short(parent)}: {exc}") from exc
+
+    def _check_not_stale(self, environment: str, base: str, tip: str,
+                         touched: Sequence[str], *, advice: str | None = None) -> None:
+        moved = self.repo.changed_files(base, tip)
+        overlap = sorted(set(touched) & set(moved))
+        if overlap:
+            raise StaleProposal(
+                f"base {short(base)} is stale: {environment} moved to {short(tip)} since and "
+                f"changed {_files(overlap)} too; "
+                + (advice or f"re-read {'it' if len(overlap) == 1 else 'them'} at "
+                   f"{short(tip)} and propose again")
+            )
+
+    def _check_loads(self, head: str, environment: str) -> None:
+        try:
+            self.repo.load(head)
+        except StewardError as exc:
+            raise InvalidProposal(
+                f"the proposed {environment} tree {short(head)} does not load, so nothing "
+                f"was recorded: {exc}"
+            ) from exc
+
+    def _record(self, actor: Actor, environment: str, *, base: str, head: str, title: str,
+                message: str, kind: ChangeKind, parent: str | None,
+                detail: dict[str, Any]) -> Change:
+        """Allocate the id, write the row and its first history entry, create the branch.
+
+        The branch is created inside the database transaction: if it fails the row is rolled
+        back; if the commit fails the branch is deleted.
+        """
+        for _attempt in range(_ATTEMPTS):
+            branch_created: str | None = None
+            try:
+                with self.engine.begin() as conn:
+                    seq = _allocate(conn)
+                    existing = self.repo.branches()
+                    # A branch left by an earlier database (restored, or reset) keeps its number.
+                    while f"{BRANCH_PREFIX}chg-{seq}" in existing:
+                        seq = _allocate(conn)
+                    change_id = f"chg-{seq}"
+                    branch = f"{BRANCH_PREFIX}{change_id}"
+                    now = _now()
+                    conn.execute(insert(changes).values(
+                        id=change_id, seq=seq, title=title, message=message,
+                        proposer_name=actor.name, proposer_kind=actor.kind,
+                        environment=environment, base=base, head=head, branch=branch,
+                        state="proposed", impact_digest=None, kind=kind, parent_id=parent,
+                        created_at=now, updated_at=now,
+                    ))
+                    _append(conn, change_id, now, actor, "propose", None, "proposed", {
+                        **detail, "base": base, "head": head, "kind": kind, "parent": parent,
+                    })
+                    try:
+                        self.repo.set_branch(branch, head, expected=None)
+                    except GitError as exc:
+                        raise ChangeError(f"cannot create branch {branch}: {exc}") from exc
+                    branch_created = branch
+            except BaseException as exc:
+                if branch_created is not None:
+                    self._undo_branch(branch_created, to=None, expected=head)
+                if isinstance(exc, IntegrityError):
+                    # Two first-ever proposals created the counter row at once: try again.
+                    continue
+                raise
+            return self.get(change_id)
+        raise ChangeConflict("could not allocate a change id; try again")
+
+    def _note(self, change_id: str, actor: Actor, action: str, detail: dict[str, Any]) -> None:
+        """A history entry that does not move the state (e.g. a rollback was proposed).
+
+        The state is read before the write transaction: on SQLite a transaction that reads
+        first and writes later cannot wait for the write lock, only fail.
+        """
+        state = self.get(change_id).state
+        with self.engine.begin() as conn:
+            _append(conn, change_id, _now(), actor, action, state, state, detail)
+
+    def _undo_branch(self, branch: str, *, to: str | None, expected: str) -> None:
+        """Best effort: put a change branch back after the database refused the write."""
+        with contextlib.suppress(GitError):  # the original error matters more
+            if to is None:
+                self.repo.delete_branch(branch, expected=expected)
+            else:
+                self.repo.set_branch(branch, to, expected=expected)
+
+
+def _allocate(conn: Connection) -> int:
+    """The next change number; the UPDATE takes the row (PostgreSQL) or write (SQLite) lock."""
+    result = conn.execute(
+        update(change_counter).where(change_counter.c.name == _COUNTER)
+        .values(value=change_counter.c.value + 1)
+    )
+    if result.rowcount == 0:
+        conn.execute(insert(change_counter).values(name=_COUNTER, value=1))
+        return 1
+    value: int = conn.execute(
+        select(change_counter.c.value).where(change_counter.c.name == _COUNTER)
+    ).scalar_one()
+    return value
+
+
+def _append(conn: Connection, change_id: str, at: datetime, actor: Actor, action: str,
+            from_state: str | None, to_state: str, detail: dict[str, Any] | None) -> None:
+    conn.execute(insert(change_history).values(
+        change_id=change_id, at=at, actor=actor.label, action=action, from_state=from_state,
+        to_state=to_state, detail=detail,
+    ))
+
+
+def _check_binding(change: Change, expected_head: str | None,
+                   expected_impact: str | None) -> None:
+    if expected_head is not None and expected_head != change.head:
+        raise ChangeConflict(
+            f"{change.id}'s head is now {short(change.head)}, not {short(expected_head)}: it "
+            "was amended; review it again"
+        )
+    if expected_impact is not None and expected_impact != change.impact_digest:
+        raise ChangeConflict(
+            f"{change.id}'s impact report is now {change.impact_digest or 'missing'}, not "
+            f"{expected_impact}: it was re-analysed; review it again"
+        )
+
+
+def _check_payload(edits: Mapping[str, str | bytes | None] | None, patch: str | None) -> None:
+    if (edits is None) == (patch is None):
+        raise InvalidProposal("propose either file edits or a unified patch (exactly one)")
+    if patch is not None:
+        if not patch.strip():
+            raise InvalidProposal("patch: empty")
+        return
+    assert edits is not None
+    if not edits:
+        raise InvalidProposal("edits: no files given")
+    for path, content in edits.items():
+        try:
+            check_path(path)
+        except EditError as exc:
+            raise InvalidProposal(f"edits: {exc}") from None
+        if content is not None and not isinstance(content, str | bytes):
+            raise InvalidProposal(
+                f"edits[{path!r}]: content must be text, bytes, or null to delete")
+
+
+def _title(text: str, *, truncate: bool = False) -> str:
+    title = " ".join(text.split())
+    if not title:
+        raise InvalidProposal("title: give the change a one-line title")
+    if len(title) > MAX_TITLE:
+        if not truncate:
+            raise InvalidProposal(f"title: at most {MAX_TITLE} characters, not {len(title)}")
+        title = title[:MAX_TITLE - 3] + "..."
+    return title
+
+
+def _author(actor: Actor) -> Author:
+    try:
+        return Author(actor.name, actor.git_email)
+    except GitError as exc:
+        raise InvalidProposal(f"proposer {actor.label!r}: {exc}") from None
+
+
+def _commit_message(title: str, message: str, actor: Actor) -> str:
+    body = message.strip()
+    return f"{title}\n\n{body + chr(10) + chr(10) if body else ''}Proposed-by: {actor.label}\n"

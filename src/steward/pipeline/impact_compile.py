@@ -1,0 +1,361 @@
+"""Per-node work: compile both sides with the node's latest facts, diff, build its entry.
+
+Both sides are compiled from the same facts, so the difference is the change's and nothing
+else's (facts that moved since the node's last run do not show up as the change). The
+stored catalog is not used as the current side: it lacks the sensitive digests a
+secret's change is judged by, and it may predate the node's latest facts; its hash is
+reported beside the base compile's (``current.stored``) so a reader sees nodes that are not
+at the base yet. A compile that fails is that node's ``failed`` entry, never an abort.
+
+Large candidate sets are compiled in a process pool (the compiler is pure Python, one core
+per process). A :class:`~steward.language.Repository` does not pickle (its mappings are
+read-only proxies and its templates compiled Jinja): forked workers inherit the parent's,
+spawned ones (when the parent runs several threads) load both sides from their directories
+once and check every file digest against the parent's copy; if that cannot be done the work
+runs in this process instead.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from steward.catalog.canonical import canonical_json
+from steward.catalog.model import Catalog
+from steward.compiler import compile_catalog
+from steward.compiler.classify import classify
+from steward.compiler.context import MIN_SCANNED_SECRET, FactView, NodeContext
+from steward.errors import SecretError, StewardError
+from steward.language import Repository, load_repository
+from steward.pipeline.impact_diff import classification_change, diff_catalogs
+from steward.pipeline.impact_model import SENSITIVE_TEXT, ImpactError, NodeTask
+from steward.secrets.store import SecretStore
+
+#: Below this many nodes a pool's start-up (two repository loads per worker) is not worth it.
+PARALLEL_MIN_NODES = 200
+#: Nodes per pool task: small enough to balance the cores, large enough to amortise pickling.
+CHUNK = 32
+#: Secrets at least this long are searched for in error messages (shorter ones would hit
+#: ordinary words; the compiler itself never puts a secret in a catalog or a message).
+MIN_SCRUBBED_SECRET = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Sides:
+    """Everything a node's analysis needs besides the node itself."""
+
+    base: Repository
+    head: Repository
+    environment: str
+    base_code_id: str | None
+    head_code_id: str | None
+    secrets: SecretStore | None
+    #: Secret values, longest first, kept out of messages and entries.
+    secret_values: tuple[str, ...] = ()
+
+
+def make_sides(
+    base: Repository,
+    head: Repository,
+    environment: str,
+    base_code_id: str | None,
+    head_code_id: str | None,
+    secrets: SecretStore | None,
+) -> Sides:
+    return Sides(base, head, environment, base_code_id, head_code_id, secrets,
+                 _secret_values(secrets))
+
+
+def _secret_values(secrets: SecretStore | None) -> tuple[str, ...]:
+    if secrets is None:
+        return ()
+    try:
+        values = {secrets.get(name) for name in secrets.names()}
+    except SecretError:
+        return ()  # no readable store: no compile can resolve a secret either
+    return tuple(sorted((v for v in values if len(v) >= MIN_SCRUBBED_SECRET),
+                        key=lambda v: (-len(v), v)))
+
+
+# -- one node -----------------------------------------------------------------------------------
+
+
+def analyse_node(sides: Sides, task: NodeTask) -> dict[str, Any] | None:
+    """The node's report entry; None for a node of another environment that stays there."""
+    env = sides.environment
+    base_env = head_env = None
+    if task.check_moves:
+        base_env = _environment(sides.base, task)
+        head_env = _environment(sides.head, task)
+    if task.kind == "outsider":
+        if head_env != env or base_env == env:
+            return None
+        head_catalog, head_error = _compile(sides, sides.head, sides.head_code_id, task)
+        resources, edges = diff_catalogs(None, head_catalog)
+        status = "failed" if head_error is not None else "new"
+        return _entry(sides, task, status, None, None, head_catalog, head_error,
+                      [] if head_error else resources, [] if head_error else edges, None)
+    base_catalog, base_error = _compile(sides, sides.base, sides.base_code_id, task)
+    if task.check_moves and base_env == env and head_env not in (None, env):
+        return _entry(sides, task, "removed", base_catalog, base_error, None, None, [], [],
+                      None, moved_to=head_env)
+    head_catalog, head_error = _compile(sides, sides.head, sides.head_code_id, task)
+    if head_error is not None:
+        return _entry(sides, task, "failed", base_catalog, base_error, None, head_error, [], [],
+                      None)
+    if base_catalog is not None and head_catalog is not None and (
+        base_catalog.hash == head_catalog.hash
+    ):
+        resources, edges = [], []
+    else:
+        resources, edges = diff_catalogs(base_catalog, head_catalog)
+    status = "changed" if resources or edges else "unchanged"
+    return _entry(sides, task, status, base_catalog, base_error, head_catalog, None, resources,
+                  edges, classification_change(base_catalog, head_catalog))
+
+
+def _environment(repo: Repository, task: NodeTask) -> str | None:
+    """Where classification puts the node (None when it cannot classify it)."""
+    try:
+        facts = FactView(task.facts, "", NodeContext(task.certname, None))
+        return classify(repo, task.certname, facts, None).environment
+    except StewardError:
+        return None
+
+
+def _compile(
+    sides: Sides, repo: Repository, code_id: str | None, task: NodeTask
+) -> tuple[Catalog | None, dict[str, Any] | None]:
+    try:
+        result = compile_catalog(repo, task.certname, task.facts, environment=sides.environment,
+                                 secrets=sides.secrets, code_id=code_id)
+    except StewardError as err:
+        return None, {"message": _scrub(str(err), sides.secret_values),
+                      "location": _scrub(err.location, sides.secret_values)
+                      if err.location else None}
+    except Exception as err:  # a compiler bug must fail this node, not the analysis
+        return None, {"message": _scrub(f"internal error while compiling {task.certname}: "
+                                        f"{type(err).__name__}: {err}", sides.secret_values),
+                      "location": None}
+    return result.catalog, None
+
+
+def _entry(
+    sides: Sides,
+    task: NodeTask,
+    status: str,
+    base_catalog: Catalog | None,
+    base_error: dict[str, Any] | None,
+    head_catalog: Catalog | None,
+    head_error: dict[str, Any] | None,
+    resources: list[dict[str, Any]],
+    edges: list[dict[str, Any]],
+    classification: dict[str, Any] | None,
+    *,
+    moved_to: str | None = None,
+) -> dict[str, Any]:
+    member = task.kind == "member"
+    entry: dict[str, Any] = {
+        "certname": task.certname,
+        "status": status,
+        "current": {
+            "catalog": base_catalog.hash if base_catalog is not None else None,
+            "code_id": sides.base_code_id if member else None,
+            "stored": task.stored_hash,
+            "error": base_error if member else None,
+        },
+        "proposed": {
+            "catalog": head_catalog.hash if head_catalog is not None else None,
+            "code_id": sides.head_code_id if status != "removed" else None,
+            "environment": moved_to if moved_to is not None else sides.environment,
+        },
+        "classification": classification,
+        "resources": resources,
+        "edges": edges,
+        "error": head_error,
+        "live": None,
+    }
+    return _scrub_entry(entry, sides.secret_values)
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for value in secrets:
+        if value in text:
+            text = text.replace(value, SENSITIVE_TEXT)
+    return text
+
+
+def _scrub_entry(entry: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:
+    """Belt and braces: a secret value found anywhere in the entry is replaced. The compiler
+    already turns every secret-carrying value into a placeholder; this only costs a scan."""
+    scanned = [value for value in secrets if len(value) >= MIN_SCANNED_SECRET]
+    if not scanned:
+        return entry
+    text = canonical_json(entry)
+    if not any(value in text for value in scanned):
+        return entry
+    scrubbed: dict[str, Any] = _scrub_value(entry, tuple(scanned))
+    return scrubbed
+
+
+def _scrub_value(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return _scrub(value, secrets)
+    if isinstance(value, dict):
+        return {_scrub(k, secrets): _scrub_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_value(v, secrets) for v in value]
+    return value
+
+
+# -- many nodes ---------------------------------------------------------------------------------
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def analyse_nodes(
+    sides: Sides,
+    batches: Iterable[list[NodeTask]],
+    *,
+    total: int,
+    workers: int,
+    parallel_min: int = PARALLEL_MIN_NODES,
+) -> tuple[list[dict[str, Any]], int]:
+    """Every entry (None results dropped) and the number of processes that did the work.
+
+    ``batches`` is consumed lazily, so facts still being read overlap compiles running.
+    """
+    if workers <= 1 or total < parallel_min:
+        return _serial(sides, (task for batch in batches for task in batch)), 1
+    method, payload = _start_method(sides)
+    given: list[NodeTask] = []
+    futures: list[Future[list[dict[str, Any] | None]]] = []
+    try:
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=_init_worker,
+            initargs=(payload,),
+        ) as pool:
+            for batch in batches:
+                given.extend(batch)
+                for start in range(0, len(batch), CHUNK):
+                    futures.append(pool.submit(_work_chunk, batch[start : start + CHUNK]))
+            entries = [entry for future in futures for entry in future.result()
+                       if entry is not None]
+    except BrokenProcessPool:
+        # A worker could not load the repositories as the parent has them (a directory
+        # changed underneath, say): do it here, with the parent's own objects.
+        rest = (task for batch in batches for task in batch)
+        return _serial(sides, _chain(given, rest)), 1
+    return entries, workers
+
+
+def _start_method(sides: Sides) -> tuple[str, Sides | _WorkerSpec]:
+    """``fork`` when this process runs a single thread: workers inherit the loaded
+    repositories and start at once. Otherwise (a server's thread pool) forking could copy a
+    lock some other thread holds, so workers are spawned and load the repositories from
+    their directories."""
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return "fork", sides
+    return "spawn", _WorkerSpec.of(sides)
+
+
+def _serial(sides: Sides, tasks: Iterable[NodeTask]) -> list[dict[str, Any]]:
+    return [entry for task in tasks if (entry := analyse_node(sides, task)) is not None]
+
+
+def _chain(first: list[NodeTask], rest: Iterator[NodeTask]) -> Iterator[NodeTask]:
+    yield from first
+    yield from rest
+
+
+@dataclass(frozen=True, slots=True)
+class _WorkerSpec:
+    """What a worker process needs to rebuild :class:`Sides` (picklable)."""
+
+    base_root: str
+    base_digests: dict[str, str]
+    head_root: str
+    head_digests: dict[str, str]
+    environment: str
+    base_code_id: str | None
+    head_code_id: str | None
+    secrets: SecretStore | None
+    secret_values: tuple[str, ...]
+
+    @classmethod
+    def of(cls, sides: Sides) -> _WorkerSpec:
+        return cls(str(sides.base.root), dict(sides.base.digests), str(sides.head.root),
+                   dict(sides.head.digests), sides.environment, sides.base_code_id,
+                   sides.head_code_id, sides.secrets, sides.secret_values)
+
+    def load(self) -> Sides:
+        base = _load_same(self.base_root, self.base_digests)
+        head = base if self.head_root == self.base_root and self.head_digests == \
+            self.base_digests else _load_same(self.head_root, self.head_digests)
+        return Sides(base, head, self.environment, self.base_code_id, self.head_code_id,
+                     self.secrets, self.secret_values)
+
+
+def _load_same(root: str, digests: dict[str, str]) -> Repository:
+    repo = load_repository(root)
+    if dict(repo.digests) != digests:
+        raise ImpactError(f"{root} no longer holds the repository being analysed")
+    return repo
+
+
+class _WorkerState:
+    """The worker process's one analysis context, set once by the pool's initializer.
+
+    A class attribute rather than a module variable so that it is plainly per-process state
+    of a pool worker; the parent process never sets it.
+    """
+
+    sides: Sides | None = None
+
+
+def _init_worker(payload: Sides | _WorkerSpec) -> None:
+    _WorkerState.sides = payload if isinstance(payload, Sides) else payload.load()
+
+
+def _work_chunk(tasks: list[NodeTask]) -> list[dict[str, Any] | None]:
+    sides = _WorkerState.sides
+    if sides is None:  # pragma: no cover - the initializer always runs first
+        raise ImpactError("impact worker used before it was initialised")
+    return [analyse_node(sides, task) for task in tasks]
+
+
+def as_batches(
+    tasks: Iterable[NodeTask], size: int
+) -> Iterator[list[NodeTask]]:
+    """Group a stream of tasks into lists of ``size``."""
+    batch: list[NodeTask] = []
+    for task in tasks:
+        batch.append(task)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+__all__ = [
+    "Sides",
+    "analyse_node",
+    "analyse_nodes",
+    "as_batches",
+    "default_workers",
+    "make_sides",
+]

@@ -1,0 +1,237 @@
+"""Resource-by-resource difference between a node's current and proposed catalogs.
+
+What counts is what the engine would enforce: a resource is modified when its parameters
+differ (compared as JSON, so ``1`` and ``true`` differ), and edges are compared as
+``(source, target, relationship)``. A resource that only moved to another file or line, or
+only changed tags, is not a change on the machine and is not listed.
+
+Sensitive values never leave this module: a parameter holding a placeholder
+``{"__sensitive__": key}`` is shown as ``[sensitive]``, and whether it changed is decided by
+the keyed digests in each catalog's ``sensitive`` map (a rotation shows as a change without
+revealing anything).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from steward.catalog.model import Catalog, Resource
+from steward.catalog.sensitive import SENSITIVE_KEY, is_sensitive_placeholder
+from steward.pipeline.impact_model import SENSITIVE_TEXT
+
+#: Parameters whose text is shown as a unified diff as well as before → after.
+CONTENT_PARAMS = ("content",)
+
+
+def diff_catalogs(
+    before: Catalog | None, after: Catalog | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(resource entries sorted by reference, edge entries sorted) from ``before`` to
+    ``after``; a missing side counts as an empty catalog."""
+    old = before.resource_map() if before is not None else {}
+    new = after.resource_map() if after is not None else {}
+    old_digests = before.sensitive if before is not None else {}
+    new_digests = after.sensitive if after is not None else {}
+    entries: list[dict[str, Any]] = []
+    for ref in sorted(old.keys() | new.keys()):
+        was, now = old.get(ref), new.get(ref)
+        if was is not None and now is not None:
+            if _params_equal(was.parameters, now.parameters):
+                continue
+            entry = _modified(ref, was, now, old_digests, new_digests)
+            if entry is not None:
+                entries.append(entry)
+        elif now is not None:
+            entries.append(_whole(ref, now, "add", new_digests))
+        elif was is not None:
+            entries.append(_whole(ref, was, "remove", old_digests))
+    old_edges = {(e.source, e.target, e.relationship) for e in before.edges} if before else set()
+    new_edges = {(e.source, e.target, e.relationship) for e in after.edges} if after else set()
+    edges = [
+        {"action": action, "source": s, "target": t, "relationship": r}
+        for action, group in (("add", new_edges - old_edges), ("remove", old_edges - new_edges))
+        for s, t, r in group
+    ]
+    edges.sort(key=lambda e: (e["source"], e["target"], e["relationship"], e["action"]))
+    return entries, edges
+
+
+def provenance(resource: Resource) -> dict[str, Any]:
+    return {"file": resource.file, "line": resource.line}
+
+
+def _modified(
+    ref: str,
+    was: Resource,
+    now: Resource,
+    old_digests: dict[str, str],
+    new_digests: dict[str, str],
+) -> dict[str, Any] | None:
+    properties: list[dict[str, Any]] = []
+    content_diff: str | None = None
+    for name in sorted(was.parameters.keys() | now.parameters.keys()):
+        a, b = was.parameters.get(name), now.parameters.get(name)
+        a_secret, b_secret = _is_sensitive(a), _is_sensitive(b)
+        if a_secret or b_secret:
+            changed = _sensitive_identity(a, old_digests) != _sensitive_identity(b, new_digests)
+            if not changed:
+                continue
+            properties.append(_property(name, a, b, old_digests, new_digests))
+            continue
+        if _strict_equal(a, b):
+            continue
+        properties.append(_property(name, a, b, old_digests, new_digests))
+        if name in CONTENT_PARAMS and isinstance(a, str) and isinstance(b, str):
+            label = str(now.parameters.get("path") or now.title)
+            content_diff = unified_diff(a, b, label)
+    if not properties:  # only sensitive placeholders that name the same value
+        return None
+    return {
+        "resource": ref,
+        "type": now.type,
+        "title": now.title,
+        "action": "modify",
+        "before": provenance(was),
+        "after": provenance(now),
+        "properties": properties,
+        "content_diff": content_diff,
+    }
+
+
+def _whole(ref: str, resource: Resource, action: str, digests: dict[str, str]) -> dict[str, Any]:
+    """An added or removed resource: every parameter, with the other side null."""
+    properties = []
+    for name in sorted(resource.parameters):
+        value = resource.parameters[name]
+        if action == "add":
+            properties.append(_property(name, None, value, {}, digests))
+        else:
+            properties.append(_property(name, value, None, digests, {}))
+    return {
+        "resource": ref,
+        "type": resource.type,
+        "title": resource.title,
+        "action": action,
+        "before": provenance(resource) if action == "remove" else None,
+        "after": provenance(resource) if action == "add" else None,
+        "properties": properties,
+        "content_diff": None,
+    }
+
+
+def _property(
+    name: str, a: Any, b: Any, old_digests: dict[str, str], new_digests: dict[str, str]
+) -> dict[str, Any]:
+    shown_a, secret_a = redact(a)
+    shown_b, secret_b = redact(b)
+    entry: dict[str, Any] = {
+        "name": name,
+        "before": shown_a,
+        "after": shown_b,
+        "sensitive": secret_a or secret_b,
+    }
+    if secret_a or secret_b:
+        entry["digest_changed"] = _sensitive_identity(a, old_digests) != _sensitive_identity(
+            b, new_digests
+        )
+    return entry
+
+
+def redact(value: Any) -> tuple[Any, bool]:
+    """``value`` with every sensitive placeholder replaced by ``[sensitive]``, and whether
+    there was one."""
+    if is_sensitive_placeholder(value):
+        return SENSITIVE_TEXT, True
+    if isinstance(value, dict):
+        found = False
+        shown: dict[str, Any] = {}
+        for key, item in value.items():
+            shown[key], hit = redact(item)
+            found = found or hit
+        return shown, found
+    if isinstance(value, list):
+        items = [redact(item) for item in value]
+        return [item for item, _ in items], any(hit for _, hit in items)
+    return value, False
+
+
+def _is_sensitive(value: Any) -> bool:
+    if isinstance(value, dict):
+        return SENSITIVE_KEY in value or any(_is_sensitive(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_is_sensitive(v) for v in value)
+    return False
+
+
+def _sensitive_identity(value: Any, digests: dict[str, str]) -> Any:
+    """What decides whether a possibly-sensitive value changed, without the value: a
+    placeholder stands for its digest (its key when the digest is missing)."""
+    if is_sensitive_placeholder(value):
+        key = value[SENSITIVE_KEY]
+        return ("digest", digests.get(key) or f"key:{key}")
+    if isinstance(value, dict):
+        return ("map", tuple(sorted((k, _sensitive_identity(v, digests)) for k, v in
+                                    value.items())))
+    if isinstance(value, list):
+        return ("list", tuple(_sensitive_identity(v, digests) for v in value))
+    return ("value", type(value).__name__, value)
+
+
+def _params_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """:func:`_strict_equal` for a resource's parameters, at C speed in the usual case: most
+    resources of two catalogs are equal, and ``==`` only needs the types checked after it."""
+    if a is b:
+        return True
+    if a != b:
+        return False
+    for key, value in a.items():
+        other = b[key]
+        kind = type(value)
+        if kind is not type(other):
+            return False
+        if (kind is dict or kind is list) and not _strict_equal(value, other):
+            return False
+    return True
+
+
+def _strict_equal(a: Any, b: Any) -> bool:
+    """Equal as JSON documents: ``==`` with types kept apart (``1``, ``1.0``, ``True``)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_strict_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_strict_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def unified_diff(before: str, after: str, name: str) -> str:
+    """``diff -u`` of two texts, with git's marker for a last line without a newline."""
+    lines: list[str] = []
+    for line in difflib.unified_diff(
+        _lines(before), _lines(after), fromfile=name, tofile=name, lineterm="\n"
+    ):
+        lines.append(line if line.endswith("\n") else f"{line}\n\\ No newline at end of file\n")
+    return "".join(lines)
+
+
+def _lines(text: str) -> list[str]:
+    """Lines split on ``\\n`` only (``str.splitlines`` also splits on form feeds and more)."""
+    parts = text.split("\n")
+    lines = [f"{part}\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def classification_change(
+    before: Catalog | None, after: Catalog | None
+) -> dict[str, Any] | None:
+    """Roles, profiles and rules before → after, when they differ."""
+    if before is None or after is None or _strict_equal(before.classification,
+                                                         after.classification):
+        return None
+    return {"before": before.classification, "after": after.classification}

@@ -1,0 +1,193 @@
+"""Policy as code: Rego policies over a change's impact, with enforcement levels.
+
+Rego is the language of OPA, Conftest and Spacelift, so policies (and the people who write
+them) port across; regopy runs it in-process through Microsoft's rego-cpp, with the v1
+syntax (``deny contains msg if``). A policy set is a directory (``<data>/policies`` on the
+server, outside the desired-state repository so no change can edit its own rules):
+``policies.yaml`` lists the policies (see :mod:`steward.pipeline.policy_config`), each a module
+``package steward.policies.<name>`` whose ``deny`` set must be empty for the policy to pass.
+
+Levels: ``advisory`` failures are warnings; ``soft-mandatory`` failures block unless a holder
+of one of the policy's ``override_roles`` overrides them (the caller records the override);
+``hard-mandatory`` failures block, full stop.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from steward.pipeline.policy_config import (
+    CONFIG_FILE,
+    Level,
+    PolicySpec,
+    load_policy_config,
+)
+from steward.pipeline.policy_errors import PolicyConfigError, PolicyError, PolicyRuntimeError
+from steward.pipeline.policy_input import (
+    InputPath,
+    needs,
+    project,
+    referenced_paths,
+    resource_changes,
+)
+from steward.pipeline.policy_rego import UNDEFINED, RegoModule, RegoProgram, package_of
+
+#: The built-in policies, installed into ``<data>/policies`` by ``steward init``.
+DEFAULT_POLICIES_DIR = Path(__file__).resolve().parents[3] / "examples" / "policies"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyResult:
+    """One policy's verdict on one input."""
+
+    name: str
+    level: Level
+    passed: bool
+    #: The ``deny`` messages, sorted.
+    messages: tuple[str, ...]
+    #: Roles that may override a failure of this policy (soft-mandatory policies only).
+    overridable_by: tuple[str, ...]
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "level": self.level, "passed": self.passed,
+                "messages": list(self.messages), "overridable_by": list(self.overridable_by),
+                "description": self.description}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyEvaluation:
+    """The verdicts of every policy that applies to one environment, in name order."""
+
+    environment: str
+    results: tuple[PolicyResult, ...]
+
+    @property
+    def blocking(self) -> tuple[PolicyResult, ...]:
+        """Failed hard-mandatory policies: the change cannot proceed."""
+        return self._failed("hard-mandatory")
+
+    @property
+    def needs_override(self) -> tuple[PolicyResult, ...]:
+        """Failed soft-mandatory policies: the change proceeds only if an authorised role
+        overrides each of them."""
+        return self._failed("soft-mandatory")
+
+    @property
+    def warnings(self) -> tuple[PolicyResult, ...]:
+        """Failed advisory policies: reported, never blocking."""
+        return self._failed("advisory")
+
+    @property
+    def passed(self) -> bool:
+        """Nothing blocks and nothing needs an override."""
+        return not self.blocking and not self.needs_override
+
+    def _failed(self, level: Level) -> tuple[PolicyResult, ...]:
+        return tuple(r for r in self.results if r.level == level and not r.passed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "passed": self.passed,
+            "results": [result.to_dict() for result in self.results],
+            "blocking": [result.name for result in self.blocking],
+            "needs_override": [result.name for result in self.needs_override],
+            "warnings": [result.name for result in self.warnings],
+        }
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """A loaded policy directory: its policies, compiled once for many evaluations."""
+
+    directory: Path
+    policies: tuple[PolicySpec, ...]
+    program: RegoProgram | None = field(repr=False)
+    #: The input paths the modules can read (see :mod:`steward.pipeline.policy_input`).
+    input_paths: frozenset[InputPath]
+
+    def applicable(self, environment: str) -> tuple[PolicySpec, ...]:
+        return tuple(sorted((p for p in self.policies if p.applies_to(environment)),
+                            key=lambda p: p.name))
+
+
+def read_module(path: Path, shown: str | None = None) -> RegoModule:
+    try:
+        return RegoModule(shown or str(path), path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read Rego module {path}: {exc}") from None
+
+
+def load_policy_set(directory: Path) -> PolicySet:
+    """Validate ``policies.yaml``, check each module's package and compile them together."""
+    policies = load_policy_config(directory)
+    modules = []
+    for spec in policies:
+        module = read_module(spec.file)
+        package, line = package_of(module)
+        if package != spec.package:
+            raise PolicyConfigError(
+                f"policy {spec.name!r} (declared at {spec.declared_at}) must be in package "
+                f"{spec.package}, not {package}", location=f"{module.path}:{line}")
+        modules.append(module)
+    program = RegoProgram(modules, [spec.rule for spec in policies]) if modules else None
+    return PolicySet(directory=directory, policies=policies, program=program,
+                     input_paths=referenced_paths(modules))
+
+
+def evaluate(policy_set: PolicySet, input: dict[str, Any], environment: str) -> PolicyEvaluation:
+    """Run every policy that applies to ``environment`` over ``input`` (docs/policy.md).
+
+    ``input`` is the documented policy input; ``resource_changes`` is derived from
+    ``input.impact`` when a policy reads it and the caller did not supply it.
+    """
+    applicable = policy_set.applicable(environment)
+    if not applicable or policy_set.program is None:
+        return PolicyEvaluation(environment, ())
+    document = dict(input)
+    if needs(policy_set.input_paths, "resource_changes") and "resource_changes" not in document:
+        document["resource_changes"] = resource_changes(document.get("impact") or {})
+    document = project(document, policy_set.input_paths)
+    try:
+        text = json.dumps(document, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise PolicyRuntimeError(f"the policy input is not plain JSON data: {exc}") from None
+    values = policy_set.program.evaluate(text, [spec.rule for spec in applicable])
+    return PolicyEvaluation(environment, tuple(
+        _result(spec, values[spec.rule]) for spec in applicable))
+
+
+def _result(spec: PolicySpec, value: Any) -> PolicyResult:
+    if value is UNDEFINED:
+        value = []
+    if not isinstance(value, list):
+        raise PolicyRuntimeError(
+            f"policy {spec.name!r}: 'deny' must be a set of messages (deny contains msg if "
+            f"...), got {json.dumps(value)[:80]}", location=str(spec.file))
+    messages = sorted({m if isinstance(m, str) else json.dumps(m, sort_keys=True)
+                       for m in value})
+    passed = not messages
+    return PolicyResult(
+        name=spec.name, level=spec.level, passed=passed, messages=tuple(messages),
+        overridable_by=spec.override_roles, description=spec.description)
+
+
+def install_default_policies(data_dir: Path, *, overwrite: bool = False) -> Path:
+    """Copy the built-in policies (and their tests) into ``<data_dir>/policies``.
+
+    An existing policy directory is left alone unless ``overwrite``: its owners may have
+    edited it, and policies are exactly what must not change behind their back.
+    """
+    target = data_dir / "policies"
+    if (target / CONFIG_FILE).exists() and not overwrite:
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    for source in sorted(DEFAULT_POLICIES_DIR.iterdir()):
+        if source.is_file() and (source.suffix == ".rego" or source.name == CONFIG_FILE):
+            shutil.copyfile(source, target / source.name)
+    return target

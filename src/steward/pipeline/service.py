@@ -1,0 +1,560 @@
+"""The pipeline's one service layer: every interface (REST, CLI, MCP) calls these methods.
+
+Each operation authorises the caller (RBAC, per environment), acts, and writes an audit
+entry, allowed or denied, so no interface can implement a rule twice or forget one. The
+gates between states are all here:
+
+* ``analysed`` needs an impact report and a policy evaluation of the current head;
+* ``approved`` needs the approval rules satisfied for the current head and impact digest,
+  no hard-mandatory policy failing, every failing soft-mandatory policy overridden (for that
+  digest) by a role allowed to, and no node whose proposed catalog fails to compile;
+* ``deploying`` needs the environment branch still at the change's base (so what is merged
+  is exactly what was analysed), then the rollout of :mod:`steward.pipeline.deploy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from steward.errors import StewardError
+from steward.gitrepo import Author, DesiredStateRepo, GitError
+from steward.pipeline.actor import Actor
+from steward.pipeline.analyses import Analyses, Analysis
+from steward.pipeline.approvals import Approvals, load_approval_rules
+from steward.pipeline.change_model import Change
+from steward.pipeline.changes import Changes
+from steward.pipeline.deploy import Deployment, Deployments, NodeRunner, Strategy
+from steward.pipeline.impact import StoreFleet, analyse_impact
+from steward.pipeline.impact_model import ChangeInfo
+from steward.pipeline.policy import PolicySet, evaluate, load_policy_set
+from steward.pipeline.policy_input import policy_input
+from steward.pipeline.rbac import PermissionDenied, Rbac, actor_for
+from steward.server.auth import Identity
+from steward.server.services import Services
+
+log = logging.getLogger("steward.pipeline")
+SYSTEM = Actor("steward", "system")
+
+
+class GateError(StewardError):
+    """The change cannot move on yet; the message says what it is waiting for (HTTP 409)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeView:
+    """A change with what the interfaces show next to it."""
+
+    change: Change
+    analysis: Analysis | None
+    gates: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        document = self.change.to_json()
+        document["gates"] = self.gates
+        if self.analysis is not None:
+            document["impact"] = {"digest": self.analysis.digest,
+                                  "summary": self.analysis.summary,
+                                  "selection": self.analysis.report.get("selection")}
+            document["policy"] = self.analysis.policy
+        return document
+
+
+class Pipeline:
+    """Built once per server (or per CLI invocation on the server host) from its services."""
+
+    def __init__(self, services: Services, *, workers: int | None = None) -> None:
+        repo = services.catalogs.desired
+        if repo is None:
+            raise StewardError(
+                f"{services.config.repo_path} is a plain directory: the change pipeline needs "
+                "the server's git repository (steward init creates desired.git)")
+        self.services = services
+        self.repo: DesiredStateRepo = repo
+        config = services.config
+        engine = services.engine
+        self.environments = tuple(config.environments)
+        self.rbac = Rbac(engine, config.data_dir, environments=self.environments)
+        self.approvals = Approvals(
+            engine, load_approval_rules(config.data_dir, roles=list(self.rbac.roles),
+                                        environments=self.environments), self.rbac)
+        self.changes = Changes(engine, repo, environments=self.environments)
+        self.analyses = Analyses(engine)
+        self.deployments = Deployments(engine)
+        self.fleet = StoreFleet(engine)
+        self.workers = workers
+        self._policies: PolicySet | None = None
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @property
+    def policies(self) -> PolicySet:
+        if self._policies is None:
+            directory = self.services.config.data_dir / "policies"
+            self._policies = load_policy_set(directory) if directory.is_dir() \
+                else PolicySet(directory, (), None, frozenset())
+        return self._policies
+
+    def actor(self, identity: Identity | Actor) -> Actor:
+        return identity if isinstance(identity, Actor) else actor_for(identity)
+
+    def _audit(self, actor: Actor | Identity | None, action: str, target: str | None, *,
+               outcome: str = "succeeded", reason: str | None = None,
+               parameters: Mapping[str, Any] | None = None) -> None:
+        self.services.audit.record(actor=actor, action=action, target=target,
+                                   outcome=outcome, reason=reason,
+                                   parameters=dict(parameters or {}))
+
+    def authorise(self, identity: Identity | Actor, permission: str,
+                  environment: str | None, *, action: str, target: str | None) -> Actor:
+        """The caller as an actor, or :class:`PermissionDenied` (audited as denied)."""
+        try:
+            actor = self.actor(identity)
+            if "admin" not in actor.roles:
+                self.rbac.check(actor, permission, environment)
+        except PermissionDenied as exc:
+            self._audit(identity, action, target, outcome="denied", reason=str(exc))
+            raise
+        return actor
+
+    def _environment(self, name: str) -> str:
+        if name not in self.environments:
+            raise StewardError(f"unknown environment {name!r}; environments: "
+                               f"{', '.join(self.environments)}")
+        return name
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def view(self, identity: Identity | Actor, change_id: str) -> ChangeView:
+        change = self.changes.get(change_id)
+        self.authorise(identity, "desired_state:read", change.environment,
+                       action="change.read", target=f"change:{change_id}")
+        return self._view(change)
+
+    def _view(self, change: Change) -> ChangeView:
+        analysis = self._analysis(change)
+        return ChangeView(change, analysis, self._gates(change, analysis))
+
+    def list(self, identity: Identity | Actor, *, state: str | None = None,
+             environment: str | None = None) -> list[Change]:
+        self.authorise(identity, "desired_state:read", environment, action="change.list",
+                       target=None)
+        return self.changes.list(state=state, environment=environment)
+
+    def impact_report(self, identity: Identity | Actor, change_id: str) -> dict[str, Any]:
+        change = self.changes.get(change_id)
+        self.authorise(identity, "change:impact", change.environment, action="change.read",
+                       target=f"change:{change_id}")
+        analysis = self._analysis(change)
+        if analysis is None:
+            return self.analyse(identity, change_id).report
+        return analysis.report
+
+    def _analysis(self, change: Change) -> Analysis | None:
+        if change.impact_digest is None:
+            return None
+        try:
+            return self.analyses.latest(change.id, change.impact_digest)
+        except StewardError:
+            return None
+
+    def _gates(self, change: Change, analysis: Analysis | None) -> dict[str, Any]:
+        """Everything between this change and its next state, in words."""
+        waiting: list[str] = []
+        approval: dict[str, Any] | None = None
+        if analysis is None:
+            waiting.append(f"an impact analysis of head {change.head[:12]}")
+        else:
+            failed = analysis.summary.get("nodes_failed", 0)
+            if failed:
+                names = [n["certname"] for n in analysis.report.get("nodes", [])
+                         if n.get("status") == "failed"][:5]
+                waiting.append(f"the proposed catalog fails to compile on {failed} node(s) "
+                               f"({', '.join(names)}): fix the change")
+            policy = analysis.policy
+            overridden = self.analyses.overrides(change.id, analysis.digest)
+            for name in policy.get("blocking", []):
+                waiting.append(f"hard-mandatory policy {name} fails: the change must be fixed")
+            for result in policy.get("results", []):
+                if result["name"] in policy.get("needs_override", []) \
+                        and result["name"] not in overridden:
+                    waiting.append(
+                        f"soft-mandatory policy {result['name']} fails: an override by role "
+                        f"{' or '.join(result['overridable_by'])} "
+                        f"(steward change override {change.id} {result['name']} -m REASON)")
+            status = self.approvals.status(change, analysis.summary)
+            approval = {
+                "satisfied": status.satisfied,
+                "requirement": status.requirement.to_json(),
+                "valid": [r.to_json() for r in status.valid_approvals],
+                "void": [v.to_json() for v in status.void_approvals],
+                "missing": list(status.missing),
+            }
+            waiting.extend(status.missing)
+        return {"waiting_for": waiting, "approval": approval,
+                "validations": self.analyses.validations(change.id)}
+
+    # -- proposing and analysing -----------------------------------------------------------
+
+    def propose(self, identity: Identity | Actor, environment: str, *,
+                edits: Mapping[str, str | bytes | None] | None = None,
+                patch: str | None = None, base: str | None = None, title: str,
+                message: str = "", analyse: bool = True) -> ChangeView:
+        env = self._environment(environment)
+        actor = self.authorise(identity, "change:propose", env, action="change.propose",
+                               target=f"environment:{env}")
+        try:
+            change = self.changes.propose_edits(actor, env, base=base, edits=edits,
+                                                patch=patch, title=title, message=message)
+        except StewardError as exc:
+            self._audit(actor, "change.propose", f"environment:{env}", outcome="failed",
+                        reason=str(exc), parameters={"title": title,
+                                                     "files": sorted(edits or {})})
+            raise
+        self._audit(actor, "change.propose", f"change:{change.id}",
+                    parameters={"environment": env, "title": title, "head": change.head,
+                                "base": change.base, "files": sorted(edits or {})})
+        if analyse:
+            self._analyse(change, actor)
+        return self._view(self.changes.get(change.id))
+
+    def propose_branch(self, identity: Identity | Actor, branch: str, environment: str,
+                       message: str, *, analyse: bool = True) -> ChangeView:
+        env = self._environment(environment)
+        actor = self.authorise(identity, "change:propose", env, action="change.propose",
+                               target=f"environment:{env}")
+        change = self.changes.propose_branch(actor, branch, env, message)
+        self._audit(actor, "change.propose", f"change:{change.id}",
+                    parameters={"environment": env, "branch": branch, "head": change.head})
+        if analyse:
+            self._analyse(change, actor)
+        return self._view(self.changes.get(change.id))
+
+    def analyse(self, identity: Identity | Actor, change_id: str) -> Analysis:
+        change = self.changes.get(change_id)
+        actor = self.authorise(identity, "change:impact", change.environment,
+                               action="change.analyse", target=f"change:{change_id}")
+        return self._analyse(change, actor)
+
+    def _analyse(self, change: Change, actor: Actor) -> Analysis:
+        if change.state in ("deploying", "deployed", "failed", "rolled_back", "rejected"):
+            raise GateError(f"{change.id} is {change.state}; it can no longer be re-analysed")
+        info = ChangeInfo(
+            environment=change.environment, base=change.base, head=change.head, id=change.id,
+            proposer={"name": change.proposer.name, "kind": change.proposer.kind},
+            changed_files=tuple(self.repo.changed_files(change.base, change.head)),
+            default_environment=self.services.catalogs.default_environment(),
+        )
+        pins = {n["certname"]: n["environment"]
+                for n in self.services.enrollment.list_nodes() if n.get("environment")}
+        report = analyse_impact(info, self.repo.load(change.base), self.repo.load(change.head),
+                                self.fleet, secrets=self.services.catalogs.secrets,
+                                pins=pins, workers=self.workers)
+        verdicts = evaluate(self.policies, policy_input(report, title=change.title, kind=change.kind),
+                            change.environment).to_dict()
+        analysis = self.analyses.record(change.id, change.head, actor.label, report, verdicts)
+        updated = self.changes.set_impact(change.id, analysis.digest, actor=actor,
+                                          expected_head=change.head)
+        if updated.state == "proposed":
+            self.changes.transition(change.id, "analysed", actor,
+                                    detail={"digest": analysis.digest},
+                                    expected_head=change.head)
+        self._audit(actor, "change.analyse", f"change:{change.id}",
+                    parameters={"digest": analysis.digest, "summary": report["summary"],
+                                "policy": {k: verdicts[k] for k in
+                                           ("passed", "blocking", "needs_override",
+                                            "warnings")}})
+        for name in verdicts.get("blocking", []) + verdicts.get("needs_override", []) \
+                + verdicts.get("warnings", []):
+            self._audit(SYSTEM, "policy.verdict", f"change:{change.id}", outcome="failed",
+                        reason=name, parameters={"digest": analysis.digest})
+        self._maybe_approve(self.changes.get(change.id), actor)
+        return analysis
+
+    # -- validation, overrides, approvals --------------------------------------------------
+
+    def record_validation(self, identity: Identity | Actor, change_id: str, verdict: str,
+                          evidence: str) -> dict[str, Any]:
+        change = self.changes.get(change_id)
+        actor = self.authorise(identity, "change:validate", change.environment,
+                               action="change.validate", target=f"change:{change_id}")
+        if verdict not in ("pass", "fail"):
+            raise StewardError(f"verdict {verdict!r} is invalid: pass or fail")
+        if change.impact_digest is None:
+            raise GateError(f"{change_id} has no impact analysis to validate yet")
+        result = self.analyses.validate(change_id, change.impact_digest, actor.label,
+                                        verdict, evidence)  # type: ignore[arg-type]
+        self._audit(actor, "change.validate", f"change:{change_id}",
+                    parameters={"verdict": verdict, "digest": change.impact_digest})
+        return result
+
+    def override_policy(self, identity: Identity | Actor, change_id: str, policy: str,
+                        reason: str) -> ChangeView:
+        change = self.changes.get(change_id)
+        # Who may override is the policy's own list of roles (policies.yaml), not a
+        # permission: an sshd exception needs security, a blast radius an approver.
+        actor = self.actor(identity)
+        analysis = self._analysis(change)
+        if analysis is None:
+            raise GateError(f"{change_id} has no impact analysis; nothing to override")
+        result = next((r for r in analysis.policy.get("results", [])
+                       if r["name"] == policy), None)
+        if result is None or result["passed"]:
+            raise GateError(f"policy {policy!r} does not fail on {change_id}'s current "
+                            "analysis; nothing to override")
+        if result["level"] != "soft-mandatory":
+            raise GateError(f"policy {policy!r} is {result['level']}: only soft-mandatory "
+                            "policies can be overridden")
+        allowed = set(result["overridable_by"])
+        held = set(self.rbac.counts_as_in(actor, change.environment)) | set(actor.roles)
+        if not (allowed & held) and "admin" not in held:
+            exc = PermissionDenied(actor.label, "policy:override", change.environment,
+                                   f"{actor.label} may not override policy {policy}: it "
+                                   f"needs role {' or '.join(sorted(allowed))}")
+            self._audit(actor, "policy.override", f"change:{change_id}", outcome="denied",
+                        reason=str(exc))
+            raise exc
+        if _same(actor.name, change.proposer.name):
+            raise PermissionDenied(actor.label, "policy:override", change.environment,
+                                   f"{actor.label} proposed {change_id}; the proposer cannot "
+                                   "override policies on their own change")
+        if not reason.strip():
+            raise StewardError("an override needs a reason (-m REASON)")
+        self.analyses.override(change_id, analysis.digest, policy, actor.label, reason.strip())
+        self._audit(actor, "policy.override", f"change:{change_id}",
+                    parameters={"policy": policy, "reason": reason.strip(),
+                                "digest": analysis.digest})
+        self._maybe_approve(self.changes.get(change_id), actor)
+        return self._view(self.changes.get(change_id))
+
+    def approve(self, identity: Identity | Actor, change_id: str, *,
+                comment: str | None = None, verdict: str = "approve") -> ChangeView:
+        change = self.changes.get(change_id)
+        action = "change.approve" if verdict == "approve" else "change.reject"
+        actor = self.actor(identity)
+        analysis = self._analysis(change)
+        if change.state not in ("analysed", "approved") or analysis is None:
+            raise GateError(f"{change_id} is {change.state}: only an analysed change can be "
+                            "approved or rejected by review")
+        try:
+            self.approvals.record(change, actor, verdict, change.head, analysis.digest,
+                                  comment, impact_summary=analysis.summary)
+        except PermissionDenied as exc:
+            self._audit(actor, action, f"change:{change_id}", outcome="denied",
+                        reason=str(exc))
+            raise
+        self._audit(actor, action, f"change:{change_id}",
+                    parameters={"head": change.head, "digest": analysis.digest,
+                                "comment": comment})
+        if verdict == "reject":
+            self.changes.reject(change_id, actor, comment or "rejected in review")
+        else:
+            self._maybe_approve(self.changes.get(change_id), actor)
+        return self._view(self.changes.get(change_id))
+
+    def reject(self, identity: Identity | Actor, change_id: str, reason: str) -> ChangeView:
+        change = self.changes.get(change_id)
+        actor = self.authorise(identity, "change:reject", change.environment,
+                               action="change.reject", target=f"change:{change_id}")
+        self.changes.reject(change_id, actor, reason)
+        self._audit(actor, "change.reject", f"change:{change_id}", parameters={"reason": reason})
+        return self._view(self.changes.get(change_id))
+
+    def _maybe_approve(self, change: Change, actor: Actor) -> None:
+        """Move an analysed change to approved once nothing is left to wait for."""
+        if change.state != "analysed":
+            return
+        gates = self._gates(change, self._analysis(change))
+        if gates["waiting_for"]:
+            return
+        self.changes.transition(change.id, "approved", actor,
+                                detail={"approvals": gates["approval"]},
+                                expected_head=change.head)
+        self._audit(SYSTEM, "change.approved", f"change:{change.id}",
+                    parameters={"head": change.head, "digest": change.impact_digest})
+
+    # -- deploying -------------------------------------------------------------------------
+
+    def start_deploy(self, identity: Identity | Actor, change_id: str,
+                     strategy: Strategy) -> Deployment:
+        """Check every gate again, merge, and record the planned rollout (not yet run)."""
+        change = self.changes.get(change_id)
+        actor = self.authorise(identity, "change:deploy", change.environment,
+                               action="change.deploy", target=f"change:{change_id}")
+        if change.state != "approved":
+            reason = (f"{change_id} is {change.state}, not approved: "
+                      + "; ".join(self._gates(change, self._analysis(change))["waiting_for"]
+                                  or ["it cannot be deployed in this state"]))
+            self._audit(actor, "change.deploy", f"change:{change_id}", outcome="denied",
+                        reason=reason)
+            raise GateError(reason)
+        analysis = self._analysis(change)
+        gates = self._gates(change, analysis)
+        if analysis is None or gates["waiting_for"]:
+            reason = f"{change_id} is no longer deployable: " + "; ".join(gates["waiting_for"])
+            self._audit(actor, "change.deploy", f"change:{change_id}", outcome="denied",
+                        reason=reason)
+            raise GateError(reason)
+        tip = self.repo.tip(change.environment)
+        if tip != change.base:
+            raise GateError(
+                f"{change.environment} moved since {change_id} was analysed (base "
+                f"{change.base[:12]}, now {tip[:12]}): what would be merged is not what was "
+                f"analysed and approved; amend or re-propose the change on the new tip")
+        nodes = [n["certname"] for n in analysis.report.get("nodes", [])
+                 if n.get("status") in ("changed", "new")]
+        deployment = self.deployments.start(
+            change_id=change_id, environment=change.environment, commit=change.head,
+            nodes=nodes, strategy=strategy, started_by=actor.label)
+        try:
+            self.repo.merge(into=change.environment, commit=change.head,
+                            author=Author(actor.name, actor.git_email),
+                            message=f"Deploy {change_id}: {change.title}")
+            self.changes.transition(change_id, "deploying", actor,
+                                    detail={"deployment": deployment.id,
+                                            "strategy": strategy.to_json()},
+                                    expected_head=change.head)
+        except (GitError, StewardError) as exc:
+            self.deployments.finish(deployment.id, "failed", f"merge failed: {exc}")
+            self._audit(actor, "change.deploy", f"change:{change_id}", outcome="failed",
+                        reason=str(exc))
+            raise
+        self._audit(actor, "change.deploy", f"change:{change_id}",
+                    parameters={"deployment": deployment.id, "commit": change.head,
+                                "nodes": len(nodes), "strategy": strategy.to_json()})
+        return deployment
+
+    async def run_deploy(self, deployment_id: str, runner: NodeRunner,
+                         actor: Actor) -> Deployment:
+        """Run the rollout, then record the change's outcome (and roll back if asked)."""
+        from starlette.concurrency import run_in_threadpool
+
+        final = await self.deployments.run(deployment_id, runner)
+        change_id = final.change_id
+        target = "deployed" if final.state == "succeeded" else "failed"
+        await run_in_threadpool(self.changes.transition, change_id, target, SYSTEM,
+                                detail={"deployment": final.id, "counts": final.counts(),
+                                        "detail": final.detail})
+        change = await run_in_threadpool(self.changes.get, change_id)
+        if target == "deployed" and change.kind == "rollback" and change.parent:
+            parent = await run_in_threadpool(self.changes.get, change.parent)
+            if parent.state in ("deployed", "failed"):
+                await run_in_threadpool(self.changes.transition, parent.id, "rolled_back",
+                                        SYSTEM, detail={"rollback": change_id})
+        for node in final.nodes:
+            if node["status"] in ("succeeded", "failed"):
+                await run_in_threadpool(
+                    self._audit, SYSTEM, "node.enforced", f"node:{node['certname']}",
+                    outcome=node["status"],
+                    reason=node["detail"],
+                    parameters={"change": change_id, "deployment": final.id,
+                                "report": node["report"], "commit": final.commit})
+        await run_in_threadpool(
+            self._audit, SYSTEM, "deployment.finished", f"change:{change_id}",
+            outcome="succeeded" if target == "deployed" else "failed", reason=final.detail,
+            parameters={"deployment": final.id, "counts": final.counts()})
+        if target == "failed" and final.strategy.auto_rollback:
+            try:
+                await self._auto_rollback(change_id, runner, actor)
+            except StewardError as exc:
+                log.warning("automatic rollback of %s failed: %s", change_id, exc)
+                await run_in_threadpool(self._audit, SYSTEM, "change.rollback",
+                                        f"change:{change_id}", outcome="failed",
+                                        reason=str(exc))
+        return final
+
+    async def _auto_rollback(self, change_id: str, runner: NodeRunner, actor: Actor) -> None:
+        from starlette.concurrency import run_in_threadpool
+
+        rollback = await run_in_threadpool(self._propose_rollback, change_id, actor, SYSTEM)
+        if rollback.state != "approved":
+            return
+        deployment = await run_in_threadpool(
+            self.start_deploy, actor, rollback.id,
+            Strategy(canary=0, batch_size="100%", max_failures=1_000_000))
+        await self.run_deploy(deployment.id, runner, actor)
+
+    def rollback(self, identity: Identity | Actor, change_id: str) -> ChangeView:
+        """Create the reverting change, analyse it, and approve it on the fast path.
+
+        The reverting change is proposed by Steward itself on the caller's request, so the
+        caller (an executor or approver) may give its one fast-path approval; the rules still
+        decide whether that is enough.
+        """
+        change = self.changes.get(change_id)
+        actor = self.authorise(identity, "change:rollback", change.environment,
+                               action="change.rollback", target=f"change:{change_id}")
+        rollback = self._propose_rollback(change_id, actor, SYSTEM)
+        return self._view(rollback)
+
+    def _propose_rollback(self, change_id: str, actor: Actor, proposer: Actor) -> Change:
+        rollback = self.changes.create_revert(change_id, proposer)
+        self._audit(actor, "change.rollback", f"change:{change_id}",
+                    parameters={"rollback": rollback.id, "head": rollback.head})
+        analysis = self._analyse(rollback, actor)
+        current = self.changes.get(rollback.id)
+        if current.state == "analysed":
+            try:
+                self.approvals.record(current, actor, "approve", current.head, analysis.digest,
+                                      f"fast-path approval of the rollback of {change_id}",
+                                      impact_summary=analysis.summary)
+                self._audit(actor, "change.approve", f"change:{rollback.id}",
+                            parameters={"fast_path": True, "digest": analysis.digest})
+            except PermissionDenied as exc:
+                self._audit(actor, "change.approve", f"change:{rollback.id}",
+                            outcome="denied", reason=str(exc))
+            self._maybe_approve(self.changes.get(rollback.id), actor)
+        return self.changes.get(rollback.id)
+
+    def promote(self, identity: Identity | Actor, change_id: str, environment: str) -> ChangeView:
+        env = self._environment(environment)
+        actor = self.authorise(identity, "change:promote", env, action="change.promote",
+                               target=f"change:{change_id}")
+        promoted = self.changes.create_promotion(change_id, actor, env)
+        self._audit(actor, "change.promote", f"change:{change_id}",
+                    parameters={"promotion": promoted.id, "environment": env})
+        self._analyse(promoted, actor)
+        return self._view(self.changes.get(promoted.id))
+
+    # -- tracing ---------------------------------------------------------------------------
+
+    def trace(self, change_id: str) -> dict[str, Any]:
+        """From proposal to the per-node reports that enforced it (``audit trace``)."""
+        change = self.changes.get(change_id)
+        related = [change_id] + [c.id for c in self.changes.list(parent=change_id)]
+        audit = self.services.audit
+        entries: list[dict[str, Any]] = []
+        for cid in related:
+            entries.extend(audit.for_target(f"change:{cid}"))
+        deployments = [d.to_json() for cid in related for d in self.deployments.for_change(cid)]
+        reports: list[dict[str, Any]] = []
+        for deployment in deployments:
+            for node in deployment["nodes"]:
+                if node["report"]:
+                    reports.append({"deployment": deployment["id"], "certname": node["certname"],
+                                    "report": node["report"], "status": node["status"],
+                                    "commit": deployment["commit"]})
+        enforced = [e for e in audit.for_target("node:")
+                    if (e.get("parameters") or {}).get("change") in related]
+        entries.extend(enforced)
+        entries.sort(key=lambda e: e["id"])
+        return {
+            "format": 1,
+            "change": change.to_json(),
+            "history": [h.to_json() for h in self.changes.history(change_id)],
+            "audit": entries,
+            "deployments": deployments,
+            "reports": reports,
+            "related_changes": related[1:],
+        }
+
+
+def _same(a: str, b: str) -> bool:
+    return a.casefold() == b.casefold()
+
+
+async def run_in_background(coro: Any) -> asyncio.Task[Any]:
+    return asyncio.create_task(coro)

@@ -1,0 +1,235 @@
+"""The change pipeline end to end, on a real server process with real pull agents.
+
+A planner agent proposes, the impact analysis names the right nodes and properties, the
+policies judge it, self-approval is refused, humans approve, an executor agent deploys in
+batches; a second change fails on one node and halts the rollout; the rollback restores the
+nodes; the audit log verifies, then an edited row makes verification fail.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.harness import (
+    SECRET_VALUE,
+    AgentNode,
+    Server,
+    database_url,
+    free_port,
+    make_node,
+    steward,
+    steward_env,
+)
+
+NODES = ("web1", "web2", "web3", "web4")
+
+
+def _write_repo(repo: Path) -> Path:
+    (repo / "profiles").mkdir(parents=True)
+    (repo / "roles").mkdir()
+    (repo / "steward.yaml").write_text("default_environment: staging\n", encoding="utf-8")
+    (repo / "profiles" / "app.yaml").write_text(
+        "parameters:\n"
+        "  token: {type: string, default: {secret: app_token}}\n"
+        "  greeting: {type: string, default: hello}\n"
+        "resources:\n"
+        "  directory[/etc/app]:\n    mode: \"0755\"\n"
+        "  file[/etc/app/greeting]:\n    content: \"{{ params.greeting }} {{ node }}\\n\"\n"
+        "    mode: \"0644\"\n"
+        "  file[/etc/app/token]:\n    content: \"{{ params.token }}\"\n    mode: \"0600\"\n",
+        encoding="utf-8",
+    )
+    (repo / "roles" / "base.yaml").write_text("profiles:\n  app: {}\n", encoding="utf-8")
+    (repo / "classification.yaml").write_text(
+        "rules:\n  - name: all\n    match: {node: \"*\"}\n    role: base\n", encoding="utf-8")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def pipeline_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    from steward.pipeline.policy import install_default_policies
+    from steward.secrets.store import SecretStore
+    from steward.server.config import init_data_dir
+
+    tmp = tmp_path_factory.mktemp(f"pipeline-{backend}")
+    with database_url(backend, tmp, "pipeline") as url:
+        port = free_port()
+        result = init_data_dir(tmp / "data", database_url=url, repo=_write_repo(tmp / "repo"),
+                               port=port)
+        SecretStore(result.config.data_dir).set("app_token", SECRET_VALUE)
+        install_default_policies(result.config.data_dir)
+        srv = Server(result.config.data_dir, result.admin_token, port=port)
+        srv.start()
+        try:
+            yield srv
+        finally:
+            srv.stop()
+
+
+def _call(server: Server, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+    with server.client(token) as client:
+        return client.request(method, path, **kwargs)
+
+
+def _ok(response: httpx.Response) -> Any:
+    assert response.is_success, (response.status_code, response.text)
+    return response.json()
+
+
+def _identity(server: Server, name: str, kind: str, *roles: str) -> str:
+    created = server.api("POST", "/api/v1/identities",
+                         json={"name": name, "kind": kind, "roles": list(roles)})
+    return str(created["token"])
+
+
+def _deploy(server: Server, change_id: str, token: str, **strategy: Any) -> dict[str, Any]:
+    started = _ok(_call(server, "POST", f"/api/v1/changes/{change_id}/deploy", token,
+                        json={"strategy": {"node_timeout": 60, **strategy}}))
+    import time
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        deployment: dict[str, Any] = server.api("GET", f"/api/v1/deployments/{started['id']}")
+        if deployment["state"] != "running":
+            return deployment
+        time.sleep(0.3)
+    raise AssertionError(f"deployment {started['id']} did not finish")
+
+
+def test_propose_analyse_approve_deploy_halt_rollback_audit(  # noqa: PLR0915 (one story)
+    pipeline_server: Server, backend: str, tmp_path: Path
+) -> None:
+    server = pipeline_server
+    join = server.api("POST", "/api/v1/tokens",
+                      json={"kind": "join", "name": "pipeline", "expires_in": 600})["token"]
+    nodes: list[AgentNode] = [make_node(tmp_path, name, server) for name in NODES]
+    for node in nodes:
+        first = node.once(join_token=join)
+        assert first.returncode == 2, first.stdout + first.stderr
+        assert (node.root / "etc/app/greeting").read_text() == f"hello {node.certname}\n"
+    for node in nodes:
+        node.start("--interval", "1h")
+    try:
+        planner = _identity(server, "planner-bot", "agent", "planner")
+        executor = _identity(server, "exec-bot", "agent", "executor")
+        alice = _identity(server, "alice", "human", "approver")
+        bob = _identity(server, "bob", "human", "approver@staging")
+
+        # -- 1. the planner proposes; the analysis names the nodes and the property ------
+        data = {"greeting": "ahoy"}
+        change = _ok(_call(server, "POST", "/api/v1/changes", planner, json={
+            "environment": "staging", "title": "Friendlier greeting",
+            "edits": {"data/common.yaml": "app::greeting: ahoy\n"}}))
+        cid = change["id"]
+        assert change["state"] == "analysed", change
+        assert change["proposer"] == {"kind": "agent", "name": "planner-bot"}
+        report = _ok(_call(server, "GET", f"/api/v1/changes/{cid}/impact", planner))
+        assert report["summary"]["nodes_affected"] == 4
+        assert sorted(n["certname"] for n in report["nodes"]) == list(NODES)
+        web1 = next(n for n in report["nodes"] if n["certname"] == "web1")
+        [resource] = web1["resources"]
+        assert resource["resource"] == "file[/etc/app/greeting]"
+        assert resource["action"] == "modify"
+        [prop] = resource["properties"]
+        assert (prop["name"], prop["before"], prop["after"]) == \
+            ("content", "hello web1\n", f"{data['greeting']} web1\n")
+        assert SECRET_VALUE not in json.dumps(report)
+        # 100% of staging: the soft-mandatory blast-radius policy fails.
+        assert change["policy"]["needs_override"] == ["blast_radius"]
+
+        # -- 2. separation of duties ---------------------------------------------------
+        refused = _call(server, "POST", f"/api/v1/changes/{cid}/approve", planner)
+        assert refused.status_code == 403, refused.text
+        assert "own change" in refused.text or "change:approve" in refused.text
+        early = _call(server, "POST", f"/api/v1/changes/{cid}/deploy", executor)
+        assert early.status_code == 409, early.text  # not approved
+        denied = _call(server, "POST", f"/api/v1/changes/{cid}/deploy", planner)
+        assert denied.status_code == 403, denied.text
+        assert "change:deploy" in denied.text
+
+        # -- 3. humans review: an override and two approvals (blast radius > 25%) -------
+        _ok(_call(server, "POST", f"/api/v1/changes/{cid}/override", alice,
+                  json={"policy": "blast_radius", "reason": "staging-wide by design"}))
+        view = _ok(_call(server, "POST", f"/api/v1/changes/{cid}/approve", alice))
+        assert view["state"] == "analysed"
+        assert any("1 more approval" in w for w in view["gates"]["waiting_for"]), view
+        view = _ok(_call(server, "POST", f"/api/v1/changes/{cid}/approve", bob))
+        assert view["state"] == "approved", view["gates"]
+
+        # -- 4. the executor deploys in batches -------------------------------------------
+        deployment = _deploy(server, cid, executor, canary=1, batch_size="2")
+        assert deployment["state"] == "succeeded", deployment
+        assert [n["batch"] for n in deployment["nodes"]] == [0, 1, 1, 2]
+        for node in nodes:
+            assert (node.root / "etc/app/greeting").read_text() == f"ahoy {node.certname}\n"
+        assert server.api("GET", f"/api/v1/changes/{cid}")["state"] == "deployed"
+
+        # -- 5. a change that fails on web2 halts the rollout ------------------------------
+        (nodes[1].root / "etc/app/conf.d").write_text("in the way\n")
+        bad = _ok(_call(server, "POST", "/api/v1/changes", planner, json={
+            "environment": "staging", "title": "Add conf.d",
+            "edits": {"profiles/app.yaml": (Path(server.data_dir).parent / "repo" / "profiles"
+                                            / "app.yaml").read_text()
+                      + "  directory[/etc/app/conf.d]:\n    mode: \"0755\"\n"}}))
+        bid = bad["id"]
+        _ok(_call(server, "POST", f"/api/v1/changes/{bid}/override", alice,
+                  json={"policy": "blast_radius", "reason": "test"}))
+        _ok(_call(server, "POST", f"/api/v1/changes/{bid}/approve", alice))
+        assert _ok(_call(server, "POST", f"/api/v1/changes/{bid}/approve", bob))["state"] == \
+            "approved"
+        halted = _deploy(server, bid, executor, canary=1, batch_size="2", max_failures=1)
+        assert halted["state"] == "halted", halted
+        statuses = {n["certname"]: n["status"] for n in halted["nodes"]}
+        assert statuses == {"web1": "succeeded", "web2": "failed", "web3": "succeeded",
+                            "web4": "skipped"}, halted
+        assert not (nodes[3].root / "etc/app/conf.d").exists()  # untouched
+        assert server.api("GET", f"/api/v1/changes/{bid}")["state"] == "failed"
+
+        # -- 6. rollback on the fast path ---------------------------------------------------
+        rollback = _ok(_call(server, "POST", f"/api/v1/changes/{bid}/rollback", executor))
+        assert rollback["kind"] == "rollback"
+        assert rollback["state"] == "approved", rollback["gates"]
+        undone = _deploy(server, rollback["id"], executor, canary=0, batch_size="100%",
+                         max_failures=10)
+        assert undone["state"] == "succeeded", undone
+        assert server.api("GET", f"/api/v1/changes/{bid}")["state"] == "rolled_back"
+
+        # -- 7. the audit trail ---------------------------------------------------------------
+        trace = server.api("GET", f"/api/v1/changes/{cid}/trace")
+        actions = [e["action"] for e in trace["audit"]]
+        assert "change.propose" in actions and "change.deploy" in actions
+        assert {r["certname"] for r in trace["reports"]} == set(NODES)
+        denied_rows = server.api("GET", "/pdb/query/v4",
+                                 params={"query": 'audit[actor, action] { outcome = "denied" }'})
+        assert any(r["actor"] == "agent:planner-bot" for r in denied_rows), denied_rows
+        verified = server.api("GET", "/api/v1/audit/verify")
+        assert verified["ok"], verified
+    finally:
+        for node in nodes:
+            node.stop()
+
+    # -- 8. an edited audit row is detected --------------------------------------------------
+    server.stop()
+    if backend == "sqlite":
+        config = json.loads((server.data_dir / "config.json").read_text())
+        db = sqlite3.connect(config["database_url"].removeprefix("sqlite:///"))
+        triggers = [r[0] for r in db.execute(
+            "select name from sqlite_master where type='trigger' and tbl_name='steward_audit'")]
+        for name in triggers:
+            db.execute(f'drop trigger "{name}"')
+        db.execute("update steward_audit set actor = 'human:mallory' where action = "
+                   "'change.deploy'")
+        db.commit()
+        db.close()
+        check = steward("audit", "verify", "--data-dir", str(server.data_dir),
+                        env=steward_env())
+        assert check.returncode == 1, check.stdout + check.stderr
+        assert "entry" in (check.stdout + check.stderr)
+    server.start()
