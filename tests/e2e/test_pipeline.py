@@ -103,7 +103,7 @@ def _deploy(server: Server, change_id: str, token: str, **strategy: Any) -> dict
     raise AssertionError(f"deployment {started['id']} did not finish")
 
 
-def test_propose_analyse_approve_deploy_halt_rollback_audit(  # noqa: PLR0915 (one story)
+def test_propose_analyse_approve_deploy_halt_rollback_audit(
     pipeline_server: Server, backend: str, tmp_path: Path
 ) -> None:
     server = pipeline_server
@@ -204,11 +204,22 @@ def test_propose_analyse_approve_deploy_halt_rollback_audit(  # noqa: PLR0915 (o
         # -- 7. the audit trail ---------------------------------------------------------------
         trace = server.api("GET", f"/api/v1/changes/{cid}/trace")
         actions = [e["action"] for e in trace["audit"]]
-        assert "change.propose" in actions and "change.deploy" in actions
+        assert "change.propose" in actions
+        assert "change.deploy" in actions
         assert {r["certname"] for r in trace["reports"]} == set(NODES)
         denied_rows = server.api("GET", "/pdb/query/v4",
                                  params={"query": 'audit[actor, action] { outcome = "denied" }'})
         assert any(r["actor"] == "agent:planner-bot" for r in denied_rows), denied_rows
+        changes = server.api("GET", "/pdb/query/v4", params={
+            "query": 'changes[id, state, kind, proposer] { environment = "staging" }'})
+        assert {(c["id"], c["state"]) for c in changes} >= {(cid, "deployed"),
+                                                            (bid, "rolled_back")}
+        halts = server.api("GET", "/pdb/query/v4", params={
+            "query": 'deployments[id, change] { state = "halted" }'})
+        assert [d["change"] for d in halts] == [bid]
+        deployed_nodes = server.api("GET", "/pdb/query/v4", params={
+            "query": 'changes[id] { id in deployments[change] { state = "succeeded" } }'})
+        assert {c["id"] for c in deployed_nodes} >= {cid, rollback["id"]}
         verified = server.api("GET", "/api/v1/audit/verify")
         assert verified["ok"], verified
     finally:

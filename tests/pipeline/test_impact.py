@@ -568,8 +568,7 @@ def test_rendering_summary_first_and_collapsed(
     assert "  ~ file[/etc/nginx/nginx.conf]  (profiles/nginx.yaml:" in text
     assert "  + package[nginx-extras]  (profiles/nginx.yaml:" in text
     assert "  - directory[/var/www]  (profiles/nginx.yaml:" in text
-    assert '      ensure: "present" → "absent"' in text or \
-        '      ensure: (absent) → "absent"' in text
+    assert '      ensure: (unset) → "absent"' in text
     assert "        -    worker_connections 4096;" in text
     assert "        +    worker_connections 5000;" in text
     assert "  + edge package[nginx-extras] before service[nginx]" in text

@@ -79,11 +79,26 @@ def test_operators_cannot_mint_operator_tokens_but_can_mint_join_tokens(env: Env
     refused = env.client.post("/api/v1/tokens", headers=env.headers(operator),
                               json={"kind": "operator", "name": "escalate"})
     assert refused.status_code == 403
+    assert refused.json() == {
+        "error": "only an admin can create operator tokens: operator:op2 lacks permission "
+                 "admin: only an admin token holds it",
+        "permission": "admin", "environment": None,
+    }
     joined = env.client.post("/api/v1/tokens", headers=env.headers(operator),
                              json={"kind": "join", "name": "rack-7", "max_uses": 2})
     assert joined.status_code == 201
     assert joined.json()["expires_at"] is not None  # join tokens always expire
-    assert env.client.get("/api/v1/tokens", headers=env.headers(operator)).status_code == 403
+    # Listing and revoking join tokens is token:manage, which operators hold; revoking an
+    # operator token needs admin.
+    listed = env.client.get("/api/v1/tokens", headers=env.headers(operator))
+    assert listed.status_code == 200
+    assert joined.json()["id"] in {t["id"] for t in listed.json()}
+    assert env.client.delete(f"/api/v1/tokens/{joined.json()['id']}",
+                             headers=env.headers(operator)).status_code == 200
+    mine = next(t["id"] for t in listed.json() if t["kind"] == "operator" and t["name"] == "op2")
+    kept = env.client.delete(f"/api/v1/tokens/{mine}", headers=env.headers(operator))
+    assert kept.status_code == 403
+    assert kept.json()["permission"] == "admin"
 
 
 def test_expired_and_used_up_join_tokens_enroll_nobody(env: Env) -> None:
@@ -389,7 +404,7 @@ def test_both_schemas_coexist_with_their_own_version_tables(env: Env) -> None:
     try:
         with engine.connect() as conn:
             version = conn.execute(text("SELECT version_num FROM steward_server_version"))
-            assert version.scalar_one() == "0002"
+            assert version.scalar_one() == "0003"
     finally:
         engine.dispose()
     from steward.server.migrate import migrate

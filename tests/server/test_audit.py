@@ -430,6 +430,17 @@ def test_secrets_are_redacted_from_parameters_reason_and_target(audit_db: AuditD
     assert audit_db.log.verify().ok
 
 
+@pytest.mark.parametrize(("name", "sensitive"), [
+    ("password", True), ("db_password", True), ("apiToken", True), ("client-secret", True),
+    ("sshKey", True), ("ssh_key_file", True), ("tokens", True), ("Authorization", True),
+    ("secret_id", True), ("password_hash", True),
+    ("token_id", False), ("tokenId", False), ("key_kind", False), ("secret_name", False),
+    ("keyboard", False), ("monkey", False), ("environment", False), ("name", False),
+])
+def test_which_keys_are_credentials(name: str, sensitive: bool) -> None:
+    assert sensitive_key(name) is sensitive
+
+
 _KEY = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -485,6 +496,8 @@ def test_entries_filter_by_target_prefix_and_request(audit_db: AuditDb) -> None:
     trace = audit_db.log.for_target("change:chg-3")
     assert [e["target"] for e in trace] == ["change:chg-3", "change:chg-3/node:web1",
                                             "change:chg-3:approval"]
+    assert [e["target"] for e in audit_db.log.for_target("node:")] == ["node:web1"]
+    assert [e["target"] for e in audit_db.log.for_target("change:")][-1] == "change:chg_3"
     assert [e["target"] for e in audit_db.log.entries(request_id="r-node:web1")] == \
         ["node:web1"]
     assert [e["id"] for e in audit_db.log.entries(limit=2)] == [6, 5]

@@ -7,7 +7,10 @@ report's logs; the report waits in the spool. A refused credential stops the run
 node must not keep acting on its own.
 
 Between runs the daemon long-polls the server (``run-wait``), so an operator's "run now"
-starts a run within moments rather than at the next interval.
+starts a run within moments rather than at the next interval. A run-now answer may name a
+commit (a change's live prediction): that run fetches the catalog of that commit, runs it in
+noop, and reports; the catalog is not cached (it is a proposal, never to be enforced), and
+when it cannot be fetched nothing is run at all.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +59,15 @@ class AgentConfig:
     timeout: float = 60.0
     #: While enrollment awaits approval (or failed), ask again this often.
     retry: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunAsk:
+    """What a run-now answer asks for: a noop run, or a live prediction of a commit."""
+
+    noop: bool = False
+    commit: str | None = None
+    change: str | None = None
 
 
 @dataclass
@@ -161,10 +174,15 @@ class Agent:
 
         return collect_facts(self.config.facts_root)
 
-    def run_once(self, *, noop: bool | None = None) -> RunOutcome:
-        """One run; raises :class:`AgentError` when nothing could be enforced."""
+    def run_once(self, *, noop: bool | None = None, commit: str | None = None,
+                 change: str | None = None) -> RunOutcome:
+        """One run; raises :class:`AgentError` when nothing could be enforced.
+
+        ``commit``: a live prediction — that commit's catalog, in noop, never cached, and
+        no fallback to the cached catalog (a prediction of something else would mislead).
+        """
         cfg = self.config
-        noop = cfg.noop if noop is None else noop
+        noop = True if commit is not None else (cfg.noop if noop is None else noop)
         facts = self._facts()
         warning: str | None = None
         delivered: list[str] = []
@@ -177,11 +195,13 @@ class Agent:
             self.client.request("PUT", f"{self._base}/facts", {
                 "values": facts, "environment": cfg.environment, "producer_timestamp": _now(),
             })
-            answer = self.client.request("GET", f"{self._base}/catalog").document
-            document, values = self._accept_catalog(answer)
-        except ServerUnavailable as exc:
-            reachable = False
-            warning = f"server unavailable ({exc})"
+            if commit is not None:
+                answer = self.client.request(
+                    "GET", f"{self._base}/catalog?commit={urllib.parse.quote(commit)}").document
+                document, values = self._accept_catalog(answer, cache=False)
+            else:
+                answer = self.client.request("GET", f"{self._base}/catalog").document
+                document, values = self._accept_catalog(answer)
         except Refused as exc:
             if exc.status == 401:
                 kept = self.state.discard_credential()
@@ -190,11 +210,19 @@ class Agent:
                     f"({kept}) and the next run asks to enroll again"
                 ) from None
             raise AgentError(f"the server refused the request: {exc}") from None
-        except RequestFailed as exc:
-            # The server is there but cannot give a catalog now (a compile error, facts it
-            # rejects): keep enforcing the last good one, as Puppet's usecacheonfailure does.
-            what = "compile the catalog" if exc.status == 422 else "serve the catalog"
-            warning = f"the server could not {what} ({exc})"
+        except (ServerUnavailable, RequestFailed) as exc:
+            if commit is not None:
+                raise AgentError(f"live prediction of {change or 'a change'} (commit "
+                                 f"{commit[:12]}): no catalog ({exc}); nothing was run") from None
+            if isinstance(exc, RequestFailed):
+                # The server is there but cannot give a catalog now (a compile error, facts
+                # it rejects): keep enforcing the last good one, as Puppet's
+                # usecacheonfailure does.
+                what = "compile the catalog" if exc.status == 422 else "serve the catalog"
+                warning = f"the server could not {what} ({exc})"
+            else:
+                reachable = False
+                warning = f"server unavailable ({exc})"
         source = "server"
         if document is None:
             cached = self.state.cached_catalog()
@@ -204,6 +232,11 @@ class Agent:
             warning = (f"{warning}: enforced the cached catalog {cached.catalog.get('hash')} "
                        f"of {cached.fetched_at}")
         report, code = self._apply(document, values, noop)
+        if commit is not None:
+            report.setdefault("logs", []).append(
+                {"level": "info", "source": "agent",
+                 "message": f"live prediction of {change or 'a change'}: noop run of the "
+                            f"catalog of commit {commit}"})
         if warning is not None:
             report.setdefault("logs", []).append(
                 {"level": "warning", "source": "agent", "message": warning}
@@ -217,7 +250,8 @@ class Agent:
             queued=len(self.state.spool.pending()), warning=warning,
         )
 
-    def _accept_catalog(self, answer: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    def _accept_catalog(self, answer: Any, *,
+                        cache: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
         if not isinstance(answer, dict) or not isinstance(answer.get("catalog"), dict):
             raise AgentError("the server's catalog answer is not what this agent understands")
         document: dict[str, Any] = answer["catalog"]
@@ -225,7 +259,8 @@ class Agent:
         if document.get("node") != self.config.certname:
             raise AgentError(f"the server sent the catalog of {document.get('node')!r}, "
                              f"not of {self.config.certname!r}; refusing it")
-        self.state.save_catalog(document, values, _now())
+        if cache:
+            self.state.save_catalog(document, values, _now())
         return document, values
 
     def _apply(self, document: dict[str, Any], values: dict[str, str],
@@ -252,10 +287,10 @@ class Agent:
 
     # -- the daemon ------------------------------------------------------------------------
 
-    def wait_for_run(self, seconds: float, stop: threading.Event) -> bool | None:
+    def wait_for_run(self, seconds: float, stop: threading.Event) -> RunAsk | None:
         """Long-poll until the interval is over; a run-now request ends it early.
 
-        Returns None when the interval passed, else the noop flag of the request.
+        Returns None when the interval passed, else what the request asks for.
         """
         deadline = time.monotonic() + seconds
         while not stop.is_set():
@@ -274,7 +309,11 @@ class Agent:
                 stop.wait(min(max(deadline - time.monotonic(), 0), 2.0))
                 continue
             if isinstance(answer, dict) and answer.get("run"):
-                return bool(answer.get("noop", False))
+                commit = answer.get("commit")
+                change = answer.get("change")
+                return RunAsk(noop=bool(answer.get("noop", False)),
+                              commit=commit if isinstance(commit, str) else None,
+                              change=change if isinstance(change, str) else None)
         return None
 
     def daemon(self, stop: threading.Event) -> int:
@@ -282,11 +321,15 @@ class Agent:
         cfg = self.config
         number = 0
         requested_noop: bool | None = None
+        ask: RunAsk | None = None
         while not stop.is_set():
             number += 1
             wait = cfg.interval + (random.uniform(0, cfg.splay) if cfg.splay > 0 else 0.0)  # noqa: S311
             try:
-                outcome = self.run_once(noop=requested_noop)
+                if ask is not None and ask.commit is not None:
+                    outcome = self.run_once(commit=ask.commit, change=ask.change)
+                else:
+                    outcome = self.run_once(noop=requested_noop)
                 self.say(self.describe(outcome, number))
                 if outcome.warning:
                     self.say(f"warning: {outcome.warning}")
@@ -297,6 +340,7 @@ class Agent:
                 self.say(f"run {number} failed: {exc}")
                 wait = min(wait, cfg.retry) if self.client.token is None else wait
             requested_noop = None
+            ask = None
             self.interruptible = True
             try:
                 got = self.wait_for_run(wait, stop)
@@ -305,8 +349,13 @@ class Agent:
             finally:
                 self.interruptible = False
             if got is not None:
-                requested_noop = True if got else None
-                self.say("run requested by an operator")
+                ask = got
+                requested_noop = True if got.noop else None
+                if got.commit is not None:
+                    self.say(f"live prediction of {got.change or 'a change'} requested "
+                             f"(commit {got.commit[:12]})")
+                else:
+                    self.say("run requested by an operator")
         return 0
 
 

@@ -1,7 +1,9 @@
 """The whole HTTP application: the server's routes plus the change pipeline's.
 
 ``steward server`` serves :func:`build_app`. The pipeline plugs into the server through
-:class:`PipelineExtension` (the server layer cannot import the layers above it).
+:class:`PipelineExtension` (the server layer cannot import the layers above it): it adds the
+pipeline's routes and replaces the server's authoriser by :func:`rbac_authorizer`, so the
+server's own endpoints answer user and agent tokens by their roles too.
 """
 
 from __future__ import annotations
@@ -20,13 +22,39 @@ from steward.pipeline.analyses import AnalysisMissing
 from steward.pipeline.approvals import ApprovalError, StaleApprovalError
 from steward.pipeline.change_errors import ChangeError
 from steward.pipeline.deploy import DeployError, EnvironmentLocked
-from steward.pipeline.rbac import PermissionDenied, RbacError
+from steward.pipeline.rbac import PermissionDenied, Rbac, RbacError
 from steward.pipeline.service import GateError, Pipeline
-from steward.server.app import AppState, create_app
+from steward.server.app import AppState, Authorizer, Forbidden, create_app, kind_authorizer
+from steward.server.auth import Identity
 from steward.server.config import ServerConfig
 from steward.server.services import Services
 
 log = logging.getLogger("steward.api")
+
+#: Token kinds whose permissions come from role bindings alone.
+_ROLE_KINDS = frozenset({"user", "agent"})
+
+
+def rbac_authorizer(rbac: Rbac) -> Authorizer:
+    """The server's authoriser with roles: user and agent tokens get what their roles allow.
+
+    Admin and operator tokens keep the server's kind rules (which match the roles their kind
+    implies: ``operator`` holds every permission a server endpoint asks but ``admin``); node,
+    join and enrollment tokens hold no permission. A role check reads the bindings on every
+    request, so a revoked role stops working at once.
+    """
+
+    def authorise(identity: Identity, permission: str, environment: str | None) -> None:
+        if identity.kind not in _ROLE_KINDS:
+            kind_authorizer(identity, permission, environment)
+            return
+        try:
+            rbac.check(identity, permission, environment)
+        except PermissionDenied as exc:
+            raise Forbidden(str(exc), permission=exc.permission,
+                            environment=exc.environment) from None
+
+    return authorise
 
 
 class PipelineExtension:
@@ -49,6 +77,7 @@ class PipelineExtension:
         pipeline = await run_in_threadpool(_build, state.services)
         state.extras["pipeline"] = pipeline
         if pipeline is not None:
+            state.authorizer = rbac_authorizer(pipeline.rbac)
             abandoned = await run_in_threadpool(pipeline.deployments.abandon_running)
             for deployment_id in abandoned:
                 log.warning("deployment %s was interrupted by a server stop; marked failed",
@@ -61,15 +90,20 @@ class PipelineExtension:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         state.extras.pop("pipeline", None)
+        state.authorizer = kind_authorizer
 
 
 def _build(services: Services) -> Pipeline | None:
     if services.catalogs.desired is None:
         # A plain-directory repository (tests, experiments): no pipeline, the rest works.
         return None
-    from steward.pipeline.schema import create_all
+    from steward.pipeline.change_model import changes
+    from steward.pipeline.deploy import deployments
+    from steward.pipeline.schema import migrate
 
-    create_all(services.engine)
+    migrate(services.engine)
+    # Changes and deployments join PQL beside the store's entities and the audit log.
+    services.store.add_query_tables({changes.name: changes, deployments.name: deployments})
     return Pipeline(services)
 
 

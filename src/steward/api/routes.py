@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from steward.pipeline.deploy import ServerNodeRunner, Strategy
 from steward.pipeline.impact import render_text
+from steward.pipeline.live import LivePredictor
 from steward.pipeline.rbac import PermissionDenied
 from steward.pipeline.service import Pipeline
 from steward.server.app import Authenticated, _json, _state
@@ -29,6 +30,13 @@ class ProposeBody(BaseModel):
         default=None, description="Path -> new content; null deletes the file")
     patch: str | None = Field(default=None, description="A unified diff (git format)")
     branch: str | None = Field(default=None, description="Propose a pushed branch instead")
+
+
+class AnalyseBody(BaseModel):
+    live: bool = Field(default=False, description="Also ask the affected nodes for a noop run "
+                       "of the proposed catalog (live prediction)")
+    timeout: float = Field(default=120.0, gt=0, le=900,
+                           description="Seconds to wait for the nodes' reports (live only)")
 
 
 class ReviewBody(BaseModel):
@@ -122,10 +130,20 @@ def install(app: FastAPI) -> None:
         return _json(report)
 
     @app.post("/api/v1/changes/{change_id}/analyse", tags=tags)
-    def analyse(request: Request, change_id: str, identity: Authenticated) -> Response:
+    async def analyse(request: Request, change_id: str, identity: Authenticated,
+                      body: AnalyseBody | None = None) -> Response:
+        """Re-run the impact analysis; with ``live``, ask the affected nodes too."""
         p = _pipeline(request)
-        p.analyse(identity, change_id)
-        return _json(p.view(identity, change_id).to_json())
+        if body is not None and body.live:
+            signals = _state(request).signals
+            assert signals is not None
+            predictor = LivePredictor(signals, p.services.engine, p.services.enrollment,
+                                      secrets=p.services.catalogs.secrets)
+            await p.analyse_live(identity, change_id, predictor, timeout=body.timeout)
+        else:
+            await run_in_threadpool(p.analyse, identity, change_id)
+        view = await run_in_threadpool(p.view, identity, change_id)
+        return _json(view.to_json())
 
     @app.post("/api/v1/changes/{change_id}/approve", tags=tags)
     def approve(request: Request, change_id: str, identity: Authenticated,

@@ -167,13 +167,27 @@ def show(
 def impact(
     change_id: Annotated[str, typer.Argument(help="chg-N")],
     again: Annotated[bool, typer.Option("--again", help="Re-run the analysis first.")] = False,
+    live: Annotated[bool, typer.Option(
+        "--live", help="Re-run the analysis and ask the affected nodes to run the proposed "
+        "catalog in noop: what would really change on each machine, drift included.")] = False,
+    live_timeout: Annotated[float, typer.Option(
+        "--timeout", help="With --live: seconds to wait for the nodes' reports.")] = 120.0,
     as_json: JsonOption = False,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """What will happen if this change runs: nodes, resources, before → after."""
-    with _client(data_dir, server, token, ca_cert) as client:
-        if again:
+    from steward.cli.client import ApiClient, resolve
+
+    if live and not 0 < live_timeout <= 900:
+        raise UsageError(f"--timeout {live_timeout:g}: between 0 and 900 seconds")
+    # A live analysis answers once the nodes have reported (or the timeout passed).
+    wait = live_timeout + 120.0 if live else 60.0
+    with ApiClient(resolve(data_dir, server, token, ca_cert), timeout=wait) as client:
+        if live:
+            client.request("POST", f"/api/v1/changes/{change_id}/analyse",
+                           json_body={"live": True, "timeout": live_timeout})
+        elif again:
             client.request("POST", f"/api/v1/changes/{change_id}/analyse")
         if as_json:
             _print_json(client.request("GET", f"/api/v1/changes/{change_id}/impact"))

@@ -86,6 +86,8 @@ class Demo:
     runs: list[AgentRun] = field(default_factory=list)
     #: What was done behind Steward's back, per node.
     tampered: dict[str, list[str]] = field(default_factory=dict)
+    #: The change pipeline's part: identities' tokens (never shown).
+    pipeline: dict[str, Any] = field(default_factory=dict)
     columns: int = 140
 
     # -- paths -----------------------------------------------------------------------------
@@ -162,11 +164,17 @@ class Demo:
         return [self.python, "-m", "steward", *args]
 
     def steward(self, *args: str, stdin: str | None = None, check: bool = True,
-                what: str | None = None) -> Result:
-        """Run ``steward ARGS``; with ``check``, a non-zero exit is a :class:`DemoError`."""
+                what: str | None = None, token: str | None = None) -> Result:
+        """Run ``steward ARGS``; with ``check``, a non-zero exit is a :class:`DemoError`.
+
+        ``token`` acts as that identity (``STEWARD_TOKEN``; never on the command line).
+        """
+        env = self.env()
+        if token is not None:
+            env["STEWARD_TOKEN"] = token
         try:
             proc = subprocess.run(self.argv(args), input=stdin, capture_output=True, text=True,
-                                  env=self.env(), timeout=COMMAND_TIMEOUT, check=False)
+                                  env=env, timeout=COMMAND_TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
             raise DemoError(f"'steward {args[0]}' did not finish in {COMMAND_TIMEOUT:.0f}s"
                             ) from None

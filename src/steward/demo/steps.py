@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from steward.demo.pipeline_steps import PIPELINE_STEPS
 from steward.demo.runtime import DEMO_NODES, AgentRun, Demo, DemoError, free_port, short_hashes
 from steward.engine.report import EXIT_CHANGED, EXIT_FAILED, EXIT_PENDING
 
@@ -341,7 +342,7 @@ def verify_store(demo: Demo) -> None:
 #: The main job, in order. The secret check and the summary follow them (see run_demo).
 STEPS: tuple[Step, ...] = (
     prepare, init, start_server, create_join_token, predict, apply, apply_again, drift,
-    questions, repair, verify_store,
+    questions, repair, verify_store, *PIPELINE_STEPS,
 )
 
 

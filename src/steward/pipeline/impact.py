@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from steward.catalog.canonical import canonical_json, content_hash
 from steward.language import Repository
 from steward.pipeline.impact_compile import (
+    PARALLEL_MIN_NODES,
     analyse_nodes,
     as_batches,
     default_workers,
@@ -93,9 +94,10 @@ def analyse_impact(
 
     ``pins`` maps certnames to the environment the server pins them to (classification
     cannot move those). ``workers`` bounds the compile processes (default: the usable
-    CPUs). ``recompile_all`` ignores the recorded inputs and recompiles every node (the
-    naive analysis, for comparison). Raises :class:`ImpactError` only when the fleet cannot
-    be read; nodes whose compile fails are reported, not raised.
+    CPUs); below ``parallel_min`` candidates everything runs in this process.
+    ``recompile_all`` ignores the recorded inputs and recompiles every node (the naive
+    analysis, for comparison). Raises :class:`ImpactError` only when the fleet cannot be
+    read; nodes whose compile fails are reported, not raised.
     """
     env = change.environment
     if not isinstance(env, str) or not env:
@@ -131,7 +133,7 @@ def analyse_impact(
     count = workers if workers is not None else default_workers()
     entries, used = analyse_nodes(
         sides, as_batches(tasks(), FACTS_BATCH), total=len(order), workers=count,
-        **({"parallel_min": parallel_min} if parallel_min is not None else {}),
+        parallel_min=PARALLEL_MIN_NODES if parallel_min is None else parallel_min,
     )
     clock.lap("compile")
     if timings is not None:
@@ -181,9 +183,12 @@ class _Clock:
     def __init__(self, timings: Timings | None) -> None:
         self.timings = timings
         self.last = time.perf_counter()
+        self.last_cpu = time.process_time()
 
     def lap(self, phase: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if self.timings is not None:
-            self.timings.phases[phase] = self.timings.phases.get(phase, 0.0) + now - self.last
-        self.last = now
+            phases, used = self.timings.phases, self.timings.cpu
+            phases[phase] = phases.get(phase, 0.0) + now - self.last
+            used[phase] = used.get(phase, 0.0) + cpu - self.last_cpu
+        self.last, self.last_cpu = now, cpu

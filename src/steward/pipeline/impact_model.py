@@ -78,4 +78,6 @@ class Timings:
     """Where the time of one analysis went (seconds); reported by the benchmark."""
 
     phases: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of this process per phase (worker processes are not included).
+    cpu: dict[str, float] = field(default_factory=dict)
     workers: int = 1

@@ -47,6 +47,7 @@ def render_text(report: Mapping[str, Any], *, max_groups: int | None = None) -> 
         lines.append(f"{len(unchanged):,} recompiled node{'s' if len(unchanged) != 1 else ''} "
                      f"unchanged ({', '.join(unchanged[:NAMES_SHOWN])}"
                      f"{', …' if len(unchanged) > NAMES_SHOWN else ''})")
+    lines.extend(render_live(report))
     lines.append("")
     lines.append(f"digest {report.get('digest')}")
     return "\n".join(lines) + "\n"
@@ -137,7 +138,7 @@ def _where(place: Mapping[str, Any]) -> str:
 
 def _value(value: Any) -> str:
     if value is None:
-        return "(absent)"
+        return "(unset)"
     text = json.dumps(value, ensure_ascii=False, sort_keys=True)
     return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…"
 
@@ -183,3 +184,42 @@ def _signature(node: Mapping[str, Any]) -> str:
         "error": error["message"] if error else None,
         "environment": node["proposed"].get("environment"),
     }))
+
+
+#: Live events shown per node before "… n more".
+LIVE_EVENTS_SHOWN = 20
+
+
+def render_live(report: Mapping[str, Any]) -> list[str]:
+    """The live-prediction section (empty without ``--live``): per node, its noop run."""
+    asked = [n for n in report["nodes"] if n.get("live")]
+    if not asked:
+        return []
+    counts: dict[str, int] = {}
+    for node in asked:
+        counts[node["live"]["status"]] = counts.get(node["live"]["status"], 0) + 1
+    lines = ["", "Live prediction (the proposed catalog run in noop on each machine): "
+             + ", ".join(f"{counts[s]} {s}" for s in ("reported", "timeout", "unreachable")
+                         if s in counts)]
+    for node in asked:
+        live = node["live"]
+        events = live.get("events") or []
+        drift = sum(1 for e in events if e.get("corrective_change"))
+        head = f"  {node['certname']}: {live['status']}"
+        if live["status"] == "reported":
+            head += (f", exit {live.get('exit_code')}, {len(events)} would change"
+                     + (f" ({drift} drift)" if drift else "")
+                     + (f", report {str(live.get('report'))[:12]}" if live.get("report") else ""))
+        lines.append(head)
+        if live["status"] != "reported" and live.get("detail"):
+            lines.append(f"      {live['detail']}")
+        for event in events[:LIVE_EVENTS_SHOWN]:
+            mark = "  [drift: corrects a change made outside Steward]" \
+                if event.get("corrective_change") else ""
+            lines.append(f"    ~ {event['resource']} {event['property']}: "
+                         f"{_value(event.get('old'))} → {_value(event.get('new'))}{mark}")
+        if len(events) > LIVE_EVENTS_SHOWN:
+            lines.append(f"    … {len(events) - LIVE_EVENTS_SHOWN:,} more")
+        for failure in live.get("failures") or []:
+            lines.append(f"    ! {failure['resource']}: {failure['message']}")
+    return lines

@@ -1,19 +1,52 @@
-"""Create the pipeline's tables (Alembic history to follow; tests use this entry point)."""
+"""The pipeline's tables: Alembic history ``steward/pipeline/migrations``.
+
+Its version table (``steward_pipeline_version``) is separate from the server's and the state
+store's, so each part of the schema evolves on its own in one database.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, MetaData, text
+
+VERSION_TABLE = "steward_pipeline_version"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: Serialises concurrent server starts migrating one PostgreSQL database.
+_PG_LOCK_KEY = 0x5374_6570
+_MODULES = ("change_model", "rbac", "approvals", "deploy", "analyses")
+
+
+def load_metadata() -> MetaData:
+    """The shared metadata with every pipeline module's tables registered on it."""
+    import importlib
+
+    from steward.pipeline.tables import metadata
+
+    for module in _MODULES:
+        importlib.import_module(f"steward.pipeline.{module}")
+    return metadata
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("version_table", VERSION_TABLE)
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the pipeline's tables to the newest revision (idempotent)."""
+    config = _config()
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
 
 
 def create_all(engine: Engine) -> None:
-    """Create every pipeline table that does not exist yet."""
-    from steward.pipeline.tables import metadata
-
-    # Importing the modules registers their tables on the shared metadata.
-    for module in ("change_model", "rbac", "approvals", "deploy", "analyses"):
-        try:
-            __import__(f"steward.pipeline.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"steward.pipeline.{module}":
-                raise
-    metadata.create_all(engine)
+    """Tests' and tools' entry point: the same as :func:`migrate`."""
+    migrate(engine)

@@ -15,6 +15,7 @@ gates between states are all here:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from steward.pipeline.changes import Changes
 from steward.pipeline.deploy import Deployment, Deployments, NodeRunner, Strategy
 from steward.pipeline.impact import StoreFleet, analyse_impact
 from steward.pipeline.impact_model import ChangeInfo
+from steward.pipeline.live import LivePredictor, live_counts
 from steward.pipeline.policy import PolicySet, evaluate, load_policy_set
 from steward.pipeline.policy_input import policy_input
 from steward.pipeline.rbac import PermissionDenied, Rbac, actor_for
@@ -239,7 +241,39 @@ class Pipeline:
                                action="change.analyse", target=f"change:{change_id}")
         return self._analyse(change, actor)
 
+    async def analyse_live(self, identity: Identity | Actor, change_id: str,
+                           predictor: LivePredictor, *, timeout: float = 120.0) -> Analysis:
+        """Analyse, ask the affected nodes for a noop run of the proposed catalog, record.
+
+        The live results are part of the report, so of its digest: approvals given to the
+        earlier report are void (approvers bind to what they saw). Runs in the event loop
+        (the nodes are asked through the server's run-now signals); the blocking parts run
+        in the thread pool.
+        """
+        from starlette.concurrency import run_in_threadpool
+
+        change = await run_in_threadpool(self.changes.get, change_id)
+        actor = await run_in_threadpool(functools.partial(
+            self.authorise, identity, "change:impact", change.environment,
+            action="change.analyse", target=f"change:{change_id}"))
+        report = await run_in_threadpool(self._impact, change)
+        report = await predictor.attach(report, commit=change.head, change_id=change.id,
+                                        requested_by=f"{actor.label} (live prediction of "
+                                                     f"{change.id})"[:255],
+                                        timeout=timeout)
+        live = {n["certname"]: n["live"] for n in report["nodes"] if n.get("live")}
+        await run_in_threadpool(functools.partial(
+            self._audit, actor, "change.live_prediction", f"change:{change.id}",
+            parameters={"head": change.head, "timeout": timeout, "counts": live_counts(live),
+                        "nodes": {name: {"status": value["status"], "report": value["report"]}
+                                  for name, value in sorted(live.items())}}))
+        return await run_in_threadpool(self._record_analysis, change, actor, report)
+
     def _analyse(self, change: Change, actor: Actor) -> Analysis:
+        return self._record_analysis(change, actor, self._impact(change))
+
+    def _impact(self, change: Change) -> dict[str, Any]:
+        """The static impact report of the change's head (nothing recorded yet)."""
         if change.state in ("deploying", "deployed", "failed", "rolled_back", "rejected"):
             raise GateError(f"{change.id} is {change.state}; it can no longer be re-analysed")
         info = ChangeInfo(
@@ -250,9 +284,13 @@ class Pipeline:
         )
         pins = {n["certname"]: n["environment"]
                 for n in self.services.enrollment.list_nodes() if n.get("environment")}
-        report = analyse_impact(info, self.repo.load(change.base), self.repo.load(change.head),
-                                self.fleet, secrets=self.services.catalogs.secrets,
-                                pins=pins, workers=self.workers)
+        return analyse_impact(info, self.repo.load(change.base), self.repo.load(change.head),
+                              self.fleet, secrets=self.services.catalogs.secrets,
+                              pins=pins, workers=self.workers)
+
+    def _record_analysis(self, change: Change, actor: Actor,
+                         report: dict[str, Any]) -> Analysis:
+        """Policies, the analysis record and the change's new digest, all for ``report``."""
         verdicts = evaluate(self.policies, policy_input(report, title=change.title, kind=change.kind),
                             change.environment).to_dict()
         analysis = self.analyses.record(change.id, change.head, actor.label, report, verdicts)

@@ -431,6 +431,21 @@ def _audit_available(s: Scope) -> ColumnElement[bool]:
     return true()
 
 
+#: The change pipeline's tables (steward.pipeline), readable where the server registers them.
+CHANGES_TABLE = "steward_changes"
+DEPLOYMENTS_TABLE = "steward_deployments"
+
+
+def _pipeline_available(table: str, entity: str) -> Callable[[Scope], ColumnElement[bool]]:
+    def check(s: Scope) -> ColumnElement[bool]:
+        if table not in s.tables:
+            raise QueryError(f"the '{entity}' entity is available only on a Steward server "
+                             "with the change pipeline (a git repository of desired state)")
+        return true()
+
+    return check
+
+
 def _audit_parameter(name: str, path: tuple[PathElement, ...]) -> Field:
     def access(s: Scope) -> ValueAccess:
         return JsonPathValue(_audit_parameters_json(s), path, s.dialect)
@@ -761,8 +776,52 @@ def build_entities() -> dict[str, Entity]:
         natural_order=(col(AUDIT_TABLE, "id"),),
         where=_audit_available,
     )
+    changes = Entity(
+        name="changes",
+        base=CHANGES_TABLE,
+        fields={f.name: f for f in (
+            string("id", CHANGES_TABLE, nullable=False),
+            string("title", CHANGES_TABLE, nullable=False),
+            string("proposer", CHANGES_TABLE, "proposer_name", nullable=False),
+            string("proposer_kind", CHANGES_TABLE, nullable=False),
+            string("environment", CHANGES_TABLE, nullable=False),
+            string("state", CHANGES_TABLE, nullable=False),
+            string("kind", CHANGES_TABLE, nullable=False),
+            string("parent", CHANGES_TABLE, "parent_id"),
+            string("base", CHANGES_TABLE, nullable=False),
+            string("head", CHANGES_TABLE, nullable=False),
+            string("impact_digest", CHANGES_TABLE),
+            timestamp("created_at", CHANGES_TABLE, nullable=False),
+            timestamp("updated_at", CHANGES_TABLE, nullable=False),
+        )},
+        default_fields=("id", "title", "proposer", "proposer_kind", "environment", "state",
+                        "kind", "parent", "base", "head", "impact_digest", "created_at",
+                        "updated_at"),
+        natural_order=(col(CHANGES_TABLE, "seq"),),
+        where=_pipeline_available(CHANGES_TABLE, "changes"),
+    )
+    deployments = Entity(
+        name="deployments",
+        base=DEPLOYMENTS_TABLE,
+        fields={f.name: f for f in (
+            string("id", DEPLOYMENTS_TABLE, nullable=False),
+            string("change", DEPLOYMENTS_TABLE, "change_id", nullable=False),
+            string("environment", DEPLOYMENTS_TABLE, nullable=False),
+            string("commit", DEPLOYMENTS_TABLE, nullable=False),
+            string("state", DEPLOYMENTS_TABLE, nullable=False),
+            string("started_by", DEPLOYMENTS_TABLE, nullable=False),
+            timestamp("started_at", DEPLOYMENTS_TABLE, nullable=False),
+            timestamp("finished_at", DEPLOYMENTS_TABLE),
+            string("detail", DEPLOYMENTS_TABLE),
+        )},
+        default_fields=("id", "change", "environment", "commit", "state", "started_by",
+                        "started_at", "finished_at", "detail"),
+        natural_order=(col(DEPLOYMENTS_TABLE, "started_at"), col(DEPLOYMENTS_TABLE, "id")),
+        where=_pipeline_available(DEPLOYMENTS_TABLE, "deployments"),
+    )
     everything = (nodes, facts, fact_contents, fact_paths, fact_names, inventory, factsets,
-                  resources, edges, catalogs, reports, events, environments, audit)
+                  resources, edges, catalogs, reports, events, environments, audit, changes,
+                  deployments)
     return {e.name: e for e in everything}
 
 

@@ -3,14 +3,20 @@
 Every route requires a token (``Authorization: Bearer TOKEN``, or ``X-Authentication: TOKEN``
 as PuppetDB/PE clients send it). The one exception is ``POST /api/v1/enroll`` without a
 token, which can only create a *pending* request that grants nothing until an operator
-approves it (as anyone may submit a CSR to a Puppet CA). Authorisation is by identity kind:
+approves it (as anyone may submit a CSR to a Puppet CA).
 
-* admin: everything; operator: everything but minting operator tokens;
-* node: its own catalog, facts, reports and run-now long poll, nothing else;
-* join: ``POST /api/v1/enroll`` only; enrollment poll: its own request only.
+Operator endpoints are authorised by **permission** (``query``, ``node:manage``,
+``token:manage``, ``audit:read``, ``admin``): each route names the one it needs and asks
+:attr:`AppState.authorizer`. Without a higher layer that is :func:`kind_authorizer` (admin:
+everything; operator: everything but what needs ``admin``, e.g. minting operator tokens);
+the change pipeline replaces it with role-based checks, so user and agent tokens reach what
+their roles allow. Node credentials are not permission holders: a node reaches its own
+catalog, facts, reports and run-now long poll, nothing else; join tokens ``POST
+/api/v1/enroll`` only; enrollment poll tokens their own request only.
 
-A refusal of an authenticated request is HTTP 403 and a row in the append-only audit log;
-an unknown, expired or revoked token is HTTP 401 and audited too.
+A refusal of an authenticated request is HTTP 403 naming the missing permission (and
+environment) and a row in the append-only audit log; an unknown, expired or revoked token is
+HTTP 401 and audited too.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NoReturn, Protocol
 
@@ -39,7 +45,7 @@ from steward.server.config import ServerConfig
 from steward.server.db import utcnow
 from steward.server.enrollment import check_certname
 from steward.server.errors import ConfigError, EnrollmentError, NotFoundError
-from steward.server.runs import RunSignals
+from steward.server.runs import LiveCatalogRefused, RunSignals, live_catalog
 from steward.server.scheduler import SshScheduler
 from steward.server.services import Services, build_services
 
@@ -64,12 +70,58 @@ class AppExtension(Protocol):
     async def shutdown(self, state: AppState) -> None: ...
 
 
+class Forbidden(StewardError):
+    """An identity lacks a permission (HTTP 403); audited before the answer goes out.
+
+    The message names the identity, the permission and the environment (None: a global
+    action); the answer carries ``permission`` and ``environment`` as fields too.
+    """
+
+    def __init__(self, message: str, *, permission: str, environment: str | None = None
+                 ) -> None:
+        super().__init__(message)
+        self.permission = permission
+        self.environment = environment
+
+
+#: Returns if ``identity`` holds ``permission`` in the environment (None: a global action),
+#: else raises :class:`Forbidden`. Higher layers install their own on :class:`AppState`.
+Authorizer = Callable[[Identity, str, "str | None"], None]
+
+_KIND_LIMITS = {
+    "node": "a node credential reaches only its own catalog, facts, reports and run requests",
+    "join": "a join token can only enroll a node (POST /api/v1/enroll)",
+    "enrollment": "an enrollment poll token can only read its own enrollment request",
+    "user": "user and agent tokens act through role bindings, which only the change "
+            "pipeline grants (this server has none)",
+}
+
+
+def kind_authorizer(identity: Identity, permission: str, environment: str | None) -> None:
+    """The rules by token kind alone, for a server without the change pipeline.
+
+    Admin tokens hold every permission; operator tokens every one but ``admin`` (which is
+    what minting operator tokens needs); every other kind none.
+    """
+    if identity.kind == "admin" or (identity.kind == "operator" and permission != "admin"):
+        return
+    if identity.kind == "operator":
+        why = "only an admin token holds it"
+    else:
+        why = _KIND_LIMITS.get(identity.kind, _KIND_LIMITS["user"])
+    raise Forbidden(f"{identity.label} lacks permission {permission}"
+                    f"{f' in environment {environment}' if environment else ''}: {why}",
+                    permission=permission, environment=environment)
+
+
 class AppState:
     """Per-application state, reachable from requests as ``request.app.state.steward``."""
 
     def __init__(self, config: ServerConfig, services: Services | None) -> None:
         self.config = config
         self._services = services
+        #: Who may do what; :func:`kind_authorizer` unless a higher layer installs its own.
+        self.authorizer: Authorizer = kind_authorizer
         self.signals: RunSignals | None = None
         self.scheduler: SshScheduler | None = None
         #: HTTP statuses for error types of higher layers (first match wins).
@@ -197,17 +249,41 @@ def authenticated(
 Authenticated = Annotated[Identity, Depends(authenticated)]
 
 
-def operator(request: Request, identity: Authenticated) -> Identity:
-    if not identity.is_operator:
-        _deny(request, identity, _action(request), None,
-              f"{identity.kind} credentials cannot use this endpoint; it needs an operator")
-    return identity
+def authorise(request: Request, identity: Identity, permission: str,
+              environment: str | None = None, *, action: str | None = None,
+              target: str | None = None, context: str | None = None) -> None:
+    """Ask the application's authoriser; a refusal is audited, then raised (HTTP 403).
+
+    ``context`` says why the permission is needed when the route alone does not (e.g.
+    "only an admin can create operator tokens"); it prefixes the message.
+    """
+    try:
+        _state(request).authorizer(identity, permission, environment)
+    except Forbidden as exc:
+        reason = f"{context}: {exc}" if context else str(exc)
+        _services(request).audit.record(
+            actor=identity, action=action or _action(request), target=target,
+            outcome="denied", reason=reason, remote=_remote(request),
+            parameters={"environment": environment, "permission": permission})
+        raise Forbidden(reason, permission=permission, environment=environment) from None
 
 
-def admin(request: Request, identity: Authenticated) -> Identity:
-    if identity.kind != "admin":
-        _deny(request, identity, _action(request), None, "this endpoint needs an admin token")
-    return identity
+#: Path parameters that name what a request acts on, for the audit trail.
+_TARGET_PARAMS = ("certname", "token_id", "entity")
+
+
+def require(permission: str) -> Callable[..., Identity]:
+    """A dependency admitting the identities that hold ``permission`` (globally)."""
+
+    def dependency(request: Request, identity: Authenticated) -> Identity:
+        params = request.path_params
+        target = next((str(params[k]) for k in _TARGET_PARAMS if k in params), None)
+        authorise(request, identity, permission, None, target=target)
+        return identity
+
+    dependency.__name__ = f"require_{permission.replace(':', '_')}"
+    dependency.__doc__ = f"Needs permission {permission}."
+    return dependency
 
 
 def node_self(request: Request, certname: str, identity: Authenticated) -> Identity:
@@ -222,17 +298,21 @@ def node_self(request: Request, certname: str, identity: Authenticated) -> Ident
     _deny(request, identity, _action(request), certname, reason)
 
 
-def node_or_operator(request: Request, certname: str, identity: Authenticated) -> Identity:
-    if identity.is_operator or (identity.kind == "node" and identity.certname == certname):
+def node_or_query(request: Request, certname: str, identity: Authenticated) -> Identity:
+    """The node itself, or whoever holds ``query`` (what the store says of it is no secret)."""
+    if identity.kind == "node" and identity.certname == certname:
         return identity
-    _deny(request, identity, _action(request), certname,
-          f"{identity.label} may not read node {certname!r}")
+    authorise(request, identity, "query", None, target=certname,
+              context=f"{identity.label} may not read node {certname!r}")
+    return identity
 
 
-Operator = Annotated[Identity, Depends(operator)]
-Admin = Annotated[Identity, Depends(admin)]
+QueryPermission = Annotated[Identity, Depends(require("query"))]
+NodeManage = Annotated[Identity, Depends(require("node:manage"))]
+TokenManage = Annotated[Identity, Depends(require("token:manage"))]
+AuditRead = Annotated[Identity, Depends(require("audit:read"))]
 NodeSelf = Annotated[Identity, Depends(node_self)]
-NodeOrOperator = Annotated[Identity, Depends(node_or_operator)]
+NodeOrQuery = Annotated[Identity, Depends(node_or_query)]
 
 
 # -- the factory -----------------------------------------------------------------------------
@@ -288,7 +368,7 @@ def create_app(config: ServerConfig, *, services: Services | None = None,
                 "token_id": identity.token_id}
 
     @app.get("/api/v1/status", tags=["identity"])
-    def status(request: Request, _identity: Operator) -> dict[str, Any]:
+    def status(request: Request, _identity: QueryPermission) -> dict[str, Any]:
         svc = _services(request)
         return {"version": __version__, "repo": str(config.repo_path),
                 "catalog_cache": {"hits": svc.catalogs.hits, "misses": svc.catalogs.misses},
@@ -297,7 +377,7 @@ def create_app(config: ServerConfig, *, services: Services | None = None,
     _enrollment_routes(app)
     _node_routes(app, config)
     _operator_routes(app)
-    app.include_router(pdb.build_router(_services, operator))
+    app.include_router(pdb.build_router(_services, require("query")))
     for extension in extensions:
         extension.install(app)
     return app
@@ -305,15 +385,22 @@ def create_app(config: ServerConfig, *, services: Services | None = None,
 
 def _install_error_handlers(app: FastAPI) -> None:
     statuses: list[tuple[type[StewardError], int]] = [
-        (AuthenticationError, 401), (NotFoundError, 404), (EnrollmentError, 409),
-        (ConfigError, 500),
+        (AuthenticationError, 401), (Forbidden, 403), (NotFoundError, 404),
+        (EnrollmentError, 409), (ConfigError, 500),
     ]
 
     @app.exception_handler(StewardError)
     async def steward_error(request: Request, exc: StewardError) -> Response:
         extra = _state(request).error_statuses
         status = next((code for cls, code in [*extra, *statuses] if isinstance(exc, cls)), 400)
-        return _json({"error": str(exc)}, status)
+        body: dict[str, Any] = {"error": str(exc)}
+        permission = getattr(exc, "permission", None)
+        if status == 403 and isinstance(permission, str):
+            # Any layer's refusal (Forbidden, the pipeline's PermissionDenied) names what is
+            # missing as fields too, so clients need not parse the message.
+            body["permission"] = permission
+            body["environment"] = getattr(exc, "environment", None)
+        return _json(body, status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
@@ -388,10 +475,20 @@ def _node_routes(app: FastAPI, config: ServerConfig) -> None:
         return {"certname": certname, "environment": environment}
 
     @app.get("/api/v1/nodes/{certname}/catalog", tags=["nodes"])
-    def get_catalog(request: Request, certname: str, _identity: NodeSelf) -> Response:
+    def get_catalog(
+        request: Request,
+        certname: str,
+        identity: NodeSelf,
+        commit: Annotated[str | None, Query(
+            pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$",
+            description="Live prediction: the commit a run-now request asked this node to "
+                        "run in noop (the run-wait answer names it)")] = None,
+    ) -> Response:
         """Compile (or serve from cache) the node's catalog from its latest facts.
 
         The answer includes the catalog's sensitive values: only the node itself gets them.
+        With ``commit`` (live prediction): that commit's catalog, only while a claimed
+        run-now request of this node grants it; it is neither stored nor cached.
         """
         svc = _services(request)
         node = svc.enrollment.get(certname)
@@ -399,6 +496,30 @@ def _node_routes(app: FastAPI, config: ServerConfig) -> None:
         if facts is None:
             raise HTTPException(409, f"no facts for node {certname!r} yet: upload facts "
                                      "(PUT /api/v1/nodes/{certname}/facts) first")
+        if commit is not None:
+            signals = _state(request).signals
+            assert signals is not None
+            try:
+                live = live_catalog(svc.catalogs, signals, certname, facts,
+                                    node["environment"], commit)
+            except LiveCatalogRefused as exc:
+                _deny(request, identity, "catalog.live", certname, str(exc))
+            except StewardError as exc:
+                raise HTTPException(422, f"compiling the catalog of {certname!r} at commit "
+                                         f"{commit[:12]} failed: {exc}") from None
+            if live is not None:
+                _allowed(request, identity, "catalog.live", certname,
+                         reason=f"commit {commit} of {live.grant.change_id or 'a change'} "
+                                f"(request {live.grant.request_id})")
+                return _json(
+                    {"catalog": live.compiled.result.catalog.to_json(),
+                     "sensitive_values": live.sensitive_values,
+                     "input_hash": live.compiled.input_hash, "cached": False,
+                     "live": {"commit": commit, "change": live.grant.change_id,
+                              "environment": live.grant.environment,
+                              "withheld_sensitive": list(live.withheld)}},
+                    headers={"Cache-Control": "no-store"},
+                )
         try:
             compiled = svc.catalogs.compile(certname, facts, node["environment"])
         except StewardError as exc:
@@ -443,23 +564,32 @@ def _node_routes(app: FastAPI, config: ServerConfig) -> None:
         claimed = await signals.wait(certname, min(timeout, config.long_poll_seconds))
         if claimed is None:
             return {"run": False}
-        return {"run": True, "noop": claimed.noop, "requested_by": claimed.requested_by,
-                "request_ids": list(claimed.ids)}
+        answer: dict[str, Any] = {"run": True, "noop": claimed.noop,
+                                  "requested_by": claimed.requested_by,
+                                  "request_ids": list(claimed.ids)}
+        if claimed.commit is not None:
+            # Live prediction: fetch the catalog with ?commit= and run it in noop.
+            answer.update(commit=claimed.commit, change=claimed.change_id)
+        return answer
 
     @app.get("/api/v1/nodes/{certname}", tags=["nodes"])
-    def get_node(request: Request, certname: str, _identity: NodeOrOperator) -> dict[str, Any]:
+    def get_node(request: Request, certname: str, _identity: NodeOrQuery) -> dict[str, Any]:
         return _services(request).enrollment.get(certname)
+
+
+#: Token kinds that ``token:manage`` alone may revoke (the ones it may mint).
+_MANAGED_TOKEN_KINDS = frozenset({"join", "user", "agent"})
 
 
 def _operator_routes(app: FastAPI) -> None:
     @app.get("/api/v1/nodes", tags=["operators"])
-    def list_nodes(request: Request, _identity: Operator,
+    def list_nodes(request: Request, _identity: QueryPermission,
                    status: str | None = None) -> list[dict[str, Any]]:
         """Every node with its enrollment status, including pending requests."""
         return _services(request).enrollment.list_nodes(status=status)
 
     @app.post("/api/v1/nodes", tags=["operators"], status_code=201)
-    def add_ssh_node(request: Request, body: SshNode, identity: Operator) -> dict[str, Any]:
+    def add_ssh_node(request: Request, body: SshNode, identity: NodeManage) -> dict[str, Any]:
         """Add an agentless node, reached over SSH by the server's scheduler."""
         check_certname(body.certname)
         result = _services(request).enrollment.register_ssh(
@@ -471,20 +601,20 @@ def _operator_routes(app: FastAPI) -> None:
         return result
 
     @app.post("/api/v1/nodes/{certname}/approve", tags=["operators"])
-    def approve(request: Request, certname: str, identity: Operator) -> dict[str, Any]:
+    def approve(request: Request, certname: str, identity: NodeManage) -> dict[str, Any]:
         result = _services(request).enrollment.approve(certname, identity)
         _allowed(request, identity, "node.approve", certname)
         return result
 
     @app.post("/api/v1/nodes/{certname}/revoke", tags=["operators"])
-    def revoke(request: Request, certname: str, identity: Operator) -> dict[str, Any]:
+    def revoke(request: Request, certname: str, identity: NodeManage) -> dict[str, Any]:
         """Revoke the node's credentials; its next request is refused."""
         result = _services(request).enrollment.revoke(certname, identity)
         _allowed(request, identity, "node.revoke", certname)
         return result
 
     @app.post("/api/v1/nodes/{certname}/run", tags=["operators"], status_code=202)
-    async def run_now(request: Request, certname: str, identity: Operator,
+    async def run_now(request: Request, certname: str, identity: NodeManage,
                       body: RunRequestBody | None = None) -> dict[str, Any]:
         """Ask the node to run now; a listening agent starts within seconds."""
         svc = _services(request)
@@ -501,11 +631,15 @@ def _operator_routes(app: FastAPI) -> None:
         return {"certname": certname, "request_id": request_id, "noop": noop}
 
     @app.post("/api/v1/tokens", tags=["operators"], status_code=201)
-    def create_token(request: Request, body: TokenCreate, identity: Operator) -> Response:
-        """Mint a join or operator token; the answer is the only time it is shown."""
-        if body.kind == "operator" and identity.kind != "admin":
-            _deny(request, identity, "token.create", body.name,
-                  "only an admin can create operator tokens")
+    def create_token(request: Request, body: TokenCreate, identity: TokenManage) -> Response:
+        """Mint a join or operator token; the answer is the only time it is shown.
+
+        An operator token is a standing operator role everywhere: minting one needs ``admin``.
+        """
+        if body.kind == "operator":
+            authorise(request, identity, "admin", action="token.create",
+                      target=f"operator:{body.name}",
+                      context="only an admin can create operator tokens")
         if body.max_uses is not None and body.kind != "join":
             raise HTTPException(400, "max_uses applies to join tokens only")
         expires_in = body.expires_in
@@ -521,18 +655,21 @@ def _operator_routes(app: FastAPI) -> None:
         return _json(created, 201, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/v1/tokens", tags=["operators"])
-    def list_tokens(request: Request, _identity: Admin,
+    def list_tokens(request: Request, _identity: TokenManage,
                     include_revoked: bool = False) -> list[dict[str, Any]]:
         """Token metadata (never the tokens or their hashes)."""
         return _services(request).tokens.list_tokens(include_revoked=include_revoked)
 
     @app.delete("/api/v1/tokens/{token_id}", tags=["operators"])
-    def revoke_token(request: Request, token_id: str, identity: Operator) -> dict[str, Any]:
+    def revoke_token(request: Request, token_id: str, identity: TokenManage) -> dict[str, Any]:
+        """Revoke a token. Join, user and agent tokens need ``token:manage``; the others
+        (admin, operator, node and enrollment tokens) ``admin`` (a node: revoke the node).
+        """
         svc = _services(request)
         token = svc.tokens.get(token_id)
-        if identity.kind != "admin" and token["kind"] != "join":
-            _deny(request, identity, "token.revoke", token_id,
-                  "operators can revoke join tokens only")
+        if token["kind"] not in _MANAGED_TOKEN_KINDS:
+            authorise(request, identity, "admin", action="token.revoke", target=token_id,
+                      context=f"only an admin can revoke {token['kind']} tokens")
         result = svc.tokens.revoke(token_id)
         _allowed(request, identity, "token.revoke", token_id)
         return result
@@ -540,7 +677,7 @@ def _operator_routes(app: FastAPI) -> None:
     @app.get("/api/v1/audit", tags=["operators"])
     def audit_log(
         request: Request,
-        _identity: Operator,
+        _identity: AuditRead,
         outcome: Literal["allowed", "denied"] | None = None,
         actor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=10000)] = 100,

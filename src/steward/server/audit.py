@@ -101,17 +101,27 @@ _SENSITIVE_WORDS = frozenset({
     "key", "keys", "apikey", "privatekey", "credential", "credentials", "authorization",
     "cookie",
 })
+#: ... unless its last word says it is only about one (``token_id``) ...
+_DESCRIPTIVE_WORDS = frozenset({"id", "ids", "kind", "type", "name", "names"})
+_ID_CREDENTIALS = frozenset({"secret_id"})
 #: ... or if it contains one of these anywhere.
 _SENSITIVE_PARTS = ("password", "passwd", "secret", "token", "apikey", "api_key",
                     "privatekey", "private_key", "credential")
 
 
 def sensitive_key(name: str) -> bool:
-    """Keys named like a credential (``password``, ``api_token``, ``sshKey``, ``client-secret``)."""
+    """Keys named like a credential (``password``, ``api_token``, ``sshKey``, ``client-secret``).
+
+    Names *about* a credential are not (``token_id``, ``key_kind``, ``secret_name``): they are
+    what an audit trail needs. Vault's ``secret_id`` is the exception: it is a credential.
+    """
+    words = [word.lower() for word in _WORDS.findall(name)]
+    if words and words[-1] in _DESCRIPTIVE_WORDS and "_".join(words) not in _ID_CREDENTIALS:
+        return False
     lowered = name.lower()
     if any(part in lowered for part in _SENSITIVE_PARTS):
         return True
-    return any(word.lower() in _SENSITIVE_WORDS for word in _WORDS.findall(name))
+    return any(word in _SENSITIVE_WORDS for word in words)
 
 
 def scrub(text: str) -> str:
@@ -413,6 +423,9 @@ def public_entry(row: Any) -> dict[str, Any]:
     }
 
 
+_TARGET_SEPARATORS = ("/", ":")
+
+
 def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -577,7 +590,8 @@ class AuditLog:
         """Entries matching every filter given, newest first unless ``oldest_first``.
 
         ``target_prefix`` matches the target itself and targets continuing it after ``/``
-        or ``:`` (``change:chg-3`` matches ``change:chg-3/node:web1``, not ``change:chg-30``).
+        or ``:`` (``change:chg-3`` matches ``change:chg-3/node:web1``, not ``change:chg-30``);
+        a prefix ending in ``/`` or ``:`` matches every target it begins (``node:``).
         """
         a = db.audit.c
         conditions: list[Any] = []
@@ -587,9 +601,12 @@ class AuditLog:
                 conditions.append(column == value)
         if target_prefix is not None:
             escaped = _like_prefix(target_prefix)
-            conditions.append(or_(a.target == target_prefix,
-                                  a.target.like(escaped + "/%", escape="\\"),
-                                  a.target.like(escaped + ":%", escape="\\")))
+            if target_prefix.endswith(_TARGET_SEPARATORS):
+                conditions.append(a.target.like(escaped + "%", escape="\\"))
+            else:
+                conditions.append(or_(a.target == target_prefix, *(
+                    a.target.like(escaped + sep + "%", escape="\\")
+                    for sep in _TARGET_SEPARATORS)))
         if after_id is not None:
             conditions.append(a.id > after_id)
         query = (select(db.audit).where(*conditions)

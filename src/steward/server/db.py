@@ -127,6 +127,15 @@ run_requests = Table(
     Column("requested_by", String(255), nullable=False),
     Column("noop", Integer, nullable=False, server_default="0"),
     Column("claimed_at", UTCDateTime(), nullable=True),
+    # Live prediction (revision 0003): run this commit's catalog, compiled for this
+    # environment, in noop; the request is the node's grant to fetch that catalog until
+    # expires_at. NULL commit: an ordinary run of the environment's tip.
+    Column("commit", String(64), nullable=True),
+    Column("environment", String(255), nullable=True),
+    Column("change_id", String(32), nullable=True),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    # Why the request could not be carried out (an SSH push that failed), if it could not.
+    Column("error", Text, nullable=True),
     Index("ix_steward_run_requests_pending", "certname", "claimed_at"),
 )
 

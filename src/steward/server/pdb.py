@@ -6,6 +6,11 @@ array of ``{"field", "order"}``), by GET parameters or a POST JSON body, as Pupp
 Results are PuppetDB's JSON arrays; a query the store cannot parse or run is HTTP 400 with
 the parser's message as plain text, as PuppetDB answers.
 
+Every route needs the ``query`` permission. Queries made with an *agent* token are audited
+(action ``query``, the entity as target, the query text cut to :data:`AUDITED_QUERY_CHARS`
+and the row count as parameters): what an agent looked at is part of its trail. Node,
+operator and human queries are not (their volume would drown the log).
+
 (No ``from __future__ import annotations`` here: the route signatures name a dependency that
 is local to :func:`build_router`, and FastAPI must see it as an object, not a string.)
 """
@@ -19,8 +24,14 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from steward.errors import StewardError
+from steward.query.parser import parse_pql
 from steward.server.auth import Identity
 from steward.server.services import Services
+
+#: Longest query text an audit entry keeps.
+AUDITED_QUERY_CHARS = 500
+#: Token kinds whose queries are audited.
+AUDITED_KINDS = frozenset({"agent"})
 
 #: Entities whose ``/<entity>/<name>`` form names one certname and answers one object.
 _SINGLE = {"nodes": "certname", "catalogs": "certname", "factsets": "certname"}
@@ -108,20 +119,67 @@ async def _params(request: Request) -> dict[str, Any]:
     return dict(request.query_params)
 
 
+def _entity_of(ast: Any) -> str | None:
+    if isinstance(ast, list) and len(ast) > 1 and ast[0] == "from" and isinstance(ast[1], str):
+        return ast[1]
+    return None
+
+
+def _audit_query(svc: Services, request: Request, identity: Identity, entity: str | None,
+                 params: dict[str, Any], *, rows: int | None = None,
+                 error: str | None = None) -> None:
+    """One audit entry for an agent's query: what it asked and how much it got back."""
+    text = params.get("query")
+    if text is not None and not isinstance(text, str):
+        text = json.dumps(text, ensure_ascii=False, separators=(",", ":"), default=str)
+    parameters: dict[str, Any] = {"path": request.url.path, "rows": rows,
+                                  "query": text[:AUDITED_QUERY_CHARS] if text else None}
+    if text and len(text) > AUDITED_QUERY_CHARS:
+        parameters["query_chars"] = len(text)
+    svc.audit.record(actor=identity, action="query", target=entity,
+                     outcome="failed" if error is not None else "succeeded", reason=error,
+                     remote=request.client.host if request.client else None,
+                     parameters=parameters)
+
+
+#: What a route runs on the store: ``(entity queried, rows)`` from the request's parameters.
+_Call = Callable[[Services, dict[str, Any]], tuple[str | None, Any]]
+
+
 def build_router(
     services: Callable[[Request], Services],
-    operator: Callable[..., Identity],
+    authorised: Callable[..., Identity],
 ) -> APIRouter:
-    """The ``/pdb`` routes; ``operator`` is the dependency that admits operators only."""
+    """The ``/pdb`` routes; ``authorised`` is the dependency that admits holders of ``query``."""
     router = APIRouter(prefix="/pdb/query/v4", tags=["PuppetDB query API"])
-    Operator = Annotated[Identity, Depends(operator)]
+    Authorised = Annotated[Identity, Depends(authorised)]
 
-    async def run(request: Request, call: Callable[[Services, dict[str, Any]], Any],
-                  single: bool = False) -> Response:
+    async def run(request: Request, identity: Identity, call: _Call, single: bool = False,
+                  entity: str | None = None) -> Response:
+        audited = identity.kind in AUDITED_KINDS
+        params: dict[str, Any] = {}
+
+        def execute(svc: Services) -> Any:
+            found = entity
+            try:
+                found, result = call(svc, {**params, **_paging(params)})
+            except StewardError as exc:
+                if audited:
+                    _audit_query(svc, request, identity, found, params, error=str(exc))
+                raise
+            if audited:
+                _audit_query(svc, request, identity, found, params, rows=len(result))
+            return result
+
         try:
-            params = await _params(request)
-            paging = _paging(params)
-            result = await run_in_threadpool(call, services(request), {**params, **paging})
+            try:
+                params = await _params(request)
+            except StewardError as exc:
+                if audited:
+                    await run_in_threadpool(_audit_query, services(request), request,
+                                            identity, entity, params, error=str(exc))
+                raise
+            result = await run_in_threadpool(execute, services(request))
         except StewardError as exc:
             return PlainTextResponse(str(exc), status_code=400)
         if single:
@@ -134,58 +192,64 @@ def build_router(
     @router.post("", summary="PQL or AST query")
     async def root(
         request: Request,
-        _identity: Operator,
+        identity: Authorised,
         query: Annotated[str | None, Query(description="PQL, or an AST as JSON")] = None,
         limit: Annotated[int | None, Query(ge=0)] = None,
         offset: Annotated[int | None, Query(ge=0)] = None,
         order_by: Annotated[str | None, Query(description="JSON array")] = None,
     ) -> Response:
-        def call(svc: Services, params: dict[str, Any]) -> Any:
+        def call(svc: Services, params: dict[str, Any]) -> tuple[str | None, Any]:
             parsed = _parse_query(params.get("query"))
             if parsed is None or parsed == "":
                 raise QueryInputError("missing query (PQL or AST): pass query=...")
-            return svc.store.query(parsed, limit=params["limit"], offset=params["offset"],
-                                   order_by=params["order_by"])
+            if isinstance(parsed, str):
+                parsed = parse_pql(parsed)  # the store would parse it; this names the entity
+            return _entity_of(parsed), svc.store.query(
+                parsed, limit=params["limit"], offset=params["offset"],
+                order_by=params["order_by"])
 
-        return await run(request, call)
+        return await run(request, identity, call)
 
     @router.get("/{entity}", summary="AST query of one entity")
     @router.post("/{entity}", summary="AST query of one entity")
     async def entity_query(
         request: Request,
         entity: str,
-        _identity: Operator,
+        identity: Authorised,
         query: Annotated[str | None, Query(description="AST as JSON")] = None,
         limit: Annotated[int | None, Query(ge=0)] = None,
         offset: Annotated[int | None, Query(ge=0)] = None,
         order_by: Annotated[str | None, Query(description="JSON array")] = None,
     ) -> Response:
-        def call(svc: Services, params: dict[str, Any]) -> Any:
+        def call(svc: Services, params: dict[str, Any]) -> tuple[str | None, Any]:
             parsed = _parse_query(params.get("query"))
             if isinstance(parsed, str) and parsed.strip():
                 raise QueryInputError(
                     f"/pdb/query/v4/{entity} takes an AST query (a JSON array); "
                     "send PQL to /pdb/query/v4"
                 )
-            return svc.store.query_entity(entity, parsed or None, limit=params["limit"],
-                                          offset=params["offset"], order_by=params["order_by"])
+            return entity, svc.store.query_entity(
+                entity, parsed or None, limit=params["limit"], offset=params["offset"],
+                order_by=params["order_by"])
 
-        return await run(request, call)
+        return await run(request, identity, call, entity=entity)
 
     @router.get("/{entity}/{name}", summary="One node's object, or an entity filtered by name")
-    async def named(request: Request, entity: str, name: str, _identity: Operator) -> Response:
+    async def named(request: Request, entity: str, name: str,
+                    identity: Authorised) -> Response:
         field = _SINGLE.get(entity) or _FILTER.get(entity)
 
-        def call(svc: Services, params: dict[str, Any]) -> Any:
+        def call(svc: Services, params: dict[str, Any]) -> tuple[str | None, Any]:
             if field is None:
                 raise QueryInputError(f"/pdb/query/v4/{entity}/NAME is not supported")
             ast: list[Any] = ["=", field, name]
             user = _parse_query(params.get("query"))
             if user:
                 ast = ["and", ast, user]
-            return svc.store.query_entity(entity, ast, limit=params["limit"],
-                                          offset=params["offset"], order_by=params["order_by"])
+            return entity, svc.store.query_entity(
+                entity, ast, limit=params["limit"], offset=params["offset"],
+                order_by=params["order_by"])
 
-        return await run(request, call, single=entity in _SINGLE)
+        return await run(request, identity, call, single=entity in _SINGLE, entity=entity)
 
     return router

@@ -11,6 +11,7 @@ does not hold up the others.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from steward.errors import StewardError
 from steward.server.db import utcnow
-from steward.server.runs import RunSignals
+from steward.server.runs import RunRequest, RunSignals
 from steward.server.services import Services
 
 log = logging.getLogger("steward.server.scheduler")
@@ -63,25 +64,38 @@ class SshScheduler:
             due = last is None or now - _parse(last) >= interval
             if claimed is None and not due:
                 continue
-            noop = claimed.noop if claimed is not None else False
             self._running.add(certname)
-            task = asyncio.create_task(self._push(node, noop), name=f"ssh-push-{certname}")
+            task = asyncio.create_task(self._push(node, claimed), name=f"ssh-push-{certname}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _push(self, node: dict[str, Any], noop: bool) -> None:
+    async def _push(self, node: dict[str, Any], claimed: RunRequest | None) -> None:
         certname = node["certname"]
+        live = claimed is not None and claimed.commit is not None
         try:
             async with self._gate:
-                await push(self.services, node, noop=noop)
+                if claimed is not None and claimed.commit is not None:
+                    await push(self.services, node, noop=True,
+                               live=(claimed.commit, claimed.environment or ""))
+                else:
+                    await push(self.services, node,
+                               noop=claimed.noop if claimed is not None else False)
         except StewardError as exc:
             log.warning("SSH push to %s failed: %s", certname, exc)
-        except Exception:
+            if claimed is not None:
+                # The live prediction waiting on this request reads why it got no report.
+                await run_in_threadpool(self.signals.fail, claimed.ids, str(exc))
+        except Exception as exc:
             log.exception("SSH push to %s failed", certname)
+            if claimed is not None:
+                await run_in_threadpool(self.signals.fail, claimed.ids,
+                                        f"internal error: {type(exc).__name__}")
         finally:
             self._running.discard(certname)
-            await run_in_threadpool(self.services.enrollment.touch, certname,
-                                    last_run_at=utcnow())
+            if not live:
+                # A prediction is not the node's run: the schedule stays as it was.
+                await run_in_threadpool(self.services.enrollment.touch, certname,
+                                        last_run_at=utcnow())
 
 
 def _parse(stamp: str) -> datetime:
@@ -107,8 +121,14 @@ def ssh_target(config_dir: Path, ssh: dict[str, Any]) -> Any:
     )
 
 
-async def push(services: Services, node: dict[str, Any], *, noop: bool = False) -> int:
-    """One agentless run: facts → store → compile → apply over SSH → report → store."""
+async def push(services: Services, node: dict[str, Any], *, noop: bool = False,
+               live: tuple[str, str] | None = None) -> int:
+    """One agentless run: facts → store → compile → apply over SSH → report → store.
+
+    ``live`` = (commit, environment): a live prediction — the catalog that commit compiles
+    for the node in that environment, applied in noop; it is not stored as the node's
+    catalog, and only sensitive values its current catalog already has are sent.
+    """
     from steward.transport.bundle import build_bundle
     from steward.transport.ssh import apply_catalog, collect_facts
 
@@ -122,15 +142,24 @@ async def push(services: Services, node: dict[str, Any], *, noop: bool = False) 
     await run_in_threadpool(services.store.replace_facts, certname, environment, facts, utcnow())
     compiled = await run_in_threadpool(services.catalogs.compile, certname, facts,
                                        node["environment"])
+    values = compiled.result.sensitive_values
+    if live is not None:
+        commit, live_environment = live
+        current = set(values.values())
+        compiled = await run_in_threadpool(
+            functools.partial(services.catalogs.compile_at, certname, facts, live_environment,
+                              commit, use_cache=False))
+        values = {key: value for key, value in compiled.result.sensitive_values.items()
+                  if value in current}
+        noop = True
     catalog = compiled.result.catalog
     document = catalog.to_json()
-    if node["last_catalog_hash"] != catalog.hash:
+    if live is None and node["last_catalog_hash"] != catalog.hash:
         await run_in_threadpool(services.store.replace_catalog, document, utcnow())
         await run_in_threadpool(services.enrollment.touch, certname,
                                 last_catalog_hash=catalog.hash,
                                 last_environment=catalog.environment)
-    code, report = await apply_catalog(target, document, compiled.result.sensitive_values, noop,
-                                       bundle=bundle)
+    code, report = await apply_catalog(target, document, values, noop, bundle=bundle)
     await run_in_threadpool(services.store.store_report, report)
     log.info("SSH push to %s: exit code %d, report %s", certname, code,
              report.get("transaction_uuid"))

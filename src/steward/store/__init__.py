@@ -67,9 +67,15 @@ class Store:
             self._report_engine = make_engine(url, synchronous_commit=durable_reports,
                                               autocommit=True, pre_ping=False)
         self._ingest = Ingestor(TABLES, self._clock)
-        self._compiler = Compiler({**TABLES, **(query_tables or {})}, self.dialect)
+        self._query_tables: dict[str, Table] = dict(query_tables or {})
+        self._compiler = Compiler({**TABLES, **self._query_tables}, self.dialect)
 
     # -- schema -----------------------------------------------------------------------
+    def add_query_tables(self, tables: Mapping[str, Table]) -> None:
+        """Let PQL read more of the database's tables (the pipeline's, once it starts)."""
+        self._query_tables.update(tables)
+        self._compiler = Compiler({**TABLES, **self._query_tables}, self.dialect)
+
     def migrate(self) -> None:
         """Upgrade the schema to the latest revision (``alembic upgrade head``); idempotent
         and safe to run from several processes at once."""

@@ -485,7 +485,10 @@ def _pg_report_statement(tables: Tables) -> Any:
     inserted = (
         postgresql.insert(reports)
         .values({name: bindparam(name, type_=reports.c[name].type) for name in columns})
-        .on_conflict_do_nothing(index_elements=[reports.c.transaction_uuid])
+        # Any unique index as arbiter, not transaction_uuid's alone: two writers racing
+        # with one report would otherwise collide on the hash's index, which is an error.
+        # (The hash covers the transaction_uuid, so the same hash means the same uuid.)
+        .on_conflict_do_nothing()
         .returning(*(reports.c[name] for name in (
             "hash", "certname", "environment", "status", "noop", "noop_pending",
             "corrective_change", "producer_timestamp")))

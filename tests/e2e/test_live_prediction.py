@@ -1,0 +1,213 @@
+"""Live prediction end to end: a real server process asks real pull agents to run a change's
+proposed catalog in noop, and the impact report shows what would really change on each
+machine — including drift made by hand that the static diff cannot see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.harness import (
+    SECRET_VALUE,
+    AgentNode,
+    Server,
+    database_url,
+    free_port,
+    make_node,
+    steward,
+    steward_env,
+    write_repo,
+)
+
+NODES = ("web1", "web2", "web3")
+LIVE_TIMEOUT = 12.0
+
+
+@pytest.fixture(scope="module")
+def live_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    from steward.secrets.store import SecretStore
+    from steward.server.config import init_data_dir
+
+    tmp = tmp_path_factory.mktemp(f"live-{backend}")
+    repo = write_repo(tmp / "repo")
+    (repo / "steward.yaml").write_text("default_environment: staging\n", encoding="utf-8")
+    with database_url(backend, tmp, "live") as url:
+        port = free_port()
+        result = init_data_dir(tmp / "data", database_url=url, repo=repo, port=port)
+        SecretStore(result.config.data_dir).set("app_token", SECRET_VALUE)
+        srv = Server(result.config.data_dir, result.admin_token, port=port)
+        srv.start()
+        try:
+            yield srv
+        finally:
+            srv.stop()
+
+
+def _call(server: Server, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+    with server.client(token) as client:
+        client.timeout = httpx.Timeout(120)
+        return client.request(method, path, **kwargs)
+
+
+def _ok(response: httpx.Response) -> Any:
+    assert response.is_success, (response.status_code, response.text)
+    return response.json()
+
+
+def _identity(server: Server, name: str, kind: str, *roles: str) -> str:
+    created = server.api("POST", "/api/v1/identities",
+                         json={"name": name, "kind": kind, "roles": list(roles)})
+    return str(created["token"])
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_live_prediction_shows_drift_the_static_diff_cannot_see(  # noqa: PLR0915 (one story)
+    live_server: Server, tmp_path: Path
+) -> None:
+    server = live_server
+    join = server.api("POST", "/api/v1/tokens",
+                      json={"kind": "join", "name": "live", "expires_in": 600})["token"]
+    nodes: dict[str, AgentNode] = {name: make_node(tmp_path, name, server) for name in NODES}
+    for node in nodes.values():
+        first = node.once(join_token=join)
+        assert first.returncode == 2, first.stdout + first.stderr
+    # web3's agent is not running: it cannot answer.
+    for name in ("web1", "web2"):
+        nodes[name].start("--interval", "1h")
+    try:
+        for name in ("web1", "web2"):
+            nodes[name].wait_for("run 1:", 30)
+        planner = _identity(server, "planner-bot", "agent", "planner")
+        alice = _identity(server, "alice", "human", "approver")
+
+        # Drift on web1, by hand: a looser mode on the secret's file. Nothing in the change
+        # touches that file, so the static diff cannot know.
+        token_file = nodes["web1"].root / "etc/app/token"
+        os.chmod(token_file, 0o644)
+
+        profile = (Path(server.data_dir).parent / "repo" / "profiles" / "app.yaml").read_text()
+        change = _ok(_call(server, "POST", "/api/v1/changes", planner, json={
+            "environment": "staging", "title": "Friendlier greeting",
+            "edits": {"profiles/app.yaml": profile.replace("hello {{ node }}",
+                                                           "ahoy {{ node }}")}}))
+        cid = change["id"]
+        head = change["head"]
+        static = _ok(_call(server, "GET", f"/api/v1/changes/{cid}/impact", planner))
+        assert sorted(n["certname"] for n in static["nodes"]) == list(NODES)
+        web1_static = next(n for n in static["nodes"] if n["certname"] == "web1")
+        assert [r["resource"] for r in web1_static["resources"]] == ["file[/etc/app/greeting]"]
+        assert all(n["live"] is None for n in static["nodes"])
+
+        # An approval of the static report, which the live analysis will void.
+        approved = _ok(_call(server, "POST", f"/api/v1/changes/{cid}/approve", alice))
+        assert [a["approver"]["name"] for a in approved["gates"]["approval"]["valid"]] == \
+            ["alice"], approved["gates"]
+
+        # -- live prediction over REST --------------------------------------------------
+        view = _ok(_call(server, "POST", f"/api/v1/changes/{cid}/analyse", planner,
+                         json={"live": True, "timeout": LIVE_TIMEOUT}))
+        report = _ok(_call(server, "GET", f"/api/v1/changes/{cid}/impact", planner))
+        live = {n["certname"]: n["live"] for n in report["nodes"]}
+
+        web1 = live["web1"]
+        assert web1["status"] == "reported", web1
+        assert web1["exit_code"] == 8, web1  # noop: changes pending
+        events = {(e["resource"], e["property"]): e for e in web1["events"]}
+        drift = events[("file[/etc/app/token]", "mode")]
+        assert drift["corrective_change"] is True
+        assert (drift["old"], drift["new"]) == ("0644", "0600")
+        content = events[("file[/etc/app/greeting]", "content")]
+        assert content["corrective_change"] is False  # the change itself, not drift
+        assert "+ahoy web1" in content["diff"]
+
+        web2 = live["web2"]
+        assert web2["status"] == "reported", web2
+        assert [(e["resource"], e["property"], e["corrective_change"])
+                for e in web2["events"]] == [("file[/etc/app/greeting]", "content", False)]
+
+        web3 = live["web3"]
+        assert web3["status"] == "timeout", web3
+        assert web3["report"] is None and web3["events"] == []
+        assert "did not ask" in web3["detail"]
+
+        # The static diff is unchanged; the digest covers the live results and is new.
+        web1_entry = next(n for n in report["nodes"] if n["certname"] == "web1")
+        assert web1_entry["resources"] == web1_static["resources"]
+        from steward.pipeline.impact import verify_digest
+
+        assert verify_digest(report)
+        assert report["digest"] != static["digest"]
+        assert view["impact"]["digest"] == report["digest"]
+        # Approvers bind to what they saw: alice's approval is void now.
+        assert view["gates"]["approval"]["valid"] == [], view["gates"]
+        assert [v["approver"]["name"] for v in view["gates"]["approval"]["void"]] == ["alice"]
+        assert SECRET_VALUE not in json.dumps(report)
+
+        # The reports named are the nodes' noop runs of the head commit.
+        stored = {r["hash"]: r for r in server.reports("web1")}
+        assert stored[web1["report"]]["noop"] is True
+        assert stored[web1["report"]]["code_id"] == head
+
+        # A prediction changes nothing: the drift and the old greeting are still there, and
+        # the agents did not cache the proposed catalog.
+        assert _mode(token_file) == 0o644
+        assert (nodes["web1"].root / "etc/app/greeting").read_text() == "hello web1\n"
+        cached = json.loads((nodes["web1"].state / "catalog.json").read_text())
+        assert cached["catalog"]["code_id"] == report["change"]["base"]
+        nodes["web1"].wait_for("live prediction of", 5)
+
+        # -- the readable rendering ---------------------------------------------------------
+        shown = server.cli("change", "impact", cid)
+        assert shown.returncode == 0, shown.stderr
+        assert "Live prediction" in shown.stdout
+        assert "web1: reported" in shown.stdout
+        assert "file[/etc/app/token] mode" in shown.stdout and "drift" in shown.stdout
+        assert "web3: timeout" in shown.stdout
+        assert SECRET_VALUE not in shown.stdout
+
+        # -- the grant: only the commit a live request asked for, only while it lasts -------
+        web1_token = nodes["web1"].token()
+        other = "0" * 40
+        refused = _call(server, "GET", f"/api/v1/nodes/web1/catalog?commit={other}",
+                        web1_token)
+        assert refused.status_code == 403, refused.text
+        assert "no live prediction has asked" in refused.text
+        # web3 never took its request (withdrawn at the timeout): no grant.
+        refused = _call(server, "GET", f"/api/v1/nodes/web3/catalog?commit={head}",
+                        nodes["web3"].token())
+        assert refused.status_code == 403, refused.text
+        # web1's own grant ended with the prediction (its timeout): refused now too.
+        expired = _call(server, "GET", f"/api/v1/nodes/web1/catalog?commit={head}",
+                        web1_token)
+        assert expired.status_code == 403, expired.text
+        # The proposed catalog never became the node's catalog of record.
+        node_record = server.api("GET", "/api/v1/nodes/web1")
+        assert node_record["last_catalog_hash"] == cached["catalog"]["hash"]
+        # A malformed commit is refused before anything is looked up.
+        bad = _call(server, "GET", "/api/v1/nodes/web1/catalog?commit=HEAD", web1_token)
+        assert bad.status_code == 422, bad.text
+
+        # -- the CLI's --live -----------------------------------------------------------------
+        cli = steward("change", "impact", cid, "--live", "--timeout", "5", "--json",
+                      env=steward_env(STEWARD_SERVER=server.url, STEWARD_TOKEN=planner,
+                                      STEWARD_CA_CERT=str(server.ca)), timeout=180)
+        assert cli.returncode == 0, cli.stderr
+        again = json.loads(cli.stdout)
+        statuses = {n["certname"]: n["live"]["status"] for n in again["nodes"]}
+        assert statuses == {"web1": "reported", "web2": "reported", "web3": "timeout"}
+        audit = server.api("GET", "/api/v1/audit", params={"limit": 500})
+        assert any(e["action"] == "change.live_prediction" for e in audit), audit[:5]
+    finally:
+        for node in nodes.values():
+            node.stop()
