@@ -228,9 +228,10 @@ def test_propose_analyse_approve_deploy_halt_rollback_audit(
 
     # -- 8. an edited audit row is detected --------------------------------------------------
     server.stop()
+    config = json.loads((server.data_dir / "config.json").read_text())
+    url = str(config["database_url"])
     if backend == "sqlite":
-        config = json.loads((server.data_dir / "config.json").read_text())
-        db = sqlite3.connect(config["database_url"].removeprefix("sqlite:///"))
+        db = sqlite3.connect(url.removeprefix("sqlite:///"))
         triggers = [r[0] for r in db.execute(
             "select name from sqlite_master where type='trigger' and tbl_name='steward_audit'")]
         for name in triggers:
@@ -239,8 +240,59 @@ def test_propose_analyse_approve_deploy_halt_rollback_audit(
                    "'change.deploy'")
         db.commit()
         db.close()
-        check = steward("audit", "verify", "--data-dir", str(server.data_dir),
-                        env=steward_env())
-        assert check.returncode == 1, check.stdout + check.stderr
-        assert "entry" in (check.stdout + check.stderr)
+    else:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            # As someone with the database owner's access would.
+            conn.execute(text("alter table steward_audit disable trigger all"))
+            conn.execute(text("update steward_audit set actor = 'human:mallory' "
+                              "where action = 'change.deploy'"))
+            conn.execute(text("alter table steward_audit enable trigger all"))
+        engine.dispose()
+    check = steward("audit", "verify", "--data-dir", str(server.data_dir), env=steward_env())
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert "was edited" in (check.stdout + check.stderr)
     server.start()
+
+
+def test_a_pushed_branch_becomes_a_change(pipeline_server: Server, tmp_path: Path) -> None:
+    """People clone desired.git, push a branch, and propose it with the CLI."""
+    import subprocess
+
+    server = pipeline_server
+    repo = server.data_dir / "desired.git"
+    clone = tmp_path / "clone"
+    git_env = {**steward_env(), "GIT_AUTHOR_NAME": "Carol", "GIT_AUTHOR_EMAIL": "c@example.com",
+               "GIT_COMMITTER_NAME": "Carol", "GIT_COMMITTER_EMAIL": "c@example.com"}
+
+    def git(*args: str, cwd: Path = clone) -> None:
+        done = subprocess.run(["git", *args], cwd=cwd, env=git_env, capture_output=True,
+                              text=True, check=False)
+        assert done.returncode == 0, done.stderr
+
+    git("clone", "-q", "--branch", "development", str(repo), str(clone), cwd=tmp_path)
+    git("checkout", "-q", "-b", "carol/greeting")
+    (clone / "data").mkdir(exist_ok=True)
+    (clone / "data" / "common.yaml").write_text("app::greeting: hi\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "Say hi")
+    git("push", "-q", "origin", "carol/greeting")
+    proposed = server.cli("change", "propose", "--branch", "carol/greeting", "--to",
+                          "development", "-m", "Say hi", "--json")
+    assert proposed.returncode == 0, proposed.stdout + proposed.stderr
+    change = json.loads(proposed.stdout)
+    assert change["environment"] == "development"
+    assert change["state"] in ("analysed", "approved")  # development needs no approval
+    # Pushing straight to an environment branch is refused by the repository itself.
+    git("checkout", "-q", "development")
+    (clone / "README").write_text("x\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "sneak")
+    sneak = subprocess.run(["git", "push", "-q", "origin", "development"], cwd=clone,
+                           env=git_env, capture_output=True, text=True, check=False)
+    assert sneak.returncode != 0
+    shown = server.cli("change", "show", change["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert change["id"] in shown.stdout

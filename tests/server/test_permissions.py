@@ -22,8 +22,8 @@ import pytest
 import uvicorn
 
 from steward.api.app import build_app
-from steward.server.app import Forbidden, kind_authorizer
 from steward.server.auth import Identity
+from steward.server.authz import Forbidden, entity_permissions, kind_authorizer
 from steward.server.config import init_data_dir, load_config
 from tests.e2e.harness import database_url, free_port, write_repo
 

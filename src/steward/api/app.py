@@ -24,8 +24,9 @@ from steward.pipeline.change_errors import ChangeError
 from steward.pipeline.deploy import DeployError, EnvironmentLocked
 from steward.pipeline.rbac import PermissionDenied, Rbac, RbacError
 from steward.pipeline.service import GateError, Pipeline
-from steward.server.app import AppState, Authorizer, Forbidden, create_app, kind_authorizer
+from steward.server.app import AppState, create_app
 from steward.server.auth import Identity
+from steward.server.authz import Authorizer, Forbidden, kind_authorizer
 from steward.server.config import ServerConfig
 from steward.server.services import Services
 

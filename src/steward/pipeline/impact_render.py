@@ -188,6 +188,8 @@ def _signature(node: Mapping[str, Any]) -> str:
 
 #: Live events shown per node before "… n more".
 LIVE_EVENTS_SHOWN = 20
+#: Lines of a live content diff shown.
+LIVE_DIFF_LINES = 12
 
 
 def render_live(report: Mapping[str, Any]) -> list[str]:
@@ -216,6 +218,14 @@ def render_live(report: Mapping[str, Any]) -> list[str]:
         for event in events[:LIVE_EVENTS_SHOWN]:
             mark = "  [drift: corrects a change made outside Steward]" \
                 if event.get("corrective_change") else ""
+            diff = event.get("diff")
+            if isinstance(diff, str) and diff:
+                lines.append(f"    ~ {event['resource']} {event['property']}:{mark}")
+                diff_lines = diff.splitlines()
+                lines.extend(f"        {line}" for line in diff_lines[:LIVE_DIFF_LINES])
+                if len(diff_lines) > LIVE_DIFF_LINES:
+                    lines.append(f"        … {len(diff_lines) - LIVE_DIFF_LINES:,} more lines")
+                continue
             lines.append(f"    ~ {event['resource']} {event['property']}: "
                          f"{_value(event.get('old'))} → {_value(event.get('new'))}{mark}")
         if len(events) > LIVE_EVENTS_SHOWN:

@@ -291,7 +291,8 @@ class Pipeline:
     def _record_analysis(self, change: Change, actor: Actor,
                          report: dict[str, Any]) -> Analysis:
         """Policies, the analysis record and the change's new digest, all for ``report``."""
-        verdicts = evaluate(self.policies, policy_input(report, title=change.title, kind=change.kind),
+        verdicts = evaluate(self.policies,
+                            policy_input(report, title=change.title, kind=change.kind),
                             change.environment).to_dict()
         analysis = self.analyses.record(change.id, change.head, actor.label, report, verdicts)
         updated = self.changes.set_impact(change.id, analysis.digest, actor=actor,

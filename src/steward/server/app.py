@@ -41,6 +41,7 @@ from steward import __version__
 from steward.errors import StewardError
 from steward.server import pdb
 from steward.server.auth import AuthenticationError, Identity
+from steward.server.authz import Authorizer, Forbidden, kind_authorizer
 from steward.server.config import ServerConfig
 from steward.server.db import utcnow
 from steward.server.enrollment import check_certname
@@ -68,50 +69,6 @@ class AppExtension(Protocol):
     async def startup(self, state: AppState) -> None: ...
 
     async def shutdown(self, state: AppState) -> None: ...
-
-
-class Forbidden(StewardError):
-    """An identity lacks a permission (HTTP 403); audited before the answer goes out.
-
-    The message names the identity, the permission and the environment (None: a global
-    action); the answer carries ``permission`` and ``environment`` as fields too.
-    """
-
-    def __init__(self, message: str, *, permission: str, environment: str | None = None
-                 ) -> None:
-        super().__init__(message)
-        self.permission = permission
-        self.environment = environment
-
-
-#: Returns if ``identity`` holds ``permission`` in the environment (None: a global action),
-#: else raises :class:`Forbidden`. Higher layers install their own on :class:`AppState`.
-Authorizer = Callable[[Identity, str, "str | None"], None]
-
-_KIND_LIMITS = {
-    "node": "a node credential reaches only its own catalog, facts, reports and run requests",
-    "join": "a join token can only enroll a node (POST /api/v1/enroll)",
-    "enrollment": "an enrollment poll token can only read its own enrollment request",
-    "user": "user and agent tokens act through role bindings, which only the change "
-            "pipeline grants (this server has none)",
-}
-
-
-def kind_authorizer(identity: Identity, permission: str, environment: str | None) -> None:
-    """The rules by token kind alone, for a server without the change pipeline.
-
-    Admin tokens hold every permission; operator tokens every one but ``admin`` (which is
-    what minting operator tokens needs); every other kind none.
-    """
-    if identity.kind == "admin" or (identity.kind == "operator" and permission != "admin"):
-        return
-    if identity.kind == "operator":
-        why = "only an admin token holds it"
-    else:
-        why = _KIND_LIMITS.get(identity.kind, _KIND_LIMITS["user"])
-    raise Forbidden(f"{identity.label} lacks permission {permission}"
-                    f"{f' in environment {environment}' if environment else ''}: {why}",
-                    permission=permission, environment=environment)
 
 
 class AppState:
