@@ -68,6 +68,24 @@ def _identity(server: Server, name: str, kind: str, *roles: str) -> str:
     return str(created["token"])
 
 
+def _add_unreachable_ssh_node(server: Server, certname: str, *, like: str) -> None:
+    from datetime import UTC, datetime
+
+    from steward.store import Store
+
+    server.api("POST", "/api/v1/nodes", json={
+        "certname": certname, "host": "127.0.0.1", "port": free_port(), "user": "root",
+        "trust_on_first_use": True})
+    url = json.loads((server.data_dir / "config.json").read_text())["database_url"]
+    store = Store(url)
+    try:
+        facts = store.latest_facts(like)
+        assert facts is not None
+        store.replace_facts(certname, "staging", facts, datetime.now(UTC))
+    finally:
+        store.close()
+
+
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -88,6 +106,9 @@ def test_live_prediction_shows_drift_the_static_diff_cannot_see(
     try:
         for name in ("web1", "web2"):
             nodes[name].wait_for("run 1:", 30)
+        # An agentless node the server can no longer reach: it ran before (its facts are in
+        # the store), now nothing listens on its SSH port.
+        _add_unreachable_ssh_node(server, "ssh1", like="web1")
         planner = _identity(server, "planner-bot", "agent", "planner")
         alice = _identity(server, "alice", "human", "approver")
 
@@ -95,6 +116,9 @@ def test_live_prediction_shows_drift_the_static_diff_cannot_see(
         # touches that file, so the static diff cannot know.
         token_file = nodes["web1"].root / "etc/app/token"
         os.chmod(token_file, 0o644)
+        # And on web2 the secret file's content itself: the prediction must say so without
+        # ever showing the secret.
+        (nodes["web2"].root / "etc/app/token").write_text("tampered\n")
 
         profile = (Path(server.data_dir).parent / "repo" / "profiles" / "app.yaml").read_text()
         change = _ok(_call(server, "POST", "/api/v1/changes", planner, json={
@@ -104,7 +128,7 @@ def test_live_prediction_shows_drift_the_static_diff_cannot_see(
         cid = change["id"]
         head = change["head"]
         static = _ok(_call(server, "GET", f"/api/v1/changes/{cid}/impact", planner))
-        assert sorted(n["certname"] for n in static["nodes"]) == list(NODES)
+        assert sorted(n["certname"] for n in static["nodes"]) == sorted([*NODES, "ssh1"])
         web1_static = next(n for n in static["nodes"] if n["certname"] == "web1")
         assert [r["resource"] for r in web1_static["resources"]] == ["file[/etc/app/greeting]"]
         assert all(n["live"] is None for n in static["nodes"])
@@ -134,13 +158,21 @@ def test_live_prediction_shows_drift_the_static_diff_cannot_see(
         web2 = live["web2"]
         assert web2["status"] == "reported", web2
         assert [(e["resource"], e["property"], e["corrective_change"])
-                for e in web2["events"]] == [("file[/etc/app/greeting]", "content", False)]
+                for e in web2["events"]] == [("file[/etc/app/greeting]", "content", False),
+                                             ("file[/etc/app/token]", "content", True)]
+        secret_event = web2["events"][1]
+        assert "diff" not in secret_event
+        assert "tampered" not in json.dumps(secret_event)
 
         web3 = live["web3"]
         assert web3["status"] == "timeout", web3
         assert web3["report"] is None
         assert web3["events"] == []
         assert "did not ask" in web3["detail"]
+
+        ssh1 = live["ssh1"]
+        assert ssh1["status"] == "unreachable", ssh1
+        assert "could not be carried out" in ssh1["detail"], ssh1
 
         # The static diff is unchanged; the digest covers the live results and is new.
         web1_entry = next(n for n in report["nodes"] if n["certname"] == "web1")
@@ -207,7 +239,8 @@ def test_live_prediction_shows_drift_the_static_diff_cannot_see(
         assert cli.returncode == 0, cli.stderr
         again = json.loads(cli.stdout)
         statuses = {n["certname"]: n["live"]["status"] for n in again["nodes"]}
-        assert statuses == {"web1": "reported", "web2": "reported", "web3": "timeout"}
+        assert statuses == {"web1": "reported", "web2": "reported", "web3": "timeout",
+                            "ssh1": "unreachable"}
         audit = server.api("GET", "/api/v1/audit", params={"limit": 500})
         assert any(e["action"] == "change.live_prediction" for e in audit), audit[:5]
     finally:

@@ -32,21 +32,23 @@ SELF = "perm-self"  # the node whose credential is the "node" identity
 
 # -- the identities and what they hold ---------------------------------------------------------
 
-SERVER_PERMISSIONS = frozenset({"query", "node:manage", "token:manage", "audit:read", "admin"})
-OPERATOR = frozenset({"query", "node:manage", "token:manage", "audit:read"})
+SERVER_PERMISSIONS = frozenset({"query", "node:manage", "token:manage", "audit:read", "admin",
+                                "report:read", "desired_state:read"})
+OPERATOR = SERVER_PERMISSIONS - {"admin"}
+READ = frozenset({"desired_state:read"})
 
 #: identity -> (how it is made: token kind or pipeline kind with roles, what it holds here)
 IDENTITIES: dict[str, tuple[str, tuple[str, ...], frozenset[str]]] = {
     "admin": ("admin", (), SERVER_PERMISSIONS),
     "operator": ("operator", (), OPERATOR),
-    "planner": ("human", ("planner",), frozenset({"query"})),
-    "debugger": ("human", ("debugger",), frozenset({"query"})),
-    "approver": ("human", ("approver",), frozenset({"query"})),
-    "executor": ("human", ("executor",), frozenset()),
-    "security": ("human", ("security",), frozenset({"query", "audit:read"})),
+    "planner": ("human", ("planner",), READ | {"query"}),
+    "debugger": ("human", ("debugger",), READ | {"query", "report:read"}),
+    "approver": ("human", ("approver",), READ | {"query", "report:read"}),
+    "executor": ("human", ("executor",), READ | {"report:read"}),
+    "security": ("human", ("security",), READ | {"query", "report:read", "audit:read"}),
     "ops-human": ("human", ("operator",), OPERATOR),
     "prod-planner": ("human", ("planner@production",), frozenset()),  # not bound in "*"
-    "planner-bot": ("agent", ("planner",), frozenset({"query"})),
+    "planner-bot": ("agent", ("planner",), READ | {"query"}),
     "node": ("node", (), frozenset()),
 }
 
@@ -205,6 +207,17 @@ ROUTES: dict[str, Route] = {
     "pdb-entity": Route("GET", "/pdb/query/v4/nodes", ("query",), 200),
     "pdb-named": Route("GET", f"/pdb/query/v4/nodes/{NODE}", ("query",), 200),
     "pdb-facts": Route("GET", "/pdb/query/v4/facts/os", ("query",), 200),
+    # Entities guarded elsewhere by another permission need it in PQL too.
+    "pdb-audit": Route("GET", "/pdb/query/v4?limit=1&query=audit[id]{}",
+                       ("query", "audit:read"), 200),
+    "pdb-reports": Route("GET", "/pdb/query/v4?query=reports[hash]{}",
+                         ("query", "report:read"), 200),
+    "pdb-reports-subquery": Route(
+        "GET", '/pdb/query/v4?query=nodes[certname]{ reports { status = "failed" } }',
+        ("query", "report:read"), 200),
+    "pdb-events-entity": Route("GET", "/pdb/query/v4/events", ("query", "report:read"), 200),
+    "pdb-changes": Route("POST", "/pdb/query/v4", ("query", "desired_state:read"), 200,
+                         lambda _e, _c: ("/pdb/query/v4", {"query": "changes[id] {}"})),
 }
 
 
@@ -335,6 +348,21 @@ def test_the_openapi_spec_builds_with_the_pipeline_routes(env: Env) -> None:
     assert spec.status_code == 200, spec.text
     paths = set(spec.json()["paths"])
     assert {"/api/v1/changes", "/api/v1/tokens", "/pdb/query/v4", "/api/v1/audit"} <= paths
+
+
+def test_the_entities_a_query_reads_are_found_in_subqueries_too() -> None:
+    from steward.query.parser import parse_pql
+
+    assert entity_permissions(parse_pql("nodes { facts { name = 'os' } }")) == []
+    assert entity_permissions(parse_pql(
+        "facts { certname in nodes[certname] { certname in audit[target] {} } }")) == [
+        ("audit", "audit:read")]
+    assert entity_permissions(["extract", ["certname"], ["select_events", ["=", "x", 1]]]) == [
+        ("events", "report:read")]
+    assert entity_permissions(None, "fact-contents") == []
+    assert entity_permissions(["=", "certname", "x"], "reports") == [("reports", "report:read")]
+    assert entity_permissions(parse_pql("deployments { change in changes[id] {} }")) == [
+        ("changes", "desired_state:read"), ("deployments", "desired_state:read")]
 
 
 # -- the server's own rules, without the pipeline ----------------------------------------------

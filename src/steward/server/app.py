@@ -334,7 +334,10 @@ def create_app(config: ServerConfig, *, services: Services | None = None,
     _enrollment_routes(app)
     _node_routes(app, config)
     _operator_routes(app)
-    app.include_router(pdb.build_router(_services, require("query")))
+    app.include_router(pdb.build_router(
+        _services, require("query"),
+        lambda request, identity, permission, entity: authorise(
+            request, identity, permission, None, target=entity)))
     for extension in extensions:
         extension.install(app)
     return app

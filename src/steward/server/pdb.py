@@ -6,7 +6,10 @@ array of ``{"field", "order"}``), by GET parameters or a POST JSON body, as Pupp
 Results are PuppetDB's JSON arrays; a query the store cannot parse or run is HTTP 400 with
 the parser's message as plain text, as PuppetDB answers.
 
-Every route needs the ``query`` permission. Queries made with an *agent* token are audited
+Every route needs the ``query`` permission, and a query that reads the audit log, run
+reports or the pipeline's records (in its own entity or any subquery) needs the permission
+that guards them elsewhere too (:data:`steward.server.authz.ENTITY_PERMISSIONS`): PQL is no way
+around ``audit:read``. Queries made with an *agent* token are audited
 (action ``query``, the entity as target, the query text cut to :data:`AUDITED_QUERY_CHARS`
 and the row count as parameters): what an agent looked at is part of its trail. Node,
 operator and human queries are not (their volume would drown the log).
@@ -26,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from steward.errors import StewardError
 from steward.query.parser import parse_pql
 from steward.server.auth import Identity
+from steward.server.authz import Forbidden, entity_permissions
 from steward.server.services import Services
 
 #: Longest query text an audit entry keeps.
@@ -142,15 +146,24 @@ def _audit_query(svc: Services, request: Request, identity: Identity, entity: st
                      parameters=parameters)
 
 
-#: What a route runs on the store: ``(entity queried, rows)`` from the request's parameters.
-_Call = Callable[[Services, dict[str, Any]], tuple[str | None, Any]]
+#: Checks what a query needs beyond ``query``: ``guard(ast, endpoint entity or None)``.
+_Guard = Callable[[Any, "str | None"], None]
+#: What a route runs on the store: ``(entity queried, rows)`` from the request's parameters;
+#: it calls the guard with the query before running it.
+_Call = Callable[[Services, dict[str, Any], _Guard], tuple[str | None, Any]]
 
 
 def build_router(
     services: Callable[[Request], Services],
     authorised: Callable[..., Identity],
+    authorise: Callable[[Request, Identity, str, str], None],
 ) -> APIRouter:
-    """The ``/pdb`` routes; ``authorised`` is the dependency that admits holders of ``query``."""
+    """The ``/pdb`` routes.
+
+    ``authorised`` is the dependency that admits holders of ``query``;
+    ``authorise(request, identity, permission, entity)`` checks (and audits) one more
+    permission a query's entities need, raising :class:`Forbidden`.
+    """
     router = APIRouter(prefix="/pdb/query/v4", tags=["PuppetDB query API"])
     Authorised = Annotated[Identity, Depends(authorised)]
 
@@ -159,10 +172,16 @@ def build_router(
         audited = identity.kind in AUDITED_KINDS
         params: dict[str, Any] = {}
 
+        def guard(ast: Any, name: str | None) -> None:
+            for needed_by, permission in entity_permissions(ast, name):
+                authorise(request, identity, permission, needed_by)
+
         def execute(svc: Services) -> Any:
             found = entity
             try:
-                found, result = call(svc, {**params, **_paging(params)})
+                found, result = call(svc, {**params, **_paging(params)}, guard)
+            except Forbidden:
+                raise  # audited as a denial already
             except StewardError as exc:
                 if audited:
                     _audit_query(svc, request, identity, found, params, error=str(exc))
@@ -180,6 +199,8 @@ def build_router(
                                             identity, entity, params, error=str(exc))
                 raise
             result = await run_in_threadpool(execute, services(request))
+        except Forbidden:
+            raise  # HTTP 403 with the permission, as every refusal
         except StewardError as exc:
             return PlainTextResponse(str(exc), status_code=400)
         if single:
@@ -198,12 +219,14 @@ def build_router(
         offset: Annotated[int | None, Query(ge=0)] = None,
         order_by: Annotated[str | None, Query(description="JSON array")] = None,
     ) -> Response:
-        def call(svc: Services, params: dict[str, Any]) -> tuple[str | None, Any]:
+        def call(svc: Services, params: dict[str, Any], guard: _Guard
+                 ) -> tuple[str | None, Any]:
             parsed = _parse_query(params.get("query"))
             if parsed is None or parsed == "":
                 raise QueryInputError("missing query (PQL or AST): pass query=...")
             if isinstance(parsed, str):
-                parsed = parse_pql(parsed)  # the store would parse it; this names the entity
+                parsed = parse_pql(parsed)  # the store would parse it; this names the entities
+            guard(parsed, None)
             return _entity_of(parsed), svc.store.query(
                 parsed, limit=params["limit"], offset=params["offset"],
                 order_by=params["order_by"])
@@ -221,13 +244,15 @@ def build_router(
         offset: Annotated[int | None, Query(ge=0)] = None,
         order_by: Annotated[str | None, Query(description="JSON array")] = None,
     ) -> Response:
-        def call(svc: Services, params: dict[str, Any]) -> tuple[str | None, Any]:
+        def call(svc: Services, params: dict[str, Any], guard: _Guard
+                 ) -> tuple[str | None, Any]:
             parsed = _parse_query(params.get("query"))
             if isinstance(parsed, str) and parsed.strip():
                 raise QueryInputError(
                     f"/pdb/query/v4/{entity} takes an AST query (a JSON array); "
                     "send PQL to /pdb/query/v4"
                 )
+            guard(parsed, entity)
             return entity, svc.store.query_entity(
                 entity, parsed or None, limit=params["limit"], offset=params["offset"],
                 order_by=params["order_by"])
@@ -239,13 +264,15 @@ def build_router(
                     identity: Authorised) -> Response:
         field = _SINGLE.get(entity) or _FILTER.get(entity)
 
-        def call(svc: Services, params: dict[str, Any]) -> tuple[str | None, Any]:
+        def call(svc: Services, params: dict[str, Any], guard: _Guard
+                 ) -> tuple[str | None, Any]:
             if field is None:
                 raise QueryInputError(f"/pdb/query/v4/{entity}/NAME is not supported")
             ast: list[Any] = ["=", field, name]
             user = _parse_query(params.get("query"))
             if user:
                 ast = ["and", ast, user]
+            guard(ast, entity)
             return entity, svc.store.query_entity(
                 entity, ast, limit=params["limit"], offset=params["offset"],
                 order_by=params["order_by"])
