@@ -97,7 +97,8 @@ def _deploy(server: Server, change_id: str, token: str, **strategy: Any) -> dict
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         deployment: dict[str, Any] = server.api("GET", f"/api/v1/deployments/{started['id']}")
-        if deployment["state"] != "running":
+        # The change's state (and a rollback's parent's) is recorded right after the rollout.
+        if deployment["state"] != "running" and deployment["change_state"] != "deploying":
             return deployment
         time.sleep(0.3)
     raise AssertionError(f"deployment {started['id']} did not finish")

@@ -99,9 +99,11 @@ def test_one_rollout_reaches_a_pull_agent_and_an_ssh_node(
         started = server.api("POST", f"/api/v1/changes/{change['id']}/deploy",
                              json={"strategy": {"canary": 1, "batch_size": "1",
                                                 "node_timeout": 90}})
-        done = _until("the deployment", lambda: (lambda d: d if d["state"] != "running"
-                                                 else None)(server.api(
-            "GET", f"/api/v1/deployments/{started['id']}")))
+        def finished() -> Any:
+            deployment = server.api("GET", f"/api/v1/deployments/{started['id']}")
+            return deployment if deployment["change_state"] != "deploying" else None
+
+        done = _until("the deployment", finished)
         assert done["state"] == "succeeded", done
         assert {n["certname"]: n["status"] for n in done["nodes"]} == \
             {"pulled1": "succeeded", "pushed1": "succeeded"}

@@ -283,7 +283,8 @@ def _follow(client: Any, deployment_id: str, timeout: float) -> dict[str, Any]:
                 bar = progress.add_task(f"{deployment_id} ({deployment['change']})",
                                         total=total, status=status)
             progress.update(bar, completed=done, status=status)
-            if deployment["state"] != "running":
+            if deployment["state"] != "running" and \
+                    deployment.get("change_state") != "deploying":
                 return deployment
             if time.monotonic() > deadline:
                 raise UsageError(f"{deployment_id} is still running after {timeout:g} s; "

@@ -474,15 +474,17 @@ class Pipeline:
         final = await self.deployments.run(deployment_id, runner)
         change_id = final.change_id
         target = "deployed" if final.state == "succeeded" else "failed"
-        await run_in_threadpool(self.changes.transition, change_id, target, SYSTEM,
-                                detail={"deployment": final.id, "counts": final.counts(),
-                                        "detail": final.detail})
+        # A rollback's parent is settled first, so whoever sees the rollback leave
+        # 'deploying' also sees its parent 'rolled_back'.
         change = await run_in_threadpool(self.changes.get, change_id)
         if target == "deployed" and change.kind == "rollback" and change.parent:
             parent = await run_in_threadpool(self.changes.get, change.parent)
             if parent.state in ("deployed", "failed"):
                 await run_in_threadpool(self.changes.transition, parent.id, "rolled_back",
                                         SYSTEM, detail={"rollback": change_id})
+        await run_in_threadpool(self.changes.transition, change_id, target, SYSTEM,
+                                detail={"deployment": final.id, "counts": final.counts(),
+                                        "detail": final.detail})
         for node in final.nodes:
             if node["status"] in ("succeeded", "failed"):
                 await run_in_threadpool(
