@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.harness import Server, database_url, free_port, init_data_dir
+from tests.transport.conftest import Keys
+from tests.transport.sshd import generate_key
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -35,3 +37,10 @@ def join_token(server: Server) -> str:
     created = server.api("POST", "/api/v1/tokens",
                          json={"kind": "join", "name": "e2e", "expires_in": 600})
     return str(created["token"])
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    work = tmp_path_factory.mktemp("keys")
+    return Keys(client=generate_key(work / "client", "steward-server"),
+                stranger=generate_key(work / "stranger", "stranger"))

@@ -298,3 +298,46 @@ def make_node(tmp: Path, certname: str, server: Server) -> AgentNode:
     root = tmp / "nodes" / certname
     (root / "etc").mkdir(parents=True)
     return AgentNode(certname, root, server)
+
+
+# -- the change pipeline ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def pipeline_server(tmp: Path, repo: Path, database: str, *,
+                    policies: bool = True) -> Iterator[Server]:
+    """A running server on a versioned data directory (desired.git, environment branches)."""
+    from steward.pipeline.policy import install_default_policies
+    from steward.secrets.store import SecretStore
+    from steward.server.config import init_data_dir as init
+
+    port = free_port()
+    result = init(tmp / "data", database_url=database, repo=repo, port=port)
+    SecretStore(result.config.data_dir).set("app_token", SECRET_VALUE)
+    if policies:
+        install_default_policies(result.config.data_dir)
+    srv = Server(result.config.data_dir, result.admin_token, port=port)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def call(server: Server, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+    """A request as the identity behind ``token``, whatever its answer."""
+    with server.client(token) as client:
+        client.timeout = httpx.Timeout(120)
+        return client.request(method, path, **kwargs)
+
+
+def ok(response: httpx.Response) -> Any:
+    assert response.is_success, (response.status_code, response.text)
+    return response.json()
+
+
+def create_identity(server: Server, name: str, kind: str, *roles: str) -> str:
+    """A human or agent identity with roles; returns its token."""
+    created = server.api("POST", "/api/v1/identities",
+                         json={"name": name, "kind": kind, "roles": list(roles)})
+    return str(created["token"])

@@ -10,18 +10,20 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from tests.e2e.harness import (
     SECRET_VALUE,
     AgentNode,
     Server,
+    call,
+    create_identity,
     database_url,
     free_port,
     make_node,
+    ok,
+    pipeline_server,
     steward,
     steward_env,
     write_repo,
@@ -33,39 +35,12 @@ LIVE_TIMEOUT = 12.0
 
 @pytest.fixture(scope="module")
 def live_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from steward.secrets.store import SecretStore
-    from steward.server.config import init_data_dir
-
     tmp = tmp_path_factory.mktemp(f"live-{backend}")
     repo = write_repo(tmp / "repo")
     (repo / "steward.yaml").write_text("default_environment: staging\n", encoding="utf-8")
-    with database_url(backend, tmp, "live") as url:
-        port = free_port()
-        result = init_data_dir(tmp / "data", database_url=url, repo=repo, port=port)
-        SecretStore(result.config.data_dir).set("app_token", SECRET_VALUE)
-        srv = Server(result.config.data_dir, result.admin_token, port=port)
-        srv.start()
-        try:
-            yield srv
-        finally:
-            srv.stop()
-
-
-def _call(server: Server, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
-    with server.client(token) as client:
-        client.timeout = httpx.Timeout(120)
-        return client.request(method, path, **kwargs)
-
-
-def _ok(response: httpx.Response) -> Any:
-    assert response.is_success, (response.status_code, response.text)
-    return response.json()
-
-
-def _identity(server: Server, name: str, kind: str, *roles: str) -> str:
-    created = server.api("POST", "/api/v1/identities",
-                         json={"name": name, "kind": kind, "roles": list(roles)})
-    return str(created["token"])
+    with database_url(backend, tmp, "live") as url, \
+            pipeline_server(tmp, repo, url, policies=False) as srv:
+        yield srv
 
 
 def _add_unreachable_ssh_node(server: Server, certname: str, *, like: str) -> None:
@@ -109,8 +84,8 @@ def test_live_prediction_shows_drift_the_static_diff_cannot_see(
         # An agentless node the server can no longer reach: it ran before (its facts are in
         # the store), now nothing listens on its SSH port.
         _add_unreachable_ssh_node(server, "ssh1", like="web1")
-        planner = _identity(server, "planner-bot", "agent", "planner")
-        alice = _identity(server, "alice", "human", "approver")
+        planner = create_identity(server, "planner-bot", "agent", "planner")
+        alice = create_identity(server, "alice", "human", "approver")
 
         # Drift on web1, by hand: a looser mode on the secret's file. Nothing in the change
         # touches that file, so the static diff cannot know.
@@ -121,27 +96,27 @@ def test_live_prediction_shows_drift_the_static_diff_cannot_see(
         (nodes["web2"].root / "etc/app/token").write_text("tampered\n")
 
         profile = (Path(server.data_dir).parent / "repo" / "profiles" / "app.yaml").read_text()
-        change = _ok(_call(server, "POST", "/api/v1/changes", planner, json={
+        change = ok(call(server, "POST", "/api/v1/changes", planner, json={
             "environment": "staging", "title": "Friendlier greeting",
             "edits": {"profiles/app.yaml": profile.replace("hello {{ node }}",
                                                            "ahoy {{ node }}")}}))
         cid = change["id"]
         head = change["head"]
-        static = _ok(_call(server, "GET", f"/api/v1/changes/{cid}/impact", planner))
+        static = ok(call(server, "GET", f"/api/v1/changes/{cid}/impact", planner))
         assert sorted(n["certname"] for n in static["nodes"]) == sorted([*NODES, "ssh1"])
         web1_static = next(n for n in static["nodes"] if n["certname"] == "web1")
         assert [r["resource"] for r in web1_static["resources"]] == ["file[/etc/app/greeting]"]
         assert all(n["live"] is None for n in static["nodes"])
 
         # An approval of the static report, which the live analysis will void.
-        approved = _ok(_call(server, "POST", f"/api/v1/changes/{cid}/approve", alice))
+        approved = ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", alice))
         assert [a["approver"]["name"] for a in approved["gates"]["approval"]["valid"]] == \
             ["alice"], approved["gates"]
 
         # -- live prediction over REST --------------------------------------------------
-        view = _ok(_call(server, "POST", f"/api/v1/changes/{cid}/analyse", planner,
+        view = ok(call(server, "POST", f"/api/v1/changes/{cid}/analyse", planner,
                          json={"live": True, "timeout": LIVE_TIMEOUT}))
-        report = _ok(_call(server, "GET", f"/api/v1/changes/{cid}/impact", planner))
+        report = ok(call(server, "GET", f"/api/v1/changes/{cid}/impact", planner))
         live = {n["certname"]: n["live"] for n in report["nodes"]}
 
         web1 = live["web1"]
@@ -213,23 +188,23 @@ def test_live_prediction_shows_drift_the_static_diff_cannot_see(
         # -- the grant: only the commit a live request asked for, only while it lasts -------
         web1_token = nodes["web1"].token()
         other = "0" * 40
-        refused = _call(server, "GET", f"/api/v1/nodes/web1/catalog?commit={other}",
+        refused = call(server, "GET", f"/api/v1/nodes/web1/catalog?commit={other}",
                         web1_token)
         assert refused.status_code == 403, refused.text
         assert "no live prediction has asked" in refused.text
         # web3 never took its request (withdrawn at the timeout): no grant.
-        refused = _call(server, "GET", f"/api/v1/nodes/web3/catalog?commit={head}",
+        refused = call(server, "GET", f"/api/v1/nodes/web3/catalog?commit={head}",
                         nodes["web3"].token())
         assert refused.status_code == 403, refused.text
         # web1's own grant ended with the prediction (its timeout): refused now too.
-        expired = _call(server, "GET", f"/api/v1/nodes/web1/catalog?commit={head}",
+        expired = call(server, "GET", f"/api/v1/nodes/web1/catalog?commit={head}",
                         web1_token)
         assert expired.status_code == 403, expired.text
         # The proposed catalog never became the node's catalog of record.
         node_record = server.api("GET", "/api/v1/nodes/web1")
         assert node_record["last_catalog_hash"] == cached["catalog"]["hash"]
         # A malformed commit is refused before anything is looked up.
-        bad = _call(server, "GET", "/api/v1/nodes/web1/catalog?commit=HEAD", web1_token)
+        bad = call(server, "GET", "/api/v1/nodes/web1/catalog?commit=HEAD", web1_token)
         assert bad.status_code == 422, bad.text
 
         # -- the CLI's --live -----------------------------------------------------------------

@@ -14,16 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.e2e.harness import (
     SECRET_VALUE,
     AgentNode,
     Server,
+    call,
+    create_identity,
     database_url,
-    free_port,
     make_node,
+    ok,
+    pipeline_server,
     steward,
     steward_env,
 )
@@ -53,44 +55,15 @@ def _write_repo(repo: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pipeline_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from steward.pipeline.policy import install_default_policies
-    from steward.secrets.store import SecretStore
-    from steward.server.config import init_data_dir
-
+def pipeline(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp(f"pipeline-{backend}")
-    with database_url(backend, tmp, "pipeline") as url:
-        port = free_port()
-        result = init_data_dir(tmp / "data", database_url=url, repo=_write_repo(tmp / "repo"),
-                               port=port)
-        SecretStore(result.config.data_dir).set("app_token", SECRET_VALUE)
-        install_default_policies(result.config.data_dir)
-        srv = Server(result.config.data_dir, result.admin_token, port=port)
-        srv.start()
-        try:
-            yield srv
-        finally:
-            srv.stop()
-
-
-def _call(server: Server, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
-    with server.client(token) as client:
-        return client.request(method, path, **kwargs)
-
-
-def _ok(response: httpx.Response) -> Any:
-    assert response.is_success, (response.status_code, response.text)
-    return response.json()
-
-
-def _identity(server: Server, name: str, kind: str, *roles: str) -> str:
-    created = server.api("POST", "/api/v1/identities",
-                         json={"name": name, "kind": kind, "roles": list(roles)})
-    return str(created["token"])
+    with database_url(backend, tmp, "pipeline") as url, \
+            pipeline_server(tmp, _write_repo(tmp / "repo"), url) as srv:
+        yield srv
 
 
 def _deploy(server: Server, change_id: str, token: str, **strategy: Any) -> dict[str, Any]:
-    started = _ok(_call(server, "POST", f"/api/v1/changes/{change_id}/deploy", token,
+    started = ok(call(server, "POST", f"/api/v1/changes/{change_id}/deploy", token,
                         json={"strategy": {"node_timeout": 60, **strategy}}))
     import time
 
@@ -105,9 +78,9 @@ def _deploy(server: Server, change_id: str, token: str, **strategy: Any) -> dict
 
 
 def test_propose_analyse_approve_deploy_halt_rollback_audit(
-    pipeline_server: Server, backend: str, tmp_path: Path
+    pipeline: Server, backend: str, tmp_path: Path
 ) -> None:
-    server = pipeline_server
+    server = pipeline
     join = server.api("POST", "/api/v1/tokens",
                       json={"kind": "join", "name": "pipeline", "expires_in": 600})["token"]
     nodes: list[AgentNode] = [make_node(tmp_path, name, server) for name in NODES]
@@ -118,20 +91,20 @@ def test_propose_analyse_approve_deploy_halt_rollback_audit(
     for node in nodes:
         node.start("--interval", "1h")
     try:
-        planner = _identity(server, "planner-bot", "agent", "planner")
-        executor = _identity(server, "exec-bot", "agent", "executor")
-        alice = _identity(server, "alice", "human", "approver")
-        bob = _identity(server, "bob", "human", "approver@staging")
+        planner = create_identity(server, "planner-bot", "agent", "planner")
+        executor = create_identity(server, "exec-bot", "agent", "executor")
+        alice = create_identity(server, "alice", "human", "approver")
+        bob = create_identity(server, "bob", "human", "approver@staging")
 
         # -- 1. the planner proposes; the analysis names the nodes and the property ------
         data = {"greeting": "ahoy"}
-        change = _ok(_call(server, "POST", "/api/v1/changes", planner, json={
+        change = ok(call(server, "POST", "/api/v1/changes", planner, json={
             "environment": "staging", "title": "Friendlier greeting",
             "edits": {"data/common.yaml": "app::greeting: ahoy\n"}}))
         cid = change["id"]
         assert change["state"] == "analysed", change
         assert change["proposer"] == {"kind": "agent", "name": "planner-bot"}
-        report = _ok(_call(server, "GET", f"/api/v1/changes/{cid}/impact", planner))
+        report = ok(call(server, "GET", f"/api/v1/changes/{cid}/impact", planner))
         assert report["summary"]["nodes_affected"] == 4
         assert sorted(n["certname"] for n in report["nodes"]) == list(NODES)
         web1 = next(n for n in report["nodes"] if n["certname"] == "web1")
@@ -146,22 +119,22 @@ def test_propose_analyse_approve_deploy_halt_rollback_audit(
         assert change["policy"]["needs_override"] == ["blast_radius"]
 
         # -- 2. separation of duties ---------------------------------------------------
-        refused = _call(server, "POST", f"/api/v1/changes/{cid}/approve", planner)
+        refused = call(server, "POST", f"/api/v1/changes/{cid}/approve", planner)
         assert refused.status_code == 403, refused.text
         assert "own change" in refused.text or "change:approve" in refused.text
-        early = _call(server, "POST", f"/api/v1/changes/{cid}/deploy", executor)
+        early = call(server, "POST", f"/api/v1/changes/{cid}/deploy", executor)
         assert early.status_code == 409, early.text  # not approved
-        denied = _call(server, "POST", f"/api/v1/changes/{cid}/deploy", planner)
+        denied = call(server, "POST", f"/api/v1/changes/{cid}/deploy", planner)
         assert denied.status_code == 403, denied.text
         assert "change:deploy" in denied.text
 
         # -- 3. humans review: an override and two approvals (blast radius > 25%) -------
-        _ok(_call(server, "POST", f"/api/v1/changes/{cid}/override", alice,
+        ok(call(server, "POST", f"/api/v1/changes/{cid}/override", alice,
                   json={"policy": "blast_radius", "reason": "staging-wide by design"}))
-        view = _ok(_call(server, "POST", f"/api/v1/changes/{cid}/approve", alice))
+        view = ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", alice))
         assert view["state"] == "analysed"
         assert any("1 more approval" in w for w in view["gates"]["waiting_for"]), view
-        view = _ok(_call(server, "POST", f"/api/v1/changes/{cid}/approve", bob))
+        view = ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", bob))
         assert view["state"] == "approved", view["gates"]
 
         # -- 4. the executor deploys in batches -------------------------------------------
@@ -174,16 +147,16 @@ def test_propose_analyse_approve_deploy_halt_rollback_audit(
 
         # -- 5. a change that fails on web2 halts the rollout ------------------------------
         (nodes[1].root / "etc/app/conf.d").write_text("in the way\n")
-        bad = _ok(_call(server, "POST", "/api/v1/changes", planner, json={
+        bad = ok(call(server, "POST", "/api/v1/changes", planner, json={
             "environment": "staging", "title": "Add conf.d",
             "edits": {"profiles/app.yaml": (Path(server.data_dir).parent / "repo" / "profiles"
                                             / "app.yaml").read_text()
                       + "  directory[/etc/app/conf.d]:\n    mode: \"0755\"\n"}}))
         bid = bad["id"]
-        _ok(_call(server, "POST", f"/api/v1/changes/{bid}/override", alice,
+        ok(call(server, "POST", f"/api/v1/changes/{bid}/override", alice,
                   json={"policy": "blast_radius", "reason": "test"}))
-        _ok(_call(server, "POST", f"/api/v1/changes/{bid}/approve", alice))
-        assert _ok(_call(server, "POST", f"/api/v1/changes/{bid}/approve", bob))["state"] == \
+        ok(call(server, "POST", f"/api/v1/changes/{bid}/approve", alice))
+        assert ok(call(server, "POST", f"/api/v1/changes/{bid}/approve", bob))["state"] == \
             "approved"
         halted = _deploy(server, bid, executor, canary=1, batch_size="2", max_failures=1)
         assert halted["state"] == "halted", halted
@@ -194,7 +167,7 @@ def test_propose_analyse_approve_deploy_halt_rollback_audit(
         assert server.api("GET", f"/api/v1/changes/{bid}")["state"] == "failed"
 
         # -- 6. rollback on the fast path ---------------------------------------------------
-        rollback = _ok(_call(server, "POST", f"/api/v1/changes/{bid}/rollback", executor))
+        rollback = ok(call(server, "POST", f"/api/v1/changes/{bid}/rollback", executor))
         assert rollback["kind"] == "rollback"
         assert rollback["state"] == "approved", rollback["gates"]
         undone = _deploy(server, rollback["id"], executor, canary=0, batch_size="100%",
@@ -258,11 +231,11 @@ def test_propose_analyse_approve_deploy_halt_rollback_audit(
     server.start()
 
 
-def test_a_pushed_branch_becomes_a_change(pipeline_server: Server, tmp_path: Path) -> None:
+def test_a_pushed_branch_becomes_a_change(pipeline: Server, tmp_path: Path) -> None:
     """People clone desired.git, push a branch, and propose it with the CLI."""
     import subprocess
 
-    server = pipeline_server
+    server = pipeline
     repo = server.data_dir / "desired.git"
     clone = tmp_path / "clone"
     git_env = {**steward_env(), "GIT_AUTHOR_NAME": "Carol", "GIT_AUTHOR_EMAIL": "c@example.com",

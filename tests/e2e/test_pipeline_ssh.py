@@ -14,19 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import SECRET_VALUE, Server, free_port, make_node
+from tests.e2e.harness import Server, make_node, pipeline_server
 from tests.e2e.test_pipeline import _write_repo
 from tests.transport.conftest import Keys, running_node
-from tests.transport.sshd import SSHNode, generate_key
+from tests.transport.sshd import SSHNode
 
 pytestmark = [pytest.mark.chroot, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    work = tmp_path_factory.mktemp("keys")
-    return Keys(client=generate_key(work / "client", "steward-server"),
-                stranger=generate_key(work / "stranger", "stranger"))
 
 
 @pytest.fixture(scope="module")
@@ -37,24 +30,11 @@ def ssh_node(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Iterator[S
 
 @pytest.fixture(scope="module")
 def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from steward.pipeline.policy import install_default_policies
-    from steward.secrets.store import SecretStore
-    from steward.server.config import init_data_dir
-
     tmp = tmp_path_factory.mktemp("pipeline-ssh")
     repo = _write_repo(tmp / "repo")
     (repo / "steward.yaml").write_text("default_environment: development\n", encoding="utf-8")
-    port = free_port()
-    result = init_data_dir(tmp / "data", database_url=f"sqlite:///{tmp / 'steward.db'}",
-                           repo=repo, port=port)
-    SecretStore(result.config.data_dir).set("app_token", SECRET_VALUE)
-    install_default_policies(result.config.data_dir)
-    srv = Server(result.config.data_dir, result.admin_token, port=port)
-    srv.start()
-    try:
+    with pipeline_server(tmp, repo, f"sqlite:///{tmp / 'steward.db'}") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _until(what: str, check: Any, timeout: float = 120) -> Any:

@@ -15,16 +15,9 @@ import pytest
 
 from tests.e2e.harness import SECRET_VALUE, Server, free_port, init_data_dir
 from tests.transport.conftest import Keys, running_node
-from tests.transport.sshd import SSHNode, generate_key
+from tests.transport.sshd import SSHNode
 
 pytestmark = [pytest.mark.chroot, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    work = tmp_path_factory.mktemp("keys")
-    return Keys(client=generate_key(work / "client", "steward-server"),
-                stranger=generate_key(work / "stranger", "stranger"))
 
 
 @pytest.fixture(scope="module")
