@@ -7,21 +7,18 @@ tests quick; tests/e2e runs the server as its own process.
 
 from __future__ import annotations
 
-import ssl
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from steward.secrets.store import SecretStore
 from steward.server.app import create_app
 from steward.server.config import ServerConfig, init_data_dir, load_config
 from tests.e2e.harness import SECRET_VALUE, database_url, free_port, write_repo
+from tests.server.serving import serving
 
 
 @dataclass
@@ -63,25 +60,8 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         SecretStore(result.config.data_dir).set("app_token", SECRET_VALUE)
         # Short long-polls keep the tests quick; the behaviour is the same.
         config = load_config(tmp / "data").with_overrides(long_poll_seconds=2.0)
-        server = uvicorn.Server(uvicorn.Config(
-            create_app(config), host="127.0.0.1", port=config.port, log_level="warning",
-            ssl_certfile=str(config.tls_cert), ssl_keyfile=str(config.tls_key),
-            ws="none", lifespan="on", timeout_graceful_shutdown=1,
-        ))
-        thread = threading.Thread(target=server.run, name="steward-test-server", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive(), "the server stopped while starting"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
-        try:
-            tls = ssl.create_default_context(cafile=config.ca_cert)
-            with httpx.Client(base_url=config.server_url, verify=tls, timeout=30) as client:
-                yield Env(config, client, result.admin_token)
-        finally:
-            server.should_exit = True
-            thread.join(15)
+        with serving(create_app(config), config) as client:
+            yield Env(config, client, result.admin_token)
 
 
 @pytest.fixture

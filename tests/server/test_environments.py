@@ -8,16 +8,11 @@ moved with the real :class:`DesiredStateRepo`, and a real pull agent carries the
 
 from __future__ import annotations
 
-import ssl
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 
 from steward.gitrepo import Author, DesiredStateRepo
 from steward.secrets.store import SecretStore
@@ -26,6 +21,7 @@ from steward.server.catalogs import CatalogService, UnknownEnvironmentError
 from steward.server.config import init_data_dir, load_config
 from tests.e2e.harness import SECRET_VALUE, Server, database_url, free_port, make_node
 from tests.server.conftest import Env
+from tests.server.serving import serving
 
 PLANNER = Author("Pat Planner", "pat@example.com")
 
@@ -78,25 +74,8 @@ def fleet(request: pytest.FixtureRequest,
         SecretStore(result.config.data_dir).set("app_token", SECRET_VALUE)
         config = load_config(tmp / "data").with_overrides(long_poll_seconds=2.0)
         assert config.repo_versioned
-        server = uvicorn.Server(uvicorn.Config(
-            create_app(config), host="127.0.0.1", port=config.port, log_level="warning",
-            ssl_certfile=str(config.tls_cert), ssl_keyfile=str(config.tls_key),
-            ws="none", lifespan="on", timeout_graceful_shutdown=1,
-        ))
-        thread = threading.Thread(target=server.run, name="steward-env-server", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive(), "the server stopped while starting"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
-        try:
-            tls = ssl.create_default_context(cafile=config.ca_cert)
-            with httpx.Client(base_url=config.server_url, verify=tls, timeout=30) as client:
-                yield Env(config, client, result.admin_token)
-        finally:
-            server.should_exit = True
-            thread.join(15)
+        with serving(create_app(config), config) as client:
+            yield Env(config, client, result.admin_token)
 
 
 def desired(env: Env) -> DesiredStateRepo:

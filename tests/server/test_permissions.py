@@ -10,22 +10,19 @@ and PostgreSQL. A refusal must be 403, name the permission, and be in the audit 
 from __future__ import annotations
 
 import re
-import ssl
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from steward.api.app import build_app
 from steward.server.auth import Identity
 from steward.server.authz import Forbidden, entity_permissions, kind_authorizer
 from steward.server.config import init_data_dir, load_config
 from tests.e2e.harness import database_url, free_port, write_repo
+from tests.server.serving import serving
 
 NODE = "perm-node"  # an enrolled node with facts, the object of the node routes
 SELF = "perm-self"  # the node whose credential is the "node" identity
@@ -83,20 +80,6 @@ class Env:
             "outcome": "denied", "actor": self.labels[who], "limit": 5}))
 
 
-def _serve(app: Any, port: int, cert: str, key: str) -> tuple[uvicorn.Server, threading.Thread]:
-    server = uvicorn.Server(uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", ssl_certfile=cert,
-        ssl_keyfile=key, ws="none", lifespan="on", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, name="steward-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "the server stopped while starting"
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    return server, thread
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     backend = str(request.param)
@@ -106,16 +89,9 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                                port=free_port())
         # No SSH push during the test: the SSH nodes added here point nowhere.
         config = load_config(tmp / "data").with_overrides(scheduler_tick_seconds=3600.0)
-        server, thread = _serve(build_app(config), config.port, str(config.tls_cert),
-                                str(config.tls_key))
-        try:
-            tls = ssl.create_default_context(cafile=config.ca_cert)
-            with httpx.Client(base_url=config.server_url, verify=tls, timeout=30) as client:
-                yield _populate(Env(client, result.admin_token,
-                                    tokens={"admin": result.admin_token}))
-        finally:
-            server.should_exit = True
-            thread.join(15)
+        with serving(build_app(config), config) as client:
+            yield _populate(Env(client, result.admin_token,
+                                tokens={"admin": result.admin_token}))
 
 
 def _populate(env: Env) -> Env:
