@@ -270,3 +270,67 @@ def test_a_pushed_branch_becomes_a_change(pipeline: Server, tmp_path: Path) -> N
     shown = server.cli("change", "show", change["id"])
     assert shown.returncode == 0, shown.stderr
     assert change["id"] in shown.stdout
+
+
+def test_auto_rollback_and_promotion(pipeline: Server, tmp_path: Path) -> None:
+    """A halted rollout rolls itself back when asked to; a deployed change is promoted."""
+    server = pipeline
+    join = server.api("POST", "/api/v1/tokens",
+                      json={"kind": "join", "name": "auto", "expires_in": 600})["token"]
+    nodes = [make_node(tmp_path, name, server) for name in ("auto1", "auto2")]
+    for node in nodes:
+        assert node.once(join_token=join).returncode == 2
+        node.start("--interval", "1h")
+    try:
+        planner = create_identity(server, "planner-auto", "agent", "planner")
+        executor = create_identity(server, "exec-auto", "agent", "executor")
+        carol = create_identity(server, "carol", "human", "approver")
+        dave = create_identity(server, "dave", "human", "approver")
+        (nodes[0].root / "etc/app/extra").mkdir(parents=True)  # in the way on auto1
+        profile = ok(call(server, "GET", "/api/v1/changes", planner))  # planners may list
+        assert isinstance(profile, list)
+        base = (server.data_dir.parent / "repo" / "profiles" / "app.yaml").read_text()
+        change = ok(call(server, "POST", "/api/v1/changes", planner, json={
+            "environment": "staging", "title": "Add an extra file",
+            "edits": {"profiles/app.yaml": base + "  file[/etc/app/extra]:\n"
+                                                  "    content: \"x\\n\"\n"}}))
+        cid = change["id"]
+        ok(call(server, "POST", f"/api/v1/changes/{cid}/override", carol,
+                json={"policy": "blast_radius", "reason": "test"}))
+        ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", carol))
+        assert ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", dave))["state"] == \
+            "approved"
+        halted = _deploy(server, cid, executor, canary=1, batch_size="100%",
+                         auto_rollback=True)
+        assert halted["state"] == "halted", halted
+        import time
+
+        deadline = time.monotonic() + 120
+        while server.api("GET", f"/api/v1/changes/{cid}")["state"] != "rolled_back":
+            assert time.monotonic() < deadline, server.api("GET", f"/api/v1/changes/{cid}")
+            time.sleep(0.5)
+        shown = server.api("GET", f"/api/v1/changes/{cid}")
+        assert any(h["action"] == "rollback_proposed" for h in shown["history"]), shown
+        rollbacks = server.api("GET", "/api/v1/changes", params={"state": "deployed"})
+        assert any(c["kind"] == "rollback" and c["parent"] == cid for c in rollbacks)
+
+        # Promotion: a change deployed to development (no nodes there, no approval needed)
+        # goes to staging as a new change, analysed afresh against staging's nodes.
+        dev = ok(call(server, "POST", "/api/v1/changes", planner, json={
+            "environment": "development", "title": "Warmer greeting",
+            "edits": {"data/common.yaml": "app::greeting: welcome\n"}}))
+        assert dev["state"] == "approved", dev["gates"]
+        assert _deploy(server, dev["id"], executor)["state"] == "succeeded"
+        denied = call(server, "POST", f"/api/v1/changes/{dev['id']}/promote", planner,
+                      json={"environment": "staging"})
+        assert denied.status_code == 403, denied.text  # promotion is the executor's
+        promoted = ok(call(server, "POST", f"/api/v1/changes/{dev['id']}/promote",
+                           executor, json={"environment": "staging"}))
+        assert promoted["kind"] == "promotion"
+        assert promoted["parent"] == dev["id"]
+        assert promoted["environment"] == "staging"
+        assert promoted["state"] == "analysed"
+        assert promoted["impact"]["summary"]["nodes_affected"] >= 2
+    finally:
+        for node in nodes:
+            node.stop()
