@@ -272,9 +272,18 @@ def test_a_pushed_branch_becomes_a_change(pipeline: Server, tmp_path: Path) -> N
     assert change["id"] in shown.stdout
 
 
-def test_auto_rollback_and_promotion(pipeline: Server, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def own_pipeline(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of its own: no other test's nodes (their agents stopped) in its rollouts."""
+    tmp = tmp_path_factory.mktemp(f"auto-{backend}")
+    with database_url(backend, tmp, "pipeline_auto") as url, \
+            pipeline_server(tmp, _write_repo(tmp / "repo"), url) as srv:
+        yield srv
+
+
+def test_auto_rollback_and_promotion(own_pipeline: Server, tmp_path: Path) -> None:
     """A halted rollout rolls itself back when asked to; a deployed change is promoted."""
-    server = pipeline
+    server = own_pipeline
     join = server.api("POST", "/api/v1/tokens",
                       json={"kind": "join", "name": "auto", "expires_in": 600})["token"]
     nodes = [make_node(tmp_path, name, server) for name in ("auto1", "auto2")]

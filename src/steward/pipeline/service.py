@@ -513,9 +513,13 @@ class Pipeline:
         rollback = await run_in_threadpool(self._propose_rollback, change_id, actor, SYSTEM)
         if rollback.state != "approved":
             return
+        failed = await run_in_threadpool(self.deployments.for_change, change_id)
+        timeout = failed[-1].strategy.node_timeout if failed else Strategy().node_timeout
+        # Every node at once and no halt: a rollback restores what was approved before.
         deployment = await run_in_threadpool(
             self.start_deploy, actor, rollback.id,
-            Strategy(canary=0, batch_size="100%", max_failures=1_000_000))
+            Strategy(canary=0, batch_size="100%", max_failures=1_000_000,
+                     node_timeout=timeout))
         await self.run_deploy(deployment.id, runner, actor)
 
     def rollback(self, identity: Identity | Actor, change_id: str) -> ChangeView:
