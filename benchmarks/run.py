@@ -27,6 +27,7 @@ from typing import Any
 import compile_bench
 import facts_bench
 import impact as impact_bench
+import mcp_query
 import store_bench
 from apply_bench import interleaved, remember_steward_series, steward_series, steward_tool
 from common import (
@@ -49,7 +50,7 @@ APPLY_BUDGET_SECONDS = 0.3
 PUPPET_RATIO_BUDGET = 20.0
 MEMORY_BUDGET_MB = 60.0
 
-BENCHMARKS = ("compile", "apply", "memory", "facts", "store", "impact")
+BENCHMARKS = ("compile", "apply", "memory", "facts", "store", "impact", "mcp")
 
 
 def bench_apply(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
@@ -206,6 +207,7 @@ RUNNERS: dict[str, Callable[[Context], tuple[list[Row], dict[str, Any]]]] = {
     "facts": facts_bench.run,
     "store": store_bench.run,
     "impact": impact_bench.run,
+    "mcp": mcp_query.run,
 }
 
 
@@ -239,6 +241,10 @@ def _parser() -> argparse.ArgumentParser:
                         "generated once and cached)")
     parser.add_argument("--impact-runs", type=int, default=3,
                         help="runs of the role-level key analysis (default 3)")
+    parser.add_argument("--mcp-nodes", type=int, default=1000,
+                        help="nodes seeded for the MCP query-tool latency (default 1000)")
+    parser.add_argument("--mcp-runs", type=int, default=30,
+                        help="rounds of the MCP benchmark's queries (default 30)")
     parser.add_argument("--no-peers", action="store_true", help="skip Puppet, Ansible, Facter")
     parser.add_argument("--no-puppet", action="store_true", help="skip puppet apply")
     parser.add_argument("--no-ansible", action="store_true", help="skip ansible-playbook")

@@ -24,7 +24,8 @@ ALLOWED_INTERNAL = {
 #: Layer order: a package may import only from packages at the same or an earlier position.
 #: (``query`` precedes ``store``: the store runs the query compiler; the compiler needs no store.)
 LAYERS = ["errors", "catalog", "language", "secrets", "compiler", "facts", "engine", "agent",
-          "transport", "query", "store", "gitrepo", "server", "pipeline", "api", "demo", "cli"]
+          "transport", "query", "store", "gitrepo", "server", "pipeline", "assistant", "mcpserver",
+          "api", "demo", "cli"]
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

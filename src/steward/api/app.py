@@ -16,8 +16,9 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from steward.api import routes
+from steward.api import routes, routes_assistant
 from steward.gitrepo import GitError
+from steward.mcpserver.http import McpExtension
 from steward.pipeline.analyses import AnalysisMissing
 from steward.pipeline.approvals import ApprovalError, StaleApprovalError
 from steward.pipeline.change_errors import ChangeError
@@ -113,7 +114,9 @@ def change_error_status(exc: ChangeError) -> int:
 
 
 def build_app(config: ServerConfig, *, services: Services | None = None) -> FastAPI:
-    app = create_app(config, services=services, extensions=[PipelineExtension()])
+    app = create_app(config, services=services, extensions=[PipelineExtension(),
+                                                               McpExtension(config)])
+    routes_assistant.install(app)  # POST /api/v1/ask (the Infra Assistant)
 
     @app.exception_handler(ChangeError)
     async def _change_error(_request: Any, exc: ChangeError) -> Any:

@@ -19,6 +19,9 @@ from steward.errors import StewardError
 
 CONFIG_FILE: Final = "assistant.toml"
 PROVIDERS: Final = ("openai-compatible", "openai", "anthropic")
+#: How the model returns its query: an output tool (default), the provider's JSON-schema
+#: mode, or JSON asked for in the prompt (for local models that cannot call tools).
+OUTPUT_MODES: Final = ("tool", "native", "prompted")
 #: API-key variables used when the file names none.
 DEFAULT_KEY_ENV: Final = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
@@ -49,6 +52,7 @@ class ModelConfig:
     base_url: str | None = None
     #: Name of the environment variable with the API key (the key is never stored).
     api_key_env: str | None = None
+    output: str = "tool"
 
     def describe(self) -> str:
         where = f" at {self.base_url}" if self.base_url else ""
@@ -62,6 +66,8 @@ class ModelConfig:
             lines.append(f"base_url = {_quote(self.base_url)}")
         if self.api_key_env:
             lines.append(f"api_key_env = {_quote(self.api_key_env)}")
+        if self.output != "tool":
+            lines.append(f"output = {_quote(self.output)}")
         return "\n".join(lines) + "\n"
 
 
@@ -69,7 +75,8 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def parse_spec(spec: str, *, api_key_env: str | None = None) -> ModelConfig:
+def parse_spec(spec: str, *, api_key_env: str | None = None, output: str = "tool"
+               ) -> ModelConfig:
     """``provider:model`` or ``openai-compatible:BASE_URL:model`` as a :class:`ModelConfig`."""
     provider, sep, rest = spec.partition(":")
     if not sep or not rest:
@@ -78,13 +85,14 @@ def parse_spec(spec: str, *, api_key_env: str | None = None) -> ModelConfig:
                                    f"{', '.join(PROVIDERS)}")
     if provider == "openai-compatible":
         base_url, sep, model = rest.rpartition(":")
+        # A numeric "model" is the URL's port: the model name is missing.
         if not sep or not base_url.startswith(("http://", "https://")) or not model \
-                or model.startswith("//"):
+                or model.startswith("//") or model.isdigit():
             raise AssistantConfigError(
                 f"model spec {spec!r}: expected openai-compatible:BASE_URL:MODEL, e.g. "
                 "openai-compatible:http://localhost:11434/v1:qwen2.5-coder")
-        return _checked(ModelConfig(provider, model, base_url, api_key_env), spec)
-    return _checked(ModelConfig(provider, rest, None, api_key_env), spec)
+        return _checked(ModelConfig(provider, model, base_url, api_key_env, output), spec)
+    return _checked(ModelConfig(provider, rest, None, api_key_env, output), spec)
 
 
 def _checked(config: ModelConfig, where: str) -> ModelConfig:
@@ -94,6 +102,9 @@ def _checked(config: ModelConfig, where: str) -> ModelConfig:
     if config.provider == "openai-compatible" and not config.base_url:
         raise AssistantConfigError(f"{where}: provider openai-compatible needs base_url "
                                    "(e.g. http://localhost:11434/v1)")
+    if config.output not in OUTPUT_MODES:
+        raise AssistantConfigError(f"{where}: output must be one of {', '.join(OUTPUT_MODES)}, "
+                                   f"not {config.output!r}")
     if config.api_key_env is not None and not config.api_key_env.replace("_", "").isalnum():
         raise AssistantConfigError(f"{where}: api_key_env must name an environment variable "
                                    f"(letters, digits, _), not {config.api_key_env!r}")
@@ -114,7 +125,7 @@ def load_config(data_dir: Path) -> ModelConfig:
         document: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise AssistantConfigError(f"{path}: not valid TOML: {exc}") from None
-    known = {"provider", "model", "base_url", "api_key_env"}
+    known = {"provider", "model", "base_url", "api_key_env", "output"}
     unknown = sorted(set(document) - known)
     if unknown:
         raise AssistantConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid: "
@@ -127,13 +138,20 @@ def load_config(data_dir: Path) -> ModelConfig:
         raise AssistantConfigError(f"{path}: 'provider' and 'model' are required; "
                                    f"{HOW_TO_CONFIGURE}")
     return _checked(ModelConfig(document["provider"], document["model"],
-                                document.get("base_url"), document.get("api_key_env")),
+                                document.get("base_url"), document.get("api_key_env"),
+                                document.get("output", "tool")),
                     str(path))
 
 
 def save_config(data_dir: Path, config: ModelConfig) -> Path:
     path = data_dir / CONFIG_FILE
-    path.write_text(config.to_toml(), encoding="utf-8")
+    if not data_dir.is_dir():
+        raise AssistantConfigError(f"{data_dir} is not a directory: pass the server's data "
+                                   "directory with --data-dir (made by 'steward init')")
+    try:
+        path.write_text(config.to_toml(), encoding="utf-8")
+    except OSError as exc:
+        raise AssistantConfigError(f"cannot write {path}: {exc.strerror}") from None
     return path
 
 

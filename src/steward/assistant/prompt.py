@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from steward.query.entities import ENTITIES, Kind
+from steward.query.entities import ENTITIES
 
 #: Caps so a big fleet cannot blow the prompt up.
 MAX_FACT_PATHS = 150
@@ -95,8 +95,10 @@ def read_context(store: QueryStore) -> FleetContext:
     paths = store.query("fact_paths[path, type] { }", limit=MAX_FACT_PATHS)
     return FleetContext(
         fact_names=[r["name"] for r in store.query("fact_names[name] { }", limit=MAX_NAMES)],
+        # Array elements past the first add nothing but length to the prompt.
         fact_paths=[(".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in r["path"])
-                     .replace(".[", "["), r["type"]) for r in paths],
+                     .replace(".[", "["), r["type"]) for r in paths
+                    if not any(isinstance(p, int) and p > 0 for p in r["path"])],
         resource_types=[r["type"] for r in store.query(
             "resources[type] { group by type }", limit=MAX_NAMES)],
         classes=[r["title"] for r in store.query(
@@ -114,8 +116,7 @@ def entity_reference() -> str:
     lines = []
     for name in sorted(ENTITIES):
         entity = ENTITIES[name]
-        names = [f.name for f in entity.fields.values()
-                 if f.kind is not Kind.SPECIAL or f.name == "latest_report?"]
+        names = list(entity.fields)
         names += [f"{prefix}.<path>" for prefix in sorted(entity.dotted)]
         lines.append(f"- {name}: {', '.join(names)}")
     return "\n".join(lines)

@@ -10,8 +10,10 @@ from typing import Annotated
 
 import typer
 
+from steward.cli.assistant_cmds import register as register_assistant_commands
 from steward.cli.audit_cmds import register as register_audit_commands
 from steward.cli.change_cmds import register as register_change_commands
+from steward.cli.mcp_cmds import register as register_mcp_commands
 from steward.cli.policy_cmds import register as register_policy_commands
 from steward.cli.server_cmds import register as register_server_commands
 from steward.errors import StewardError, UsageError
@@ -172,6 +174,8 @@ register_server_commands(app)
 register_audit_commands(app)
 register_policy_commands(app)
 register_change_commands(app)
+register_assistant_commands(app)
+register_mcp_commands(app)
 
 
 def run(argv: list[str]) -> int:

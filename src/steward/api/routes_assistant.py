@@ -1,0 +1,70 @@
+"""``POST /api/v1/ask``: the Infra Assistant over REST (thin; the rules live in
+:func:`steward.assistant.answer`).
+
+Needs ``query``; the generated query is authorised again for every entity it names, with
+the server's authoriser, so a question reads nothing its asker could not query. The model
+is the data directory's ``assistant.toml`` (read per request, so configuring needs no
+restart), or ``extras["assistant_model"]`` when the embedding application supplies one.
+Without a model the answer is 503 with how to configure one; ``/pdb/query/v4`` is
+unaffected.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from steward.assistant.config import AssistantConfigError, build_model, load_config
+from steward.assistant.core import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    AskError,
+    ModelFailed,
+    answer,
+)
+from steward.server.app import _json, _services, _state, require
+from steward.server.auth import Identity
+
+#: Where an embedding application (or a test) puts a ready pydantic-ai model.
+MODEL_EXTRA = "assistant_model"
+
+
+class AskBody(BaseModel):
+    question: str = Field(min_length=1, max_length=4000)
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT,
+                       description="At most this many rows")
+
+
+def model_for(request: Request) -> tuple[Any, str]:
+    """The application's model, else the data directory's configured one; and its output
+    mode."""
+    state = _state(request)
+    model = state.extras.get(MODEL_EXTRA)
+    if model is not None:
+        return model, "tool"
+    config = load_config(state.config.data_dir)
+    return build_model(config), config.output
+
+
+def install(app: FastAPI) -> None:
+    @app.post("/api/v1/ask", tags=["assistant"])
+    def ask(request: Request, body: AskBody,
+            identity: Annotated[Identity, Depends(require("query"))]) -> Response:
+        """A question in plain language: the query the model wrote, its rows, a summary."""
+        try:
+            model, output = model_for(request)
+        except AssistantConfigError as exc:
+            return _json({"error": str(exc)}, 503)
+        try:
+            result = answer(body.question, identity=identity, services=_services(request),
+                            model=model, authorizer=_state(request).authorizer,
+                            limit=body.limit, output=output)
+        except AskError as exc:
+            return _json({"error": str(exc),
+                          "attempts": [{"query": a.query, "error": a.error, "stage": a.stage}
+                                       for a in exc.attempts]},
+                         502 if isinstance(exc, ModelFailed) else 422)
+        return _json(result.to_json())

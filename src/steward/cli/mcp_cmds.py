@@ -1,0 +1,36 @@
+"""``steward mcp``: the MCP server over stdio (see docs/agents.md).
+
+Registered on the main typer app by :func:`register`; the server stack is imported inside
+the command so ``steward --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DataDirOption = Annotated[
+    Path,
+    typer.Option("--data-dir", envvar="STEWARD_DATA_DIR",
+                 help="Steward's data directory (made by 'steward init')."),
+]
+DEFAULT_DATA_DIR = Path(".steward")
+
+
+def mcp(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+    """Serve the MCP tools over stdin/stdout as the identity whose token is in STEWARD_TOKEN.
+
+    For local MCP clients (Claude Desktop, Claude Code, Cursor); remote clients use the
+    server's /mcp endpoint with a bearer token instead.
+    """
+    from steward.mcpserver.stdio import serve_stdio
+
+    serve_stdio(data_dir, os.environ.get("STEWARD_TOKEN"))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``steward mcp`` to the main CLI."""
+    app.command(name="mcp")(mcp)
