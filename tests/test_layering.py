@@ -25,7 +25,7 @@ ALLOWED_INTERNAL = {
 #: (``query`` precedes ``store``: the store runs the query compiler; the compiler needs no store.)
 LAYERS = ["errors", "catalog", "language", "secrets", "compiler", "facts", "engine", "agent",
           "transport", "query", "store", "gitrepo", "server", "pipeline", "assistant", "mcpserver",
-          "api", "demo", "cli"]
+          "agentflow", "api", "demo", "cli"]
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

@@ -37,6 +37,7 @@ from steward.agent.errors import (
     ServerUnavailable,
 )
 from steward.agent.state import AgentState
+from steward.agent.tasks import run_task
 from steward.errors import StewardError
 
 #: How long one run-now long poll may stay open (the server may answer sooner).
@@ -308,6 +309,9 @@ class Agent:
             except (ServerUnavailable, RequestFailed):
                 stop.wait(min(max(deadline - time.monotonic(), 0), 2.0))
                 continue
+            if isinstance(answer, dict) and isinstance(answer.get("task"), dict):
+                self._run_task(answer["task"])
+                continue
             if isinstance(answer, dict) and answer.get("run"):
                 commit = answer.get("commit")
                 change = answer.get("change")
@@ -315,6 +319,24 @@ class Agent:
                               commit=commit if isinstance(commit, str) else None,
                               change=change if isinstance(change, str) else None)
         return None
+
+    def _run_task(self, task: dict[str, Any]) -> None:
+        """Run a task job's part and post its result (a stop signal waits for it to end)."""
+        job = str(task.get("job", ""))
+        self.say(f"running task {task.get('task')!r} for job {job}"
+                 f"{' in noop' if task.get('noop') else ''}")
+        was = self.interruptible
+        self.interruptible = False
+        try:
+            body = run_task(task, root=self.config.root)
+            try:
+                self.client.request("POST", f"{self._base}/jobs/{job}/result", body)
+            except AgentError as exc:
+                self.say(f"could not send the result of job {job}: {exc}")
+                return
+            self.say(f"task {task.get('task')!r} for job {job}: {body['state']}")
+        finally:
+            self.interruptible = was
 
     def daemon(self, stop: threading.Event) -> int:
         """Run until ``stop`` is set (SIGTERM/SIGINT): now, then every interval (+ splay)."""

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from steward.api import routes, routes_assistant
+from steward.api.routes_tasks import TaskExtension
 from steward.gitrepo import GitError
 from steward.mcpserver.http import McpExtension
 from steward.pipeline.analyses import AnalysisMissing
@@ -114,7 +115,7 @@ def change_error_status(exc: ChangeError) -> int:
 
 
 def build_app(config: ServerConfig, *, services: Services | None = None) -> FastAPI:
-    app = create_app(config, services=services, extensions=[PipelineExtension(),
+    app = create_app(config, services=services, extensions=[PipelineExtension(), TaskExtension(),
                                                                McpExtension(config)])
     routes_assistant.install(app)  # POST /api/v1/ask (the Infra Assistant)
 

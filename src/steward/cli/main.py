@@ -10,12 +10,14 @@ from typing import Annotated
 
 import typer
 
+from steward.cli.agents_cmds import register as register_agents_commands
 from steward.cli.assistant_cmds import register as register_assistant_commands
 from steward.cli.audit_cmds import register as register_audit_commands
 from steward.cli.change_cmds import register as register_change_commands
 from steward.cli.mcp_cmds import register as register_mcp_commands
 from steward.cli.policy_cmds import register as register_policy_commands
 from steward.cli.server_cmds import register as register_server_commands
+from steward.cli.task_cmds import register as register_task_commands
 from steward.errors import StewardError, UsageError
 
 app = typer.Typer(
@@ -176,6 +178,8 @@ register_policy_commands(app)
 register_change_commands(app)
 register_assistant_commands(app)
 register_mcp_commands(app)
+register_agents_commands(app)
+register_task_commands(app)
 
 
 def run(argv: list[str]) -> int:

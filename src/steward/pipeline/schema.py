@@ -16,7 +16,7 @@ VERSION_TABLE = "steward_pipeline_version"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: Serialises concurrent server starts migrating one PostgreSQL database.
 _PG_LOCK_KEY = 0x5374_6570
-_MODULES = ("change_model", "rbac", "approvals", "deploy", "analyses")
+_MODULES = ("change_model", "rbac", "approvals", "deploy", "analyses", "jobs")
 
 
 def load_metadata() -> MetaData:

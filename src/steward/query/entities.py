@@ -434,6 +434,8 @@ def _audit_available(s: Scope) -> ColumnElement[bool]:
 #: The change pipeline's tables (steward.pipeline), readable where the server registers them.
 CHANGES_TABLE = "steward_changes"
 DEPLOYMENTS_TABLE = "steward_deployments"
+JOBS_TABLE = "steward_jobs"
+JOB_RESULTS_TABLE = "steward_job_results"
 
 
 def _pipeline_available(table: str, entity: str) -> Callable[[Scope], ColumnElement[bool]]:
@@ -819,9 +821,46 @@ def build_entities() -> dict[str, Entity]:
         natural_order=(col(DEPLOYMENTS_TABLE, "started_at"), col(DEPLOYMENTS_TABLE, "id")),
         where=_pipeline_available(DEPLOYMENTS_TABLE, "deployments"),
     )
+    jobs = Entity(
+        name="jobs",
+        base=JOBS_TABLE,
+        fields={f.name: f for f in (
+            string("id", JOBS_TABLE, nullable=False),
+            string("task", JOBS_TABLE, nullable=False),
+            string("environment", JOBS_TABLE, nullable=False),
+            number("noop", JOBS_TABLE, nullable=False),
+            string("query", JOBS_TABLE, nullable=False),
+            string("requested_by", JOBS_TABLE, nullable=False),
+            string("state", JOBS_TABLE, nullable=False),
+            timestamp("created_at", JOBS_TABLE, nullable=False),
+            timestamp("finished_at", JOBS_TABLE),
+        )},
+        default_fields=("id", "task", "environment", "noop", "query", "requested_by", "state",
+                        "created_at", "finished_at"),
+        natural_order=(col(JOBS_TABLE, "created_at"), col(JOBS_TABLE, "id")),
+        where=_pipeline_available(JOBS_TABLE, "jobs"),
+    )
+    job_results = Entity(
+        name="job_results",
+        base=JOB_RESULTS_TABLE,
+        fields={f.name: f for f in (
+            string("job", JOB_RESULTS_TABLE, "job_id", nullable=False),
+            string("certname", JOB_RESULTS_TABLE, nullable=False),
+            string("environment", JOB_RESULTS_TABLE, nullable=False),
+            string("state", JOB_RESULTS_TABLE, nullable=False),
+            number("exit_code", JOB_RESULTS_TABLE),
+            string("output", JOB_RESULTS_TABLE),
+            timestamp("started_at", JOB_RESULTS_TABLE),
+            timestamp("finished_at", JOB_RESULTS_TABLE),
+        )},
+        default_fields=("job", "certname", "environment", "state", "exit_code", "output",
+                        "started_at", "finished_at"),
+        natural_order=(col(JOB_RESULTS_TABLE, "job_id"), col(JOB_RESULTS_TABLE, "certname")),
+        where=_pipeline_available(JOB_RESULTS_TABLE, "job_results"),
+    )
     everything = (nodes, facts, fact_contents, fact_paths, fact_names, inventory, factsets,
                   resources, edges, catalogs, reports, events, environments, audit, changes,
-                  deployments)
+                  deployments, jobs, job_results)
     return {e.name: e for e in everything}
 
 

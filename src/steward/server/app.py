@@ -521,9 +521,13 @@ def _node_routes(app: FastAPI, config: ServerConfig) -> None:
         """Long poll: answers as soon as an operator asks this node to run, or at timeout."""
         signals = _state(request).signals
         assert signals is not None
-        claimed = await signals.wait(certname, min(timeout, config.long_poll_seconds))
+        claimed = await signals.wait(certname, min(timeout, config.long_poll_seconds),
+                                     _state(request).extras.get("task_claim"))
         if claimed is None:
             return {"run": False}
+        if isinstance(claimed, dict):
+            # A task job's part for this node (docs/tasks.md): run it, post the result.
+            return {"run": False, "task": claimed}
         answer: dict[str, Any] = {"run": True, "noop": claimed.noop,
                                   "requested_by": claimed.requested_by,
                                   "request_ids": list(claimed.ids)}
@@ -531,6 +535,16 @@ def _node_routes(app: FastAPI, config: ServerConfig) -> None:
             # Live prediction: fetch the catalog with ?commit= and run it in noop.
             answer.update(commit=claimed.commit, change=claimed.change_id)
         return answer
+
+    @app.post("/api/v1/nodes/{certname}/jobs/{job}/result", tags=["nodes"])
+    def post_job_result(request: Request, certname: str, job: str, _identity: NodeSelf,
+                        body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        """The node's outcome of its part of a task job (docs/tasks.md)."""
+        complete = _state(request).extras.get("task_complete")
+        if complete is None:
+            raise NotFoundError("tasks need the change pipeline (a git repository of desired "
+                                "state)")
+        return dict(complete(certname, job, body))
 
     @app.get("/api/v1/nodes/{certname}", tags=["nodes"])
     def get_node(request: Request, certname: str, _identity: NodeOrQuery) -> dict[str, Any]:

@@ -42,6 +42,8 @@ ENTITY_PERMISSIONS: Final[dict[str, str]] = {
     "audit": "audit:read",
     "changes": "desired_state:read",
     "deployments": "desired_state:read",
+    "job_results": "report:read",
+    "jobs": "report:read",
     "events": "report:read",
     "reports": "report:read",
 }

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -204,13 +205,27 @@ class RunSignals:
                     found[int(row.id)] = RequestState(int(row.id), row.claimed_at, row.error)
         return found
 
-    async def wait(self, certname: str, timeout: float) -> RunRequest | None:
-        """Return a claimed request as soon as there is one, or None after ``timeout``."""
+    def wake(self, certname: str) -> None:
+        """Wake ``certname``'s waiting poll (e.g. a task job has work for it); event loop only."""
+        self._event(certname).set()
+
+    async def wait(self, certname: str, timeout: float,
+                   also: Callable[[str], dict[str, Any] | None] | None = None,
+                   ) -> RunRequest | dict[str, Any] | None:
+        """Return a claimed request as soon as there is one, or None after ``timeout``.
+
+        ``also`` claims other work for the node (a higher layer's task jobs); what it returns
+        is answered as is.
+        """
         deadline = time.monotonic() + max(0.0, timeout)
         event = self._event(certname)
         while True:
             # Cleared before looking, so a request made after the look still wakes us.
             event.clear()
+            if also is not None:
+                work = await run_in_threadpool(also, certname)
+                if work is not None:
+                    return work
             claimed = await run_in_threadpool(self.claim, certname)
             if claimed is not None:
                 return claimed
