@@ -181,6 +181,8 @@ def test_propose_analyse_approve_deploy_halt_rollback_audit(
         assert "change.propose" in actions
         assert "change.deploy" in actions
         assert {r["certname"] for r in trace["reports"]} == set(NODES)
+        enforced = {e["target"] for e in trace["audit"] if e["action"] == "node.enforced"}
+        assert enforced == {f"change:{cid}/node:{name}" for name in NODES}
         denied_rows = server.api("GET", "/pdb/query/v4",
                                  params={"query": 'audit[actor, action] { outcome = "denied" }'})
         assert any(r["actor"] == "agent:planner-bot" for r in denied_rows), denied_rows

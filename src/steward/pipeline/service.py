@@ -14,7 +14,6 @@ gates between states are all here:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Mapping
@@ -487,8 +486,10 @@ class Pipeline:
                                         "detail": final.detail})
         for node in final.nodes:
             if node["status"] in ("succeeded", "failed"):
+                # Under the change's target, so its trace finds them without a scan.
                 await run_in_threadpool(
-                    self._audit, SYSTEM, "node.enforced", f"node:{node['certname']}",
+                    self._audit, SYSTEM, "node.enforced",
+                    f"change:{change_id}/node:{node['certname']}",
                     outcome=node["status"],
                     reason=node["detail"],
                     parameters={"change": change_id, "deployment": final.id,
@@ -582,9 +583,6 @@ class Pipeline:
                     reports.append({"deployment": deployment["id"], "certname": node["certname"],
                                     "report": node["report"], "status": node["status"],
                                     "commit": deployment["commit"]})
-        enforced = [e for e in audit.for_target("node:")
-                    if (e.get("parameters") or {}).get("change") in related]
-        entries.extend(enforced)
         entries.sort(key=lambda e: e["id"])
         return {
             "format": 1,
@@ -600,6 +598,3 @@ class Pipeline:
 def _same(a: str, b: str) -> bool:
     return a.casefold() == b.casefold()
 
-
-async def run_in_background(coro: Any) -> asyncio.Task[Any]:
-    return asyncio.create_task(coro)
