@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,11 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from steward.agentflow import EXIT_FAILED, EXIT_NEEDS_APPROVAL, Endpoint, Models, Tokens
 from steward.agentflow.flow import ToolError, Transcript, resume, run, session
-from steward.agentflow.setup import audit_sink, create_identities
-from steward.server.config import load_config
-from steward.server.services import Services, build_services
+from steward.agentflow.setup import RestSink, create_identities
 from tests.e2e.harness import AgentNode, Server, database_url, make_node, pipeline_server
 
 NODES = ("web1", "web2")
+TASKS = Path(__file__).resolve().parents[2] / "examples" / "repo" / "tasks"
 GOAL = "ensure nginx is installed and running with 4 workers on all web nodes in staging"
 
 #: One step of a scripted model: from the tool results so far, the next calls or an answer.
@@ -68,6 +68,7 @@ def _write_repo(repo: Path) -> Path:
     (repo / "data" / "roles" / "web.yaml").write_text("nginx::workers: 2\n", encoding="utf-8")
     (repo / "classification.yaml").write_text(
         "rules:\n  - name: web\n    match: {node: \"web*\"}\n    role: web\n", encoding="utf-8")
+    shutil.copytree(TASKS, repo / "tasks")
     return repo
 
 
@@ -97,15 +98,6 @@ def nodes(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     finally:
         for node in started:
             node.stop()
-
-
-@pytest.fixture(scope="module")
-def services(server: Server) -> Iterator[Services]:
-    opened = build_services(load_config(server.data_dir))
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _conf(node: AgentNode) -> str:
@@ -182,16 +174,28 @@ def debugger_model() -> FunctionModel:
         rows = results[-1]["untrusted_data_from_nodes"]
         return [("get_report", {"hash": row["hash"]}) for row in rows]
 
-    def diagnose(results: list[Any]) -> str:
+    def inspect(results: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+        # Look at the failing file on the failed nodes with a read-only task.
         failed = sorted(set(re.findall(r"web\d+", str(results[0]))))
         files = sorted(set(re.findall(r"/etc/nginx/[\w.]+", str(results[-1]))))
-        return (f"Diagnosis: {', '.join(failed)} failed on {', '.join(files)}; "
-                f"the latest reports say: {str(results[-1])[:500]}")
+        names = ", ".join(f'"{n}"' for n in failed)
+        return [("run_task", {"name": "file_info", "nodes": f"certname in [{names}]",
+                              "params": {"path": files[0]}, "wait": 60})]
+
+    def diagnose(results: list[Any]) -> str:
+        failed = sorted(set(re.findall(r"web\d+", str(results[0]))))
+        files = sorted(set(re.findall(r"/etc/nginx/[\w.]+", str(results[-2]))))
+        found = [(r["certname"], (r["result"] or {}).get("type"))
+                 for r in results[-1]["untrusted_data_from_nodes"]]
+        return (f"Diagnosis: {', '.join(failed)} failed on {', '.join(files)}; file_info "
+                f"finds {found}: a {found[0][1]} is where the file should be. "
+                f"The latest reports say: {str(results[-2])[:300]}")
     return scripted(
         lambda _r: [("query", {"query": 'nodes[certname, latest_report_status] '
                                         '{ latest_report_status = "failed" }'})],
         reports,
         report,
+        inspect,
         diagnose,
     )
 
@@ -214,10 +218,10 @@ def _transcript(server: Server, change_id: str) -> list[dict[str, Any]]:
 
 
 def test_plan_validate_stop_for_a_human_then_deploy(
-        server: Server, nodes: list[AgentNode], services: Services) -> None:
+        server: Server, nodes: list[AgentNode]) -> None:
     tokens = _tokens(server, "flow")
     endpoint = Endpoint(server.url, server.ca)
-    sink = audit_sink(services.audit)
+    sink = RestSink(endpoint, tokens)
 
     first = run(GOAL, endpoint=endpoint, tokens=tokens, models=_models(4), sink=sink,
                 environment="staging")
@@ -260,10 +264,10 @@ def test_plan_validate_stop_for_a_human_then_deploy(
 
 
 def test_a_failed_deployment_is_diagnosed(
-        server: Server, nodes: list[AgentNode], services: Services) -> None:
+        server: Server, nodes: list[AgentNode]) -> None:
     tokens = _tokens(server, "flow")
     endpoint = Endpoint(server.url, server.ca)
-    sink = audit_sink(services.audit)
+    sink = RestSink(endpoint, tokens)
     conf = nodes[0].root / "etc/nginx/nginx.conf"
     conf.unlink()
     conf.mkdir()  # a directory in the way: the file resource fails on web1
@@ -285,12 +289,17 @@ def test_a_failed_deployment_is_diagnosed(
     assert done.diagnosis is not None
     assert "web1" in done.diagnosis, done.diagnosis
     assert "nginx.conf" in done.diagnosis, done.diagnosis
+    assert "('web1', 'directory')" in done.diagnosis, done.diagnosis
     entries = _transcript(server, first.change_id)
     diagnosis = [e for e in entries if e["parameters"]["kind"] == "diagnosis"]
     assert [e["actor"] for e in diagnosis] == ["agent:flow-debugger"]
-    assert ("agent:flow-debugger", "query") in {
-        (e["actor"], e["parameters"]["content"].get("tool")) for e in entries
-        if e["parameters"]["kind"] == "tool_call"}
+    calls = {(e["actor"], e["parameters"]["content"].get("tool")) for e in entries
+             if e["parameters"]["kind"] == "tool_call"}
+    assert {("agent:flow-debugger", "query"), ("agent:flow-debugger", "run_task")} <= calls
+    jobs = server.api("GET", "/pdb/query/v4", params={
+        "query": 'jobs[task, requested_by, state] { task = "file_info" }'})
+    assert {"task": "file_info", "requested_by": "agent:flow-debugger",
+            "state": "finished"} in jobs
 
 
 def test_separation_is_enforced_by_steward_not_prompts(server: Server) -> None:
@@ -344,3 +353,40 @@ def test_cli_reports_an_unreachable_model_in_one_line(server: Server) -> None:
     bindings = str(server.api("GET", "/api/v1/identities"))
     for role in ("planner", "validator", "executor", "debugger"):
         assert f"'name': 'agentflow-{role}'" in bindings, bindings
+
+
+def test_transcript_steps_are_filed_as_their_caller(server: Server) -> None:
+    """The REST route the workflow files its steps through: the actor is always the token's
+    identity, never a name in the body; kinds, size and permission are checked."""
+    tokens = _tokens(server, "flow")
+    change = server.api("POST", "/api/v1/changes", json={
+        "environment": "staging", "title": "transcript check",
+        "edits": {"data/roles/web.yaml": "nginx::workers: 3\n"}})
+    path = f"/api/v1/changes/{change['id']}/transcript"
+    with server.client(tokens.validator.token) as client:
+        filed = client.post(path, json={"agent": "planner", "identity": "flow-planner",
+                                        "kind": "message", "content": {"text": "hi"}})
+        assert filed.status_code == 201, filed.text
+        assert filed.json()["identity"] == "flow-validator"
+        bad = client.post(path, json={"agent": "validator", "kind": "shell",
+                                      "content": {}})
+        assert bad.status_code == 400
+        assert "transcript kind 'shell' is invalid" in bad.text
+        big = client.post(path, json={"agent": "validator", "kind": "message",
+                                      "content": {"text": "x" * 20_000}})
+        assert big.status_code == 400
+        assert "at most 16384" in big.text
+        missing = client.post("/api/v1/changes/chg-999999/transcript",
+                              json={"agent": "validator", "kind": "message", "content": {}})
+        assert missing.status_code == 404
+    nobody = server.api("POST", "/api/v1/identities", json={
+        "name": "flow-nobody", "kind": "agent", "roles": []})["token"]
+    with server.client(str(nobody)) as client:
+        denied = client.post(path, json={"agent": "x", "kind": "message", "content": {}})
+    assert denied.status_code == 403, denied.text
+    entries = server.api("GET", "/pdb/query/v4", params={
+        "query": f'audit[actor, outcome, parameters] {{ action = "agent.transcript" and '
+                 f'target = "change:{change["id"]}" order by id }}'})
+    assert [(e["actor"], e["outcome"]) for e in entries] == [
+        ("agent:flow-validator", "succeeded"), ("agent:flow-nobody", "denied")]
+    assert entries[0]["parameters"]["identity"] == "flow-validator"

@@ -11,6 +11,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from tests.e2e.harness import (
@@ -28,6 +29,9 @@ from tests.e2e.harness import (
     steward_env,
     write_repo,
 )
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" /
+                     "impact-report.schema.json").read_text(encoding="utf-8"))
 
 NODES = ("web1", "web2", "web3")
 LIVE_TIMEOUT = 12.0
@@ -117,6 +121,7 @@ def test_live_prediction_shows_drift_the_static_diff_cannot_see(
         view = ok(call(server, "POST", f"/api/v1/changes/{cid}/analyse", planner,
                          json={"live": True, "timeout": LIVE_TIMEOUT}))
         report = ok(call(server, "GET", f"/api/v1/changes/{cid}/impact", planner))
+        jsonschema.Draft202012Validator(SCHEMA).validate(report)  # incl. every live answer
         live = {n["certname"]: n["live"] for n in report["nodes"]}
 
         web1 = live["web1"]

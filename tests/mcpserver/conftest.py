@@ -17,7 +17,9 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 
 from steward.mcpserver import Rollouts, build_mcp
+from steward.mcpserver.task_tools import TaskAccess
 from steward.pipeline.service import Pipeline
+from steward.pipeline.task_service import TaskService
 from steward.server.auth import Identity
 from steward.server.config import init_data_dir, load_config
 from steward.server.runs import RunSignals
@@ -45,6 +47,15 @@ def write_repo(repo: Path) -> Path:
                                                        encoding="utf-8")
     (repo / "classification.yaml").write_text(
         "rules:\n  - name: all\n    match: {node: \"*\"}\n    role: base\n", encoding="utf-8")
+    (repo / "tasks").mkdir()
+    (repo / "tasks" / "greet.yaml").write_text(
+        "description: Says hello with a secret\nread_only: true\nsupports_noop: true\n"
+        "parameters:\n  who: {type: string, default: world}\n"
+        "  token: {type: string, sensitive: true}\n", encoding="utf-8")
+    (repo / "tasks" / "greet.sh").write_text('echo "hello $PT_who"\n', encoding="utf-8")
+    (repo / "tasks" / "reboot.yaml").write_text(
+        "description: Not read-only, no noop\nread_only: false\n", encoding="utf-8")
+    (repo / "tasks" / "reboot.sh").write_text("echo rebooting\n", encoding="utf-8")
     return repo
 
 
@@ -66,13 +77,16 @@ class Fleet:
     pipeline: Pipeline
     identities: dict[str, Identity]
     report_hash: str
+    task_service: TaskService
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
-    def server(self, who: str) -> MCPServer:
+    def server(self, who: str, *, holds_secrets: bool = True) -> MCPServer:
         identity = self.identities[who]
         signals = RunSignals(self.services.engine)
         return build_mcp(lambda: self.pipeline, lambda _access: identity,
-                         rollouts=Rollouts(lambda: signals, lambda: self.tasks))
+                         rollouts=Rollouts(lambda: signals, lambda: self.tasks),
+                         tasks=TaskAccess(lambda: self.task_service, lambda: signals,
+                                          holds_secrets=holds_secrets))
 
     def audit(self, action: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self.services.store.query(
@@ -86,6 +100,7 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
           ) -> Iterator[Fleet]:
     from steward.pipeline.change_model import changes
     from steward.pipeline.deploy import deployments
+    from steward.pipeline.jobs import job_results, jobs
     from steward.pipeline.schema import migrate
 
     backend = str(request.param)
@@ -97,7 +112,8 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         try:
             migrate(services.engine)
             services.store.add_query_tables({changes.name: changes,
-                                             deployments.name: deployments})
+                                             deployments.name: deployments,
+                                             jobs.name: jobs, job_results.name: job_results})
             pipeline = Pipeline(services)
             identities: dict[str, Identity] = {}
             for name, role in ROLES.items():
@@ -115,6 +131,9 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                  "kernel": "Linux"}, datetime.now(UTC))
             report_hash = services.store.store_report(
                 report_for("web1", "7d3f4c1e-0000-4000-8000-000000000001"))
-            yield Fleet(services, pipeline, identities, report_hash)
+            join = services.tokens.create("join", "fleet", created_by="test")["token"]
+            services.enrollment.request("web1", None, join=services.tokens.authenticate(
+                str(join)), remote=None)
+            yield Fleet(services, pipeline, identities, report_hash, TaskService(pipeline))
         finally:
             services.close()

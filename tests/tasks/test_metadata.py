@@ -42,7 +42,8 @@ def _spec() -> TaskSpec:
 
 def test_the_shipped_tasks_are_valid() -> None:
     names = sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
-    assert names == ["disk_usage", "journal", "port_check", "restart_service", "service_status"]
+    assert names == ["disk_usage", "file_info", "journal", "port_check", "restart_service",
+                     "service_status"]
     specs = {n: parse_task(n, (EXAMPLES / f"{n}.yaml").read_text()) for n in names}
     assert {n for n, s in specs.items() if s.read_only} == set(names) - {"restart_service"}
     assert specs["restart_service"].supports_noop

@@ -81,8 +81,8 @@ def test_tasks_run_on_pull_agents_with_rbac_noop_and_results(server: Server,
 
         listed = ok(call(server, "GET", "/api/v1/tasks?environment=staging", executor))
         assert [t["name"] for t in listed["tasks"]] == [
-            "disk_usage", "greet", "journal", "no_noop", "port_check", "restart_service",
-            "service_status"]
+            "disk_usage", "file_info", "greet", "journal", "no_noop", "port_check",
+            "restart_service", "service_status"]
 
         # -- a read-only task on both nodes, results per node ------------------------------
         job = ok(_run(server, executor, "disk_usage", params={"path": "/etc"}))

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 from mcp import Client
@@ -121,8 +121,11 @@ class Step:
                 "content": self.content}
 
 
-#: Receives (change id, step) for each step once the change is known.
-Sink = Callable[[str, Step], None]
+class Sink(Protocol):
+    """Receives (change id, step) for each step once the change is known; ``flush`` (when
+    the sink has one) is awaited at the end of each agent's session and of the run."""
+
+    def __call__(self, change_id: str, step: Step) -> None: ...
 
 
 @dataclass
@@ -145,6 +148,11 @@ class Transcript:
         if self.sink is not None:
             for step in self.steps:
                 self.sink(change_id, step)
+
+    async def flush(self) -> None:
+        flush = getattr(self.sink, "flush", None)
+        if flush is not None:
+            await flush()
 
 
 @dataclass
@@ -241,7 +249,10 @@ async def session(endpoint: Endpoint, role: str, identity: AgentIdentity,
     async with httpx2.AsyncClient(verify=tls, timeout=httpx2.Timeout(120.0),
                                   headers=headers) as http, \
             Client(streamable_http_client(endpoint.url, http_client=http)) as client:
-        yield McpSession(client, role, identity.name, transcript)
+        try:
+            yield McpSession(client, role, identity.name, transcript)
+        finally:  # what the agent did is filed even when its session ends in an error
+            await transcript.flush()
 
 
 def _clip(document: Any) -> Any:
@@ -298,6 +309,7 @@ async def run_async(goal: str, *, endpoint: Endpoint, tokens: Tokens, models: Mo
         raise AgentFlowError("the planner agent did not propose a change "
                              "(no successful propose_change call)")
     transcript.bind(change_id)
+    await transcript.flush()
     async with session(endpoint, "validator", tokens.validator, transcript) as validator:
         await validator.run_agent(models.validator,
                                   f"Validate change {change_id} (goal: {goal}).")
@@ -344,6 +356,7 @@ async def _execute(change_id: str, transcript: Transcript, *, endpoint: Endpoint
             f"{deployment.get('state')}; failed nodes: {', '.join(failed) or 'none'}. "
             "Diagnose it.")
     transcript.add(Step("debugger", tokens.debugger.name, "diagnosis", {"text": diagnosis}))
+    await transcript.flush()
     return FlowResult("failed", change_id, deployment=deployment, diagnosis=diagnosis,
                       transcript=transcript.steps)
 

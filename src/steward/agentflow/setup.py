@@ -15,7 +15,6 @@ from steward.agentflow.flow import (
     AgentFlowError,
     AgentIdentity,
     Endpoint,
-    Sink,
     Step,
     Tokens,
 )
@@ -79,14 +78,46 @@ def _message(response: httpx.Response) -> str:
     return str(body)
 
 
-def audit_sink(audit: Any) -> Sink:
-    """A sink writing each step as an ``agent.transcript`` audit entry on ``change:ID``.
+class RestSink:
+    """Files each step in the change's audit trail through the REST API, as its own agent.
 
-    ``audit`` is the server's audit log (``Services.audit``), opened from the data
-    directory on the server host; each entry's actor is the agent that took the step.
+    ``POST /api/v1/changes/{id}/transcript`` with the token of the agent that took the step:
+    the server records the entry under the authenticated identity, so the transcript is as
+    trustworthy as the rest of the audit log, and the workflow can run on any host. Steps are
+    queued as they happen (the transcript is synchronous) and sent in order by
+    :meth:`flush`, which the workflow awaits at the end of each agent's session.
     """
-    def record(change_id: str, step: Step) -> None:
-        audit.record(actor=f"agent:{step.identity}", actor_kind="agent",
-                     action="agent.transcript", target=f"change:{change_id}",
-                     outcome="succeeded", parameters=step.to_json())
-    return record
+
+    def __init__(self, endpoint: Endpoint, tokens: Tokens) -> None:
+        self.endpoint = endpoint
+        self._tokens = {tokens.of(role).name: tokens.of(role).token for role in ROLES}
+        self.pending: list[tuple[str, Step]] = []
+
+    def __call__(self, change_id: str, step: Step) -> None:
+        self.pending.append((change_id, step))
+
+    async def flush(self) -> None:
+        if not self.pending:
+            return
+        verify = ssl.create_default_context(cafile=self.endpoint.ca_cert)
+        async with httpx.AsyncClient(base_url=self.endpoint.server, verify=verify,
+                                     timeout=60) as client:
+            while self.pending:
+                change_id, step = self.pending[0]
+                token = self._tokens.get(step.identity)
+                if token is None:
+                    raise AgentFlowError(f"no token for agent identity {step.identity!r}: "
+                                         "its transcript step cannot be filed")
+                body = {"agent": step.agent, "kind": step.kind, "content": step.content}
+                try:
+                    response = await client.post(
+                        f"/api/v1/changes/{change_id}/transcript", json=body,
+                        headers={"Authorization": f"Bearer {token}"})
+                except httpx.HTTPError as exc:
+                    raise AgentFlowError(f"cannot reach {self.endpoint.server} to file the "
+                                         f"transcript: {exc}") from None
+                if not response.is_success:
+                    raise AgentFlowError(
+                        f"filing a transcript step of {step.identity} on {change_id} failed "
+                        f"({response.status_code}: {_message(response)})")
+                self.pending.pop(0)

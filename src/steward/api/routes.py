@@ -57,6 +57,12 @@ class ValidateBody(BaseModel):
     evidence: str = ""
 
 
+class TranscriptBody(BaseModel):
+    agent: str = Field(min_length=1, max_length=64, description="The agent's role, e.g. planner")
+    kind: str = Field(description="prompt, tool_call, tool_result, message or diagnosis")
+    content: dict[str, Any] = Field(default_factory=dict)
+
+
 class DeployBody(BaseModel):
     strategy: dict[str, Any] | None = None
 
@@ -176,6 +182,13 @@ def install(app: FastAPI) -> None:
                  identity: Authenticated) -> Response:
         return _json(_pipeline(request).record_validation(identity, change_id, body.verdict,
                                                           body.evidence))
+
+    @app.post("/api/v1/changes/{change_id}/transcript", tags=tags, status_code=201)
+    def transcript(request: Request, change_id: str, body: TranscriptBody,
+                   identity: Authenticated) -> Response:
+        """One step of an agent's work, filed in the change's audit trail as its caller."""
+        return _json(_pipeline(request).record_transcript(identity, change_id, body.agent,
+                                                          body.kind, body.content), 201)
 
     @app.post("/api/v1/changes/{change_id}/deploy", tags=tags, status_code=202)
     async def deploy(request: Request, change_id: str, identity: Authenticated,

@@ -15,12 +15,13 @@ from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from steward.mcpserver.task_tools import TASK_SERVICE
 from steward.pipeline.jobs import JobError, JobNotFound, job_results, jobs
 from steward.pipeline.task_service import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, TaskService
 from steward.pipeline.tasks import TaskError, TaskNotFound
 from steward.server.app import AppState, Authenticated, _state
 
-SERVICE = "task_service"
+SERVICE = TASK_SERVICE
 
 
 class RunBody(BaseModel):

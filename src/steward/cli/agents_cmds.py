@@ -9,7 +9,6 @@ printed) or the validator failed the change; 1 any other error.
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,7 +53,7 @@ def run(
     from steward.agentflow import Endpoint, Models
     from steward.agentflow import resume as resume_flow
     from steward.agentflow import run as run_flow
-    from steward.agentflow.setup import TOKENS_FILE, audit_sink, create_identities, load_tokens
+    from steward.agentflow.setup import TOKENS_FILE, RestSink, create_identities, load_tokens
     from steward.assistant.config import build_model, load_config, parse_spec
     from steward.cli.client import resolve
 
@@ -68,26 +67,14 @@ def run(
         tokens = load_tokens(tokens_file)
     else:
         tokens = create_identities(endpoint, connection.token, data_dir / TOKENS_FILE)
-    with ExitStack() as stack:
-        sink = None
-        if (data_dir / "config.json").is_file():
-            # On the server host: each step becomes an audit entry on the change.
-            from steward.server.config import load_config as load_server_config
-            from steward.server.services import build_services
-
-            services = build_services(load_server_config(data_dir))
-            stack.callback(services.close)
-            sink = audit_sink(services.audit)
-        else:
-            typer.echo("note: no local data directory; the transcript is not attached to the "
-                       "audit trail (use --transcript PATH to keep it)", err=True)
-        kwargs: dict[str, Any] = {"endpoint": endpoint, "tokens": tokens, "models": models,
-                                  "sink": sink}
-        if resume is not None:
-            result = resume_flow(resume, **kwargs)
-        else:
-            assert goal is not None
-            result = run_flow(goal, environment=environment, **kwargs)
+    # Each agent files its own steps on the change through the REST API (any host).
+    kwargs: dict[str, Any] = {"endpoint": endpoint, "tokens": tokens, "models": models,
+                              "sink": RestSink(endpoint, tokens)}
+    if resume is not None:
+        result = resume_flow(resume, **kwargs)
+    else:
+        assert goal is not None
+        result = run_flow(goal, environment=environment, **kwargs)
     if transcript_file is not None:
         transcript_file.write_text(json.dumps([s.to_json() for s in result.transcript],
                                               indent=2, sort_keys=True) + "\n",

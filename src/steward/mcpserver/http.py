@@ -24,7 +24,9 @@ from starlette.routing import Route
 
 from steward.mcpserver.auth import StewardTokenVerifier, identity_from_access_token
 from steward.mcpserver.server import Rollouts, build_mcp
+from steward.mcpserver.task_tools import TASK_SERVICE, TaskAccess
 from steward.pipeline.service import Pipeline
+from steward.pipeline.task_service import TaskService
 from steward.server.app import AppState
 from steward.server.config import ServerConfig
 
@@ -41,6 +43,7 @@ class McpExtension:
         self.server: MCPServer = build_mcp(
             self._pipeline, identity_from_access_token,
             rollouts=Rollouts(self._signals, self._tasks),
+            tasks=TaskAccess(self._task_service, self._signals),
             auth=AuthSettings(issuer_url=config.server_url,  # type: ignore[arg-type]
                               resource_server_url=config.server_url + MCP_PATH,  # type: ignore[arg-type]
                               validate_token_resource=False),
@@ -60,6 +63,10 @@ class McpExtension:
 
     def _signals(self) -> Any:
         return self._live().signals
+
+    def _task_service(self) -> TaskService | None:
+        found = self._live().extras.get(TASK_SERVICE)
+        return found if isinstance(found, TaskService) else None
 
     def _tasks(self) -> set[asyncio.Task[Any]]:
         tasks: set[asyncio.Task[Any]] = self._live().extras.setdefault("pipeline_tasks", set())

@@ -5,7 +5,9 @@ looked up on every call (a revoked token stops working at once) and checked at s
 bad token fails before the client connects. The process opens the data directory's database
 like the server does; rollouts started with ``deploy_change`` run in this process (run-now
 requests are rows, so the server's long polls see them), and it waits for them to finish
-before it exits.
+before it exits. Task jobs started with ``run_task`` are rows the server's long polls hand to
+the nodes; a task's sensitive parameters are refused here, since only the process that
+starts a job holds their values (see :mod:`steward.mcpserver.task_tools`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import Any
 from steward.errors import StewardError
 from steward.mcpserver.auth import authenticate_principal, token_resolver
 from steward.mcpserver.server import Rollouts, build_mcp
+from steward.mcpserver.task_tools import TaskAccess
 from steward.pipeline.schema import migrate
 from steward.pipeline.service import Pipeline
+from steward.pipeline.task_service import TaskService
 from steward.server.auth import AuthenticationError
 from steward.server.config import load_config
 from steward.server.runs import RunSignals
@@ -62,8 +66,11 @@ def serve_stdio(data_dir: Path, token: str | None) -> None:
 async def _serve(pipeline: Pipeline, engine: Any, token: str) -> None:
     tasks: set[asyncio.Task[Any]] = set()
     signals = RunSignals(engine)
+    task_service = TaskService(pipeline)
     server = build_mcp(lambda: pipeline, token_resolver(pipeline.services, token),
-                       rollouts=Rollouts(lambda: signals, lambda: tasks))
+                       rollouts=Rollouts(lambda: signals, lambda: tasks),
+                       tasks=TaskAccess(lambda: task_service, lambda: signals,
+                                        holds_secrets=False))
     await server.run_stdio_async()
     if tasks:
         print(f"steward mcp: waiting for {len(tasks)} rollout(s) to finish", file=sys.stderr)

@@ -5,10 +5,21 @@ are queryable (PQL entities ``jobs`` and ``job_results``) and survive the server
 take their part of a job through the run-wait long poll (:meth:`JobStore.claim`) and post the
 outcome to ``POST /api/v1/nodes/{certname}/jobs/{job}/result`` (:meth:`JobStore.complete`).
 
+Everything a part needs except secrets is in the database, so a job outlives the process
+that created it: the script is stored once per (job, environment) in ``steward_job_scripts``
+(10,000 nodes of one environment share one row; the rows are deleted when the job finishes,
+since the script stays in git at the recorded commit). A job created by one process -- e.g.
+``steward mcp`` over stdio, which opens the data directory's database itself -- is therefore
+served by the server process, and a job without sensitive parameters survives a restart.
+
+Sensitive parameter *values* are never stored, only their *names*
+(``steward_jobs.sensitive``); the values live in the memory of the process that created the
+job until it finishes. A part of such a job claimed through a process that does not hold the
+values (the creator restarted, or was another process) fails at claim with an output saying
+so and asking for the task to be run again, instead of running the script without them.
+
 The concurrency limit is enforced at claim time: a node's part starts only while fewer than
-``concurrency`` parts of the job are running; the others wait for a later poll. Sensitive
-parameter values are never stored: they live in this process's memory only until every node
-has taken its part (a server restart in between fails the nodes that had not).
+``concurrency`` parts of the job are running; the others wait for a later poll.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    delete,
     func,
     insert,
     select,
@@ -57,6 +69,19 @@ jobs = Table(
     Column("timeout", Integer, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime(), nullable=True),
+    # Names (never values) of the sensitive parameters, sorted; NULL on jobs created before
+    # revision 0003 (their parts cannot be served after the upgrade anyway: no scripts).
+    Column("sensitive", JSON, nullable=True),
+)
+
+job_scripts = Table(
+    "steward_job_scripts",
+    metadata,
+    Column("job_id", String(32), ForeignKey("steward_jobs.id"), primary_key=True),
+    Column("environment", String(255), primary_key=True),
+    Column("commit", String(64), nullable=False),
+    Column("script_name", String(255), nullable=False),
+    Column("script", Text, nullable=False),
 )
 
 job_results = Table(
@@ -100,27 +125,41 @@ class NodePart:
 
 
 class JobStore:
-    """Jobs in the database, plus what a job needs while it runs (scripts, secrets)."""
+    """Jobs in the database, plus the values of their sensitive parameters (memory only)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()
-        # job id -> (certname -> part), and job id -> sensitive values: never stored.
-        self._parts: dict[str, dict[str, NodePart]] = {}
+        # job id -> sensitive values, for jobs this process created: never stored.
         self._secrets: dict[str, dict[str, Any]] = {}
 
     def create(self, *, task: str, environment: str, noop: bool, stored_params: dict[str, Any],
                secret_params: dict[str, Any], query: str, requested_by: str,
                concurrency: int, timeout: int, parts: list[NodePart],
                skipped: dict[str, str]) -> str:
+        scripts: dict[str, NodePart] = {}
+        for part in parts:
+            first = scripts.setdefault(part.environment, part)
+            if (first.commit, first.script_name, first.script) != \
+                    (part.commit, part.script_name, part.script):
+                # One stored script per environment: its nodes all run the branch's tip.
+                raise JobError(f"nodes {first.certname!r} and {part.certname!r} of environment "
+                               f"{part.environment!r} were given different scripts of task "
+                               f"{task!r}")
         job_id = f"job-{utcnow():%Y%m%d%H%M%S}-{secrets.token_hex(4)}"
         now = utcnow()
         with self.engine.begin() as conn:
+            self._forget_finished(conn)
             conn.execute(insert(jobs).values(
                 id=job_id, task=task, environment=environment, noop=1 if noop else 0,
                 parameters=stored_params, query=query[:4000], requested_by=requested_by,
                 state="finished" if not parts else "running", concurrency=concurrency,
-                timeout=timeout, created_at=now, finished_at=None if parts else now))
+                timeout=timeout, created_at=now, finished_at=None if parts else now,
+                sensitive=sorted(secret_params)))
+            for env, part in sorted(scripts.items()):
+                conn.execute(insert(job_scripts).values(
+                    job_id=job_id, environment=env, commit=part.commit,
+                    script_name=part.script_name, script=part.script))
             for part in parts:
                 conn.execute(insert(job_results).values(
                     job_id=job_id, certname=part.certname, environment=part.environment,
@@ -129,14 +168,29 @@ class JobStore:
                 conn.execute(insert(job_results).values(
                     job_id=job_id, certname=certname, environment="", commit="",
                     state="skipped", finished_at=now, output=reason))
-        with self._lock:
-            self._parts[job_id] = {p.certname: p for p in parts}
-            self._secrets[job_id] = dict(secret_params)
+        if parts and secret_params:
+            with self._lock:
+                self._secrets[job_id] = dict(secret_params)
         return job_id
 
+    def holds_secrets_for(self, job_id: str) -> bool:
+        """Whether this process can serve the job's parts: it has no sensitive parameter, or
+        this process created it and still holds their values (an unknown job: False)."""
+        with db.reading(self.engine) as conn:
+            names = conn.execute(select(jobs.c.sensitive).where(jobs.c.id == job_id)).first()
+        if names is None:
+            return False
+        with self._lock:
+            return not names.sensitive or job_id in self._secrets
+
     def claim(self, certname: str) -> dict[str, Any] | None:
-        """The oldest pending part for ``certname`` that may start now, marked running."""
-        r, j = job_results.c, jobs.c
+        """The oldest pending part for ``certname`` that may start now, marked running.
+
+        A part that cannot be served by this process (its script is not stored, or the values
+        of its sensitive parameters are held by another process or were lost in a restart) is
+        marked failed with the reason, and the next pending part is tried.
+        """
+        r, j, s = job_results.c, jobs.c, job_scripts.c
         with db.reading(self.engine) as conn:
             rows = conn.execute(
                 select(r.job_id).join(jobs, jobs.c.id == r.job_id)
@@ -147,19 +201,31 @@ class JobStore:
             job_id = str(row.job_id)
             with self.engine.begin() as conn:
                 job = conn.execute(select(j.task, j.noop, j.parameters, j.concurrency,
-                                          j.timeout).where(j.id == job_id)).one()
+                                          j.timeout, j.sensitive).where(j.id == job_id)).one()
                 running = conn.execute(select(func.count()).select_from(job_results).where(
                     and_(r.job_id == job_id, r.state == "running"))).scalar_one()
                 if running >= job.concurrency:
                     continue
+                script = conn.execute(
+                    select(s.script_name, s.script).select_from(job_results.join(
+                        job_scripts, and_(s.job_id == r.job_id, s.environment == r.environment)))
+                    .where(and_(r.job_id == job_id, r.certname == certname))).first()
+                names = [str(name) for name in job.sensitive or []]
                 with self._lock:
-                    part = self._parts.get(job_id, {}).get(certname)
-                    secret = dict(self._secrets.get(job_id, {}))
-                if part is None:
+                    secret = self._secrets.get(job_id)
+                    secret = None if secret is None else dict(secret)
+                if script is None or (names and secret is None):
+                    reason = (
+                        f"job {job_id} was started before its scripts were stored in the "
+                        "database (by a Steward before this upgrade): run the task again"
+                        if script is None else
+                        f"the values of sensitive parameters {', '.join(names)} are held only "
+                        f"in memory by the process that started job {job_id}; it restarted (or "
+                        "the job was started by another process, such as `steward mcp` over "
+                        "stdio): run the task again")
                     conn.execute(update(job_results).where(
-                        and_(r.job_id == job_id, r.certname == certname)).values(
-                        state="failed", finished_at=utcnow(),
-                        output="the server restarted before this node took the task"))
+                        and_(r.job_id == job_id, r.certname == certname, r.state == "pending"))
+                        .values(state="failed", finished_at=utcnow(), output=reason))
                     self._finish_if_done(conn, job_id)
                     continue
                 taken = conn.execute(update(job_results).where(
@@ -167,10 +233,11 @@ class JobStore:
                     .values(state="running", started_at=utcnow()))
                 if not taken.rowcount:
                     continue
-            return {"job": job_id, "task": job.task, "noop": bool(job.noop),
-                    "timeout": int(job.timeout), "script_name": part.script_name,
-                    "script": part.script, "params": {**job.parameters, **secret},
-                    "sensitive": sorted(secret)}
+                values = secret or {}
+                return {"job": job_id, "task": job.task, "noop": bool(job.noop),
+                        "timeout": int(job.timeout), "script_name": str(script.script_name),
+                        "script": str(script.script), "params": {**job.parameters, **values},
+                        "sensitive": sorted(values)}
         return None
 
     def complete(self, certname: str, job_id: str, *, exit_code: int | None,
@@ -222,9 +289,23 @@ class JobStore:
             conn.execute(update(jobs).where(and_(jobs.c.id == job_id,
                                                  jobs.c.state == "running"))
                          .values(state="finished", finished_at=utcnow()))
+            # Only claims read the scripts; the task's source stays in git at each commit.
+            conn.execute(delete(job_scripts).where(job_scripts.c.job_id == job_id))
             with self._lock:
-                self._parts.pop(job_id, None)
                 self._secrets.pop(job_id, None)
+
+    def _forget_finished(self, conn: Any) -> None:
+        """Drop the values held for jobs another process finished (failed, expired or
+        cancelled there), so they do not stay in this process's memory."""
+        with self._lock:
+            held = sorted(self._secrets)
+        if not held:
+            return
+        done = conn.execute(select(jobs.c.id).where(and_(
+            jobs.c.id.in_(held), jobs.c.state == "finished"))).scalars().all()
+        with self._lock:
+            for job_id in done:
+                self._secrets.pop(str(job_id), None)
 
     def get(self, job_id: str) -> dict[str, Any]:
         j, r = jobs.c, job_results.c

@@ -15,6 +15,7 @@ gates between states are all here:
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ from steward.server.services import Services
 
 log = logging.getLogger("steward.pipeline")
 SYSTEM = Actor("steward", "system")
+#: What one step of an agent's transcript may be (see steward.agentflow).
+TRANSCRIPT_KINDS = frozenset({"prompt", "tool_call", "tool_result", "message", "diagnosis"})
+MAX_TRANSCRIPT_BYTES = 16_384
 
 
 class GateError(StewardError):
@@ -564,6 +568,28 @@ class Pipeline:
                     parameters={"promotion": promoted.id, "environment": env})
         self._analyse(promoted, actor)
         return self._view(self.changes.get(promoted.id))
+
+    def record_transcript(self, identity: Identity | Actor, change_id: str, agent: str,
+                          kind: str, content: Mapping[str, Any]) -> dict[str, Any]:
+        """Attach one step of an agent's work to the change's audit trail.
+
+        The entry's actor is the caller's own identity (never one named in the body), so a
+        transcript cannot be written in another agent's name; reading the change is enough,
+        since a step only describes what the caller did through its own tools.
+        """
+        change = self.changes.get(change_id)
+        actor = self.authorise(identity, "desired_state:read", change.environment,
+                               action="agent.transcript", target=f"change:{change_id}")
+        if kind not in TRANSCRIPT_KINDS:
+            raise StewardError(f"transcript kind {kind!r} is invalid: one of "
+                               f"{', '.join(sorted(TRANSCRIPT_KINDS))}")
+        size = len(json.dumps(content, sort_keys=True, default=str))
+        if size > MAX_TRANSCRIPT_BYTES:
+            raise StewardError(f"transcript step content is {size} bytes; at most "
+                               f"{MAX_TRANSCRIPT_BYTES} (clip tool results before sending)")
+        step = {"agent": agent, "identity": actor.name, "kind": kind, "content": dict(content)}
+        self._audit(actor, "agent.transcript", f"change:{change_id}", parameters=step)
+        return step
 
     # -- tracing ---------------------------------------------------------------------------
 
