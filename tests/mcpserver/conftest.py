@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from mcp.server.mcpserver import MCPServer
 
+from steward.assistant.config import resolve_model
 from steward.mcpserver import Rollouts, build_mcp
 from steward.mcpserver.task_tools import TaskAccess
 from steward.pipeline.service import Pipeline
@@ -79,6 +80,8 @@ class Fleet:
     report_hash: str
     task_service: TaskService
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    #: The assistant's model for the ask tool (a test's scripted one); None: not configured.
+    model: Any = None
 
     def server(self, who: str, *, holds_secrets: bool = True) -> MCPServer:
         identity = self.identities[who]
@@ -86,7 +89,9 @@ class Fleet:
         return build_mcp(lambda: self.pipeline, lambda _access: identity,
                          rollouts=Rollouts(lambda: signals, lambda: self.tasks),
                          tasks=TaskAccess(lambda: self.task_service, lambda: signals,
-                                          holds_secrets=holds_secrets))
+                                          holds_secrets=holds_secrets),
+                         assistant=lambda: resolve_model(self.services.config.data_dir,
+                                                         self.model))
 
     def audit(self, action: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self.services.store.query(

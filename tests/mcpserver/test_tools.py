@@ -14,27 +14,27 @@ from steward.mcpserver import TOOL_PERMISSIONS
 from steward.mcpserver.data import UNTRUSTED_NOTE
 from tests.mcpserver.conftest import INJECTION, Fleet
 
-READ_ONLY = {"query", "describe_data", "get_node", "get_report", "list_desired_state",
+READ_ONLY = {"query", "ask", "describe_data", "get_node", "get_report", "list_desired_state",
              "read_desired_state", "get_change", "get_deployment", "run_impact_analysis",
              "list_tasks", "get_job"}
 DESTRUCTIVE = {"deploy_change", "rollback_change", "run_task"}
 #: What each role is shown (permissions from the built-in roles, docs/rbac.md).
 EXPECTED_TOOLS = {
-    "planner-bot": {"query", "describe_data", "get_node", "list_desired_state",
+    "planner-bot": {"query", "ask", "describe_data", "get_node", "list_desired_state",
                     "read_desired_state", "get_change", "get_deployment", "propose_change",
                     "run_impact_analysis", "list_tasks"},
-    "validator-bot": {"query", "describe_data", "get_node", "list_desired_state",
+    "validator-bot": {"query", "ask", "describe_data", "get_node", "list_desired_state",
                       "read_desired_state", "get_change", "get_deployment",
                       "run_impact_analysis", "record_validation", "list_tasks"},
     "executor-bot": {"get_report", "list_desired_state", "read_desired_state", "get_change",
                      "get_deployment", "deploy_change", "rollback_change", "list_tasks",
                      "run_task", "get_job"},
-    "approver-bot": {"query", "describe_data", "get_node", "get_report", "list_desired_state",
-                     "read_desired_state", "get_change", "get_deployment", "approve_change",
-                     "list_tasks", "get_job"},
-    "debugger-bot": {"query", "describe_data", "get_node", "get_report", "list_desired_state",
-                     "read_desired_state", "get_change", "get_deployment", "list_tasks",
-                     "run_task", "get_job"},
+    "approver-bot": {"query", "ask", "describe_data", "get_node", "get_report",
+                     "list_desired_state", "read_desired_state", "get_change", "get_deployment",
+                     "approve_change", "list_tasks", "get_job"},
+    "debugger-bot": {"query", "ask", "describe_data", "get_node", "get_report",
+                     "list_desired_state", "read_desired_state", "get_change", "get_deployment",
+                     "list_tasks", "run_task", "get_job"},
 }
 
 

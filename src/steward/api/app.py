@@ -2,8 +2,9 @@
 
 ``steward server`` serves :func:`build_app`. The pipeline plugs into the server through
 :class:`PipelineExtension` (the server layer cannot import the layers above it): it adds the
-pipeline's routes and replaces the server's authoriser by :func:`rbac_authorizer`, so the
-server's own endpoints answer user and agent tokens by their roles too.
+pipeline's routes and replaces the server's authoriser by
+:func:`steward.pipeline.rbac.rbac_authorizer`, so the server's own endpoints answer user and
+agent tokens by their roles too.
 """
 
 from __future__ import annotations
@@ -24,41 +25,14 @@ from steward.pipeline.analyses import AnalysisMissing
 from steward.pipeline.approvals import ApprovalError, StaleApprovalError
 from steward.pipeline.change_errors import ChangeError
 from steward.pipeline.deploy import DeployError, EnvironmentLocked
-from steward.pipeline.rbac import PermissionDenied, Rbac, RbacError
+from steward.pipeline.rbac import PermissionDenied, RbacError, rbac_authorizer
 from steward.pipeline.service import GateError, Pipeline
 from steward.server.app import AppState, create_app
-from steward.server.auth import Identity
-from steward.server.authz import Authorizer, Forbidden, kind_authorizer
+from steward.server.authz import kind_authorizer
 from steward.server.config import ServerConfig
 from steward.server.services import Services
 
 log = logging.getLogger("steward.api")
-
-#: Token kinds whose permissions come from role bindings alone.
-_ROLE_KINDS = frozenset({"user", "agent"})
-
-
-def rbac_authorizer(rbac: Rbac) -> Authorizer:
-    """The server's authoriser with roles: user and agent tokens get what their roles allow.
-
-    Admin and operator tokens keep the server's kind rules (which match the roles their kind
-    implies: ``operator`` holds every permission a server endpoint asks but ``admin``); node,
-    join and enrollment tokens hold no permission. A role check reads the bindings on every
-    request, so a revoked role stops working at once.
-    """
-
-    def authorise(identity: Identity, permission: str, environment: str | None) -> None:
-        if identity.kind not in _ROLE_KINDS:
-            kind_authorizer(identity, permission, environment)
-            return
-        try:
-            rbac.check(identity, permission, environment)
-        except PermissionDenied as exc:
-            raise Forbidden(str(exc), permission=exc.permission,
-                            environment=exc.environment) from None
-
-    return authorise
-
 
 class PipelineExtension:
     """Builds the :class:`Pipeline` at start-up and owns the running deployments."""

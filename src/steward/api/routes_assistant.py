@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from steward.assistant.config import AssistantConfigError, build_model, load_config
+from steward.assistant.config import MODEL_EXTRA, AssistantConfigError, resolve_model
 from steward.assistant.core import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -27,9 +27,6 @@ from steward.assistant.core import (
 )
 from steward.server.app import _json, _services, _state, require
 from steward.server.auth import Identity
-
-#: Where an embedding application (or a test) puts a ready pydantic-ai model.
-MODEL_EXTRA = "assistant_model"
 
 
 class AskBody(BaseModel):
@@ -42,11 +39,7 @@ def model_for(request: Request) -> tuple[Any, str]:
     """The application's model, else the data directory's configured one; and its output
     mode."""
     state = _state(request)
-    model = state.extras.get(MODEL_EXTRA)
-    if model is not None:
-        return model, "tool"
-    config = load_config(state.config.data_dir)
-    return build_model(config), config.output
+    return resolve_model(state.config.data_dir, state.extras.get(MODEL_EXTRA))
 
 
 def install(app: FastAPI) -> None:

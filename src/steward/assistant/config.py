@@ -176,3 +176,18 @@ def build_model(config: ModelConfig) -> Any:
     # Local servers (Ollama, vLLM, LM Studio) want some key; they ignore its value.
     return OpenAIChatModel(config.model, provider=OpenAIProvider(
         base_url=config.base_url, api_key=key or "not-needed"))
+
+
+#: Where an embedding application (or a test) puts a ready pydantic-ai model
+#: (``AppState.extras``); the REST route and the MCP ``ask`` tool both look there first.
+MODEL_EXTRA: Final = "assistant_model"
+
+
+def resolve_model(data_dir: Path, supplied: Any | None = None) -> tuple[Any, str]:
+    """The model to answer with and its output mode: one the embedding application supplies
+    (a test's scripted model), else the data directory's, read now (so configuring needs no
+    restart); :class:`AssistantConfigError` says how to configure one."""
+    if supplied is not None:
+        return supplied, "tool"
+    config = load_config(data_dir)
+    return build_model(config), config.output

@@ -22,6 +22,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from starlette.routing import Route
 
+from steward.assistant.config import MODEL_EXTRA, resolve_model
 from steward.mcpserver.auth import StewardTokenVerifier, identity_from_access_token
 from steward.mcpserver.server import Rollouts, build_mcp
 from steward.mcpserver.task_tools import TASK_SERVICE, TaskAccess
@@ -44,6 +45,7 @@ class McpExtension:
             self._pipeline, identity_from_access_token,
             rollouts=Rollouts(self._signals, self._tasks),
             tasks=TaskAccess(self._task_service, self._signals),
+            assistant=self._assistant_model,
             auth=AuthSettings(issuer_url=config.server_url,  # type: ignore[arg-type]
                               resource_server_url=config.server_url + MCP_PATH,  # type: ignore[arg-type]
                               validate_token_resource=False),
@@ -63,6 +65,9 @@ class McpExtension:
 
     def _signals(self) -> Any:
         return self._live().signals
+
+    def _assistant_model(self) -> tuple[Any, str]:
+        return resolve_model(self.config.data_dir, self._live().extras.get(MODEL_EXTRA))
 
     def _task_service(self) -> TaskService | None:
         found = self._live().extras.get(TASK_SERVICE)

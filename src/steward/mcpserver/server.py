@@ -41,6 +41,7 @@ from steward.catalog.types import TYPES
 from steward.errors import StewardError
 from steward.gitrepo import check_path
 from steward.language.schema import json_schemas
+from steward.mcpserver.ask_tool import ModelProvider, register_ask_tool
 from steward.mcpserver.auth import IdentityResolver, request_access_token
 from steward.mcpserver.data import file_content, from_nodes
 from steward.mcpserver.task_tools import TaskAccess, register_task_tools
@@ -63,6 +64,7 @@ from steward.server.runs import RunSignals
 #: per task by the task service.
 TOOL_PERMISSIONS: Final[Mapping[str, str]] = {
     "query": "query",
+    "ask": "query",
     "describe_data": "query",
     "get_node": "query",
     "get_report": "report:read",
@@ -90,7 +92,8 @@ _SECRET_PATH: Final = ("secret", "secrets", ".git")
 
 INSTRUCTIONS: Final = (
     "Steward is a control plane for infrastructure. Query the fleet with PQL (call "
-    "describe_data first for entities, fields, fact paths and example queries), read desired "
+    "describe_data first for entities, fields, fact paths and example queries; or ask a "
+    "question in plain language with ask), read desired "
     "state, and take changes through the pipeline: propose_change, run_impact_analysis, "
     "record_validation, approve_change, deploy_change, rollback_change; investigate nodes "
     "with pre-approved tasks (list_tasks, run_task, get_job). The tools you see are "
@@ -171,7 +174,7 @@ def _secret_path(path: str) -> bool:
 
 def build_mcp(pipeline: Callable[[], Pipeline | None], identity: IdentityResolver, *,
               rollouts: Rollouts, tasks: TaskAccess | None = None,
-              auth: AuthSettings | None = None,
+              assistant: ModelProvider | None = None, auth: AuthSettings | None = None,
               token_verifier: TokenVerifier | None = None) -> MCPServer:
     """The MCP server over ``pipeline()`` (looked up per call: the server builds it at
     start-up), with callers resolved by ``identity`` from the request's access token."""
@@ -586,6 +589,8 @@ def build_mcp(pipeline: Callable[[], Pipeline | None], identity: IdentityResolve
 
     if tasks is not None:
         register_task_tools(server, tasks, call, caller)
+    if assistant is not None:
+        register_ask_tool(server, assistant, caller)
 
     for schema_name, schema in sorted(json_schemas().items()):
         _add_schema(server, schema_name, schema)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from steward.assistant.config import resolve_model
 from steward.errors import StewardError
 from steward.mcpserver.auth import authenticate_principal, token_resolver
 from steward.mcpserver.server import Rollouts, build_mcp
@@ -70,7 +71,8 @@ async def _serve(pipeline: Pipeline, engine: Any, token: str) -> None:
     server = build_mcp(lambda: pipeline, token_resolver(pipeline.services, token),
                        rollouts=Rollouts(lambda: signals, lambda: tasks),
                        tasks=TaskAccess(lambda: task_service, lambda: signals,
-                                        holds_secrets=False))
+                                        holds_secrets=False),
+                       assistant=lambda: resolve_model(pipeline.services.config.data_dir))
     await server.run_stdio_async()
     if tasks:
         print(f"steward mcp: waiting for {len(tasks)} rollout(s) to finish", file=sys.stderr)

@@ -35,6 +35,7 @@ from steward.pipeline.actor import Actor, ActorKind
 from steward.pipeline.tables import metadata
 from steward.server import db
 from steward.server.auth import Identity
+from steward.server.authz import Authorizer, Forbidden, kind_authorizer
 from steward.server.db import UTCDateTime, utcnow
 from steward.server.errors import NotFoundError
 
@@ -560,3 +561,29 @@ def _known(permission: str) -> None:
     if permission not in _PERMISSION_SET:
         raise RbacError(f"unknown permission {permission!r}"
                         f"{did_you_mean(permission, PERMISSIONS)}; valid: {', '.join(PERMISSIONS)}")
+
+
+#: Token kinds whose permissions come from role bindings alone.
+_ROLE_KINDS = frozenset({"user", "agent"})
+
+
+def rbac_authorizer(rbac: Rbac) -> Authorizer:
+    """The server's authoriser with roles: user and agent tokens get what their roles allow.
+
+    Admin and operator tokens keep the server's kind rules (which match the roles their kind
+    implies: ``operator`` holds every permission a server endpoint asks but ``admin``); node,
+    join and enrollment tokens hold no permission. A role check reads the bindings on every
+    request, so a revoked role stops working at once.
+    """
+
+    def authorise(identity: Identity, permission: str, environment: str | None) -> None:
+        if identity.kind not in _ROLE_KINDS:
+            kind_authorizer(identity, permission, environment)
+            return
+        try:
+            rbac.check(identity, permission, environment)
+        except PermissionDenied as exc:
+            raise Forbidden(str(exc), permission=exc.permission,
+                            environment=exc.environment) from None
+
+    return authorise
