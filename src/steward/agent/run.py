@@ -37,7 +37,7 @@ from steward.agent.errors import (
     ServerUnavailable,
 )
 from steward.agent.state import AgentState
-from steward.agent.tasks import run_task
+from steward.engine.tasks import run_task
 from steward.errors import StewardError
 
 #: How long one run-now long poll may stay open (the server may answer sooner).

@@ -1,8 +1,13 @@
-"""``steward apply`` and ``steward facts``: the node-side commands, standard library only.
+"""``steward apply``, ``steward facts`` and ``steward task``: the node-side commands, stdlib only.
 
 Exit codes of ``apply`` are bit flags, so a script can tell every outcome apart, including
 the one Puppet's ``--detailed-exitcodes`` cannot (pending changes under noop):
 0 in sync, 2 changes made, 4 failures, 8 changes pending (noop); 1 the run could not start.
+
+``task`` runs one claimed part of a task job (docs/tasks.md) for agentless nodes: the task
+document comes on stdin, because it may carry sensitive parameter values, which must never
+be in an argv; the result JSON is printed (exit 0 whatever the task's own outcome, which is
+its ``state``; 1 when the document is unusable).
 """
 
 from __future__ import annotations
@@ -80,6 +85,46 @@ def run_apply(args: argparse.Namespace) -> int:
     return exit_code(run)
 
 
+#: What a task document must hold (the claim's dict), and the type of each field.
+_TASK_FIELDS: dict[str, tuple[type, ...]] = {
+    "task": (str,), "script_name": (str,), "script": (str,), "params": (dict,),
+    "sensitive": (list,), "noop": (bool,), "timeout": (int, float),
+}
+
+
+def read_task(text: str) -> dict[str, Any]:
+    """The task document from stdin, checked field by field (values never echoed)."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"stdin:{exc.lineno}:{exc.colno}: the task document is not valid "
+                         f"JSON: {exc.msg}") from None
+    if not isinstance(document, dict):
+        raise UsageError("stdin: the task document must be a JSON object")
+    for name, types in _TASK_FIELDS.items():
+        value = document.get(name)
+        if name in ("task", "script_name", "script") and value is None:
+            raise UsageError(f"stdin: the task document has no {name!r}")
+        if value is not None and (not isinstance(value, types) or (
+                isinstance(value, bool) and bool not in types)):
+            raise UsageError(f"stdin: the task document's {name!r} must be "
+                             f"{' or '.join(t.__name__ for t in types)}")
+    if not all(isinstance(item, str) for item in document.get("sensitive") or ()):
+        raise UsageError("stdin: the task document's 'sensitive' must list parameter names")
+    return document
+
+
+def run_task_command(args: argparse.Namespace) -> int:
+    from steward.engine.tasks import run_task
+
+    root = Path(args.root).resolve() if args.root else None
+    if root is not None and not root.is_dir():
+        raise UsageError(f"--root {args.root} is not a directory")
+    result = run_task(read_task(sys.stdin.read()), root=root)
+    sys.stdout.write(json.dumps(result, sort_keys=True, ensure_ascii=False) + "\n")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="steward", description="Steward node engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument(
         "--pretty", action="store_true", help="indent the JSON (the default on a terminal)"
     )
+    task = sub.add_parser("task", help="run one task document (JSON on stdin) and print its "
+                          "result JSON")
+    task.add_argument("--root", help="the sandbox root the task sees as $STEWARD_ROOT")
     facts = sub.add_parser("facts", help="print this node's facts as JSON")
     facts.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
@@ -110,7 +158,7 @@ def main(argv: list[str]) -> int:
         return facts_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
-        return run_apply(args)
+        return run_task_command(args) if args.command == "task" else run_apply(args)
     except StewardError as exc:
         sys.stderr.write(f"steward: error: {exc}\n")
         return 1

@@ -64,7 +64,8 @@ class TaskService:
 
     def run(self, identity: Identity, name: str, nodes_pql: str, params: Mapping[str, Any],
             *, noop: bool = False, concurrency: int = DEFAULT_CONCURRENCY) -> dict[str, Any]:
-        """Start a job; returns it (its parts wait for the nodes' long polls)."""
+        """Start a job; returns it (its parts wait for the nodes to take them: a pull agent's
+        long poll, or the SSH scheduler for agentless nodes)."""
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise TaskError(f"concurrency must be in 1..{MAX_CONCURRENCY}, not {concurrency}")
         services = self.pipeline.services
@@ -81,10 +82,6 @@ class TaskService:
                 continue
             if node["status"] != "approved":
                 skipped[certname] = f"node is {node['status']}, not approved"
-                continue
-            if node.get("transport") == "ssh":
-                skipped[certname] = ("agentless (SSH) nodes cannot run tasks yet; only pull "
-                                     "agents can")
                 continue
             facts = services.store.latest_facts(certname) or {}
             environment = services.catalogs.node_environment(certname, facts,

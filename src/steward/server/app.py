@@ -47,7 +47,7 @@ from steward.server.db import utcnow
 from steward.server.enrollment import check_certname
 from steward.server.errors import ConfigError, EnrollmentError, NotFoundError
 from steward.server.runs import LiveCatalogRefused, RunSignals, live_catalog
-from steward.server.scheduler import SshScheduler
+from steward.server.scheduler import SshScheduler, TaskHooks
 from steward.server.services import Services, build_services
 
 log = logging.getLogger("steward.server")
@@ -286,7 +286,9 @@ def create_app(config: ServerConfig, *, services: Services | None = None,
         if owned:
             state._services = await run_in_threadpool(build_services, config)
         state.signals = RunSignals(state.services.engine)
-        state.scheduler = SshScheduler(state.services, state.signals)
+        # Read each tick: the task extension sets its hooks after the scheduler starts.
+        state.scheduler = SshScheduler(state.services, state.signals,
+                                       tasks=lambda: TaskHooks.from_extras(state.extras))
         task = asyncio.create_task(state.scheduler.run(), name="steward-ssh-scheduler")
         started: list[AppExtension] = []
         try:

@@ -76,6 +76,11 @@ class RunSignals:
         self.recheck = recheck
         self._events: dict[str, asyncio.Event] = {}
 
+    def event(self, certname: str) -> asyncio.Event:
+        """The event ``wake``/``request`` set for ``certname``: a pull agent's long poll waits
+        on it, and the SSH scheduler for agentless nodes (which have no poll)."""
+        return self._event(certname)
+
     def _event(self, certname: str) -> asyncio.Event:
         event = self._events.get(certname)
         if event is None:

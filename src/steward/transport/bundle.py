@@ -2,7 +2,8 @@
 
 The archive holds only the standard-library side of Steward (``steward/__init__.py``,
 ``__main__.py``, ``errors.py`` and the ``catalog``, ``engine`` and ``facts`` packages) plus a
-top-level ``__main__.py`` that runs ``facts`` or ``apply``. It is built byte-for-byte
+top-level ``__main__.py`` that runs ``facts``, ``apply`` or ``task`` (one task job's part, its
+document on stdin). It is built byte-for-byte
 reproducibly (sorted entries, a fixed timestamp and mode, fixed compression), so its sha256
 identifies the code: a host keeps ``bundle-<sha>.pyz`` and is sent the bundle again only
 when the code changes. No ``.pyc`` files are included: they are tied to one Python version,
@@ -36,7 +37,7 @@ SECRETS_ON_STDIN = "--secrets-on-stdin"
 #: The archive's own ``__main__.py``. It must itself run on any python3 far enough to print
 #: a clear message, and it only dispatches to the node commands: the full CLI is not shipped.
 BUNDLE_MAIN = f'''\
-"""Steward node bundle: python3 BUNDLE.pyz {{facts|apply}} [ARGS]."""
+"""Steward node bundle: python3 BUNDLE.pyz {{facts|apply|task}} [ARGS]."""
 import os
 import sys
 
@@ -83,8 +84,9 @@ def main(argv):
             "the Steward node engine needs Python %d.%d or newer; %s is %s"
             % (MIN_PYTHON + (sys.executable, sys.version.split()[0]))
         )
-    if not argv or argv[0] not in ("apply", "facts"):
-        return _fail("a Steward bundle runs only: facts [ARGS] | apply --catalog FILE [ARGS]")
+    if not argv or argv[0] not in ("apply", "facts", "task"):
+        return _fail("a Steward bundle runs only: facts [ARGS] | apply --catalog FILE [ARGS]"
+                     " | task (the task document on stdin)")
     # Catalogs and reports are UTF-8 whatever the remote locale is.
     sys.stdin.reconfigure(encoding="utf-8")
     sys.stdout.reconfigure(encoding="utf-8")

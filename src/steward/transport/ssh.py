@@ -8,7 +8,7 @@ so any sshd works, including ``ChrootDirectory`` and ``sudo`` setups without an 
 2. only when it is not, an **upload** streams the bundle through ``cat`` into a temp file,
    checks its sha256 with the remote ``python3`` and renames it into place, so a host never
    runs a partial or corrupted bundle and receives each code version once;
-3. ``facts`` or ``apply`` runs the bundle and its JSON comes back on stdout.
+3. ``facts``, ``apply`` or ``task`` runs the bundle and its JSON comes back on stdout.
 
 Secrets: the catalog and the secrets bundle both travel on stdin (first line the secrets
 JSON, then the catalog). The bundle's ``__main__`` hands the secrets line to the engine
@@ -16,7 +16,10 @@ through an in-memory pipe (``--secrets /dev/fd/N``), so a secret is never in an 
 environment, or a file on the target. (SSH offers only one input stream per command, which
 rules out a second fd. A 0600 temp file in a ``mktemp -d`` dir removed by a ``trap`` was the
 alternative; it was not needed, and a host with neither ``/dev/fd`` nor ``/proc/self/fd``
-gets a clear refusal instead of secrets on its disk.)
+gets a clear refusal instead of secrets on its disk.) A task job's part travels the same
+way: the whole task document, sensitive parameter values included, is the ``task`` command's
+stdin; the runner on the host cuts those values out of what it prints, and
+:meth:`NodeSession.run_task` cuts them once more out of the result and out of any error.
 
 Host keys: the target's ``known_hosts`` and Steward's own file are both trusted. An unknown
 host is refused unless ``trust_on_first_use`` is set, in which case its key is recorded in
@@ -55,6 +58,12 @@ _PROBE_MARK = "steward-probe"
 _PYTHON_MARK = "steward-python"
 #: Exit codes ``steward apply`` can end with after printing a report (bit flags 2, 4, 8).
 _REPORT_BITS = 0b1110
+#: Seconds a task's SSH command may take beyond the task's own timeout: the runner kills the
+#: script at that timeout, and this covers starting python and the bundle, and the way back.
+TASK_TIMEOUT_MARGIN = 20.0
+#: What a task's part may end as on the node (``JobStore.complete`` accepts these).
+TASK_STATES = frozenset({"succeeded", "failed", "timeout"})
+REDACTED = "[sensitive value redacted]"
 
 
 def default_known_hosts_path() -> Path:
@@ -393,18 +402,20 @@ class NodeSession:
         self.uploaded = False
         self._remote_path: str | None = None
 
-    async def _run(self, command: str, what: str, stdin: bytes | None = None) -> _Completed:
+    async def _run(self, command: str, what: str, stdin: bytes | None = None, *,
+                   timeout: float | None = None) -> _Completed:
+        """Exec one command; ``timeout`` overrides the target's ``command_timeout``."""
         self.commands.append(command)
         log.debug("%s: exec %s", self.target.label, command)
+        limit = timeout if timeout is not None else self.target.command_timeout
         try:
             result = await self.connection.run(
-                command, input=stdin, encoding=None, check=False,
-                timeout=self.target.command_timeout,
+                command, input=stdin, encoding=None, check=False, timeout=limit,
             )
         except asyncssh.TimeoutError as exc:
             raise TransportError(
                 f"{self.target.label}: {what} did not finish within "
-                f"{self.target.command_timeout:g}s; the connection is closed, but the command "
+                f"{limit or 0:g}s; the connection is closed, but the command "
                 "may still be running on the host"
             ) from exc
         except (asyncssh.Error, OSError) as exc:
@@ -526,6 +537,47 @@ class NodeSession:
             log.info("%s: steward apply stderr: %s", self.target.label, _tail(done.stderr))
         return done.status, report
 
+    async def run_task(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        """Run one claimed part of a task job on the host: {state, exit_code, result, output}.
+
+        ``task`` is the claim's document (task, noop, timeout, script_name, script, params,
+        sensitive). It goes on stdin, never in the command; with ``sudo`` the runner runs as
+        root. The SSH command may take the task's timeout plus :data:`TASK_TIMEOUT_MARGIN`,
+        whatever the target's ``command_timeout``. A transport failure, or a runner that
+        prints no result, is a :class:`TransportError` naming the host; sensitive values are
+        cut out of it and of the result.
+        """
+        secrets = _sensitive_values(task)
+        name = str(task.get("task") or "?")
+        try:
+            timeout = float(task.get("timeout") or 60) + TASK_TIMEOUT_MARGIN
+            path = await self.ensure_bundle()
+            stdin = json.dumps(dict(task), ensure_ascii=True, sort_keys=True).encode("ascii")
+            done = await self._run(self._engine_command(path, "task"), f"task {name!r}",
+                                   stdin, timeout=timeout)
+            if done.status != 0:
+                raise TransportError(
+                    f"{self.target.label}: the task runner for {name!r} failed (exit "
+                    f"{done.status}): {_tail(done.stderr) or 'no message'}"
+                )
+            document = self._parse(done, f"the task runner for {name!r}")
+        except TransportError as exc:
+            # Not chained: the original message could hold a value the redaction removed.
+            raise TransportError(_redact(str(exc), secrets)) from None
+        state = document.get("state")
+        exit_code = document.get("exit_code")
+        output = document.get("output")
+        if state not in TASK_STATES or not isinstance(output, str) or not (
+                exit_code is None or (isinstance(exit_code, int)
+                                      and not isinstance(exit_code, bool))):
+            raise TransportError(
+                f"{self.target.label}: the task runner for {name!r} printed no result "
+                "(state, exit_code, output)"
+            )
+        result = document.get("result")
+        return {"state": state, "exit_code": exit_code, "result": _redact_json(result, secrets),
+                "output": _redact(output, secrets)}
+
 
 @asynccontextmanager
 async def open_session(
@@ -547,6 +599,14 @@ async def collect_facts(target: SSHTarget, *, bundle: Bundle | None = None) -> d
         return await session.facts()
 
 
+async def run_task(
+    target: SSHTarget, task: Mapping[str, Any], *, bundle: Bundle | None = None
+) -> dict[str, Any]:
+    """Run one task job's part on the host (see :meth:`NodeSession.run_task`)."""
+    async with open_session(target, bundle) as session:
+        return await session.run_task(task)
+
+
 async def apply_catalog(
     target: SSHTarget,
     catalog: Mapping[str, Any],
@@ -558,6 +618,34 @@ async def apply_catalog(
     """Enforce (or with ``noop`` only check) a catalog on the host: (exit code, report)."""
     async with open_session(target, bundle) as session:
         return await session.apply(catalog, sensitive_values, noop=noop)
+
+
+def _sensitive_values(task: Mapping[str, Any]) -> list[str]:
+    """The task's sensitive parameter values as text, longest first (so none is half-cut)."""
+    params = task.get("params")
+    if not isinstance(params, Mapping):
+        return []
+    names = task.get("sensitive") or ()
+    values = {str(params[n]) for n in names if isinstance(n, str) and n in params}
+    return sorted((v for v in values if v), key=lambda v: (-len(v), v))
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_json(value: Any, secrets: list[str]) -> Any:
+    """``value`` with the secrets cut out of every string in it, keys included."""
+    if isinstance(value, str):
+        return _redact(value, secrets)
+    if isinstance(value, dict):
+        return {_redact(str(k), secrets): _redact_json(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_json(item, secrets) for item in value]
+    return value
 
 
 # --- many hosts --------------------------------------------------------------------------

@@ -1,0 +1,123 @@
+"""Running one task on this node (stdlib only), as a job's claimed part hands it over.
+
+It lives in the node engine so that both ways of reaching a node share it: the pull agent
+calls :func:`run_task` with what the run-wait long poll answered, and agentless (SSH) nodes
+run it from the pushed bundle (``python3 BUNDLE.pyz task``, the document on stdin).
+
+Like Bolt: the parameters arrive as one JSON object on stdin *and* as ``PT_<name>``
+environment variables; ``_noop`` is set when the job is a noop run (the server only sends
+those for tasks declaring ``supports_noop``). The script's stdout, when it is a JSON object,
+is the structured result; otherwise it is kept as text. Values of sensitive parameters are
+cut out of anything sent back, and nothing about them is logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+OUTPUT_LIMIT = 64_000
+REDACTED = "[sensitive value redacted]"
+#: Seconds to collect the output of a killed task's processes.
+_DRAIN_SECONDS = 5.0
+
+
+def _secret_forms(values: list[str]) -> list[str]:
+    """Each value as printed raw and inside a JSON string, longest first (none half-cut)."""
+    forms = {form for value in values if value
+             for form in (value, json.dumps(value)[1:-1],
+                          json.dumps(value, ensure_ascii=False)[1:-1])}
+    return sorted(forms, key=lambda form: (-len(form), form))
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_json(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        return _redact(value, secrets)
+    if isinstance(value, dict):
+        return {_redact(str(k), secrets): _redact_json(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_json(item, secrets) for item in value]
+    return value
+
+
+def _run(command: list[str], stdin: str, env: dict[str, str], cwd: str,
+         timeout: float) -> tuple[int | None, str, str]:
+    """(exit code, stdout, stderr); exit code None when the timeout killed it.
+
+    The script runs in its own session, so a timeout kills everything it started, and no
+    child it left in the background keeps the output pipes (and the caller) waiting.
+    """
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env, cwd=cwd,
+                          start_new_session=True) as process:
+        try:
+            out, err = process.communicate(stdin.encode("utf-8"), timeout=timeout)
+            code: int | None = process.returncode
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            try:
+                out, err = process.communicate(timeout=_DRAIN_SECONDS)
+            except subprocess.TimeoutExpired:
+                # Something left the session and holds the pipes: give up on its output.
+                process.kill()
+                out, err = b"", b""
+            code = None
+    return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def run_task(task: dict[str, Any], *, root: Path | None = None) -> dict[str, Any]:
+    """Run the task; the body for ``POST .../jobs/{job}/result``."""
+    params = dict(task.get("params") or {})
+    noop = bool(task.get("noop"))
+    if noop:
+        params["_noop"] = True
+    sensitive = _secret_forms([str(params[name]) for name in task.get("sensitive") or ()
+                               if name in params])
+    script_name = str(task.get("script_name") or "task.sh")
+    timeout = float(task.get("timeout") or 60)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PT_")}
+    for name, value in params.items():
+        env[f"PT_{name}"] = json.dumps(value) if not isinstance(value, str) else value
+    if root is not None:
+        env["STEWARD_ROOT"] = str(root)
+    with tempfile.TemporaryDirectory(prefix="steward-task-") as tmp:
+        path = Path(tmp) / Path(script_name).name
+        path.write_text(str(task.get("script") or ""), encoding="utf-8")
+        path.chmod(0o700)
+        command = [sys.executable, str(path)] if script_name.endswith(".py") \
+            else ["/bin/sh", str(path)]
+        try:
+            code, raw_out, raw_err = _run(command, json.dumps(params), env, tmp, timeout)
+        except OSError as exc:
+            return {"state": "failed", "exit_code": None, "result": None,
+                    "output": f"could not start the task: {exc}"}
+    stdout = _redact(raw_out, sensitive)
+    stderr = _redact(raw_err, sensitive)
+    if code is None:
+        return {"state": "timeout", "exit_code": None, "result": None,
+                "output": stdout[-OUTPUT_LIMIT:] + f"\n(task killed after {timeout:g} seconds)"}
+    result: Any = None
+    try:
+        parsed = json.loads(raw_out)
+        if isinstance(parsed, dict):
+            result = _redact_json(parsed, sensitive)
+    except ValueError:
+        pass
+    output = stdout + (f"\n[stderr]\n{stderr}" if stderr.strip() else "")
+    failed = code != 0 or (isinstance(result, dict) and "_error" in result)
+    return {"state": "failed" if failed else "succeeded", "exit_code": code,
+            "result": result, "output": output[-OUTPUT_LIMIT:]}
