@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +30,34 @@ REDACTED = "[sensitive value redacted]"
 _DRAIN_SECONDS = 5.0
 
 
-def _secret_forms(values: list[str]) -> list[str]:
-    """Each value as printed raw and inside a JSON string, longest first (none half-cut)."""
+def sensitive_forms(task: Mapping[str, Any]) -> list[str]:
+    """The task's sensitive values as printed raw and inside a JSON string, longest first
+    (so none is half-cut); the SSH transport cuts the same forms out of what comes back."""
+    params = task.get("params")
+    if not isinstance(params, Mapping):
+        return []
+    names = task.get("sensitive") or ()
+    values = [str(params[n]) for n in names if isinstance(n, str) and n in params]
     forms = {form for value in values if value
              for form in (value, json.dumps(value)[1:-1],
                           json.dumps(value, ensure_ascii=False)[1:-1])}
     return sorted(forms, key=lambda form: (-len(form), form))
 
 
-def _redact(text: str, secrets: list[str]) -> str:
+def redact(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, REDACTED)
     return text
 
 
-def _redact_json(value: Any, secrets: list[str]) -> Any:
+def redact_json(value: Any, secrets: list[str]) -> Any:
+    """``value`` with the secrets cut out of every string in it, keys included."""
     if isinstance(value, str):
-        return _redact(value, secrets)
+        return redact(value, secrets)
     if isinstance(value, dict):
-        return {_redact(str(k), secrets): _redact_json(v, secrets) for k, v in value.items()}
+        return {redact(str(k), secrets): redact_json(v, secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [_redact_json(item, secrets) for item in value]
+        return [redact_json(item, secrets) for item in value]
     return value
 
 
@@ -85,8 +93,7 @@ def run_task(task: dict[str, Any], *, root: Path | None = None) -> dict[str, Any
     noop = bool(task.get("noop"))
     if noop:
         params["_noop"] = True
-    sensitive = _secret_forms([str(params[name]) for name in task.get("sensitive") or ()
-                               if name in params])
+    sensitive = sensitive_forms(task)
     script_name = str(task.get("script_name") or "task.sh")
     timeout = float(task.get("timeout") or 60)
     env = {key: value for key, value in os.environ.items() if not key.startswith("PT_")}
@@ -105,8 +112,8 @@ def run_task(task: dict[str, Any], *, root: Path | None = None) -> dict[str, Any
         except OSError as exc:
             return {"state": "failed", "exit_code": None, "result": None,
                     "output": f"could not start the task: {exc}"}
-    stdout = _redact(raw_out, sensitive)
-    stderr = _redact(raw_err, sensitive)
+    stdout = redact(raw_out, sensitive)
+    stderr = redact(raw_err, sensitive)
     if code is None:
         return {"state": "timeout", "exit_code": None, "result": None,
                 "output": stdout[-OUTPUT_LIMIT:] + f"\n(task killed after {timeout:g} seconds)"}
@@ -114,7 +121,7 @@ def run_task(task: dict[str, Any], *, root: Path | None = None) -> dict[str, Any
     try:
         parsed = json.loads(raw_out)
         if isinstance(parsed, dict):
-            result = _redact_json(parsed, sensitive)
+            result = redact_json(parsed, sensitive)
     except ValueError:
         pass
     output = stdout + (f"\n[stderr]\n{stderr}" if stderr.strip() else "")

@@ -45,6 +45,7 @@ from typing import Any, Generic, TypeVar
 
 import asyncssh
 
+from steward.engine.tasks import redact, redact_json, sensitive_forms
 from steward.errors import StewardError, UsageError
 from steward.transport import TransportError
 from steward.transport.bundle import MIN_PYTHON, SECRETS_ON_STDIN, Bundle, build_bundle
@@ -63,7 +64,6 @@ _REPORT_BITS = 0b1110
 TASK_TIMEOUT_MARGIN = 20.0
 #: What a task's part may end as on the node (``JobStore.complete`` accepts these).
 TASK_STATES = frozenset({"succeeded", "failed", "timeout"})
-REDACTED = "[sensitive value redacted]"
 
 
 def default_known_hosts_path() -> Path:
@@ -547,7 +547,7 @@ class NodeSession:
         prints no result, is a :class:`TransportError` naming the host; sensitive values are
         cut out of it and of the result.
         """
-        secrets = _sensitive_values(task)
+        secrets = sensitive_forms(task)
         name = str(task.get("task") or "?")
         try:
             timeout = float(task.get("timeout") or 60) + TASK_TIMEOUT_MARGIN
@@ -563,7 +563,7 @@ class NodeSession:
             document = self._parse(done, f"the task runner for {name!r}")
         except TransportError as exc:
             # Not chained: the original message could hold a value the redaction removed.
-            raise TransportError(_redact(str(exc), secrets)) from None
+            raise TransportError(redact(str(exc), secrets)) from None
         state = document.get("state")
         exit_code = document.get("exit_code")
         output = document.get("output")
@@ -575,8 +575,8 @@ class NodeSession:
                 "(state, exit_code, output)"
             )
         result = document.get("result")
-        return {"state": state, "exit_code": exit_code, "result": _redact_json(result, secrets),
-                "output": _redact(output, secrets)}
+        return {"state": state, "exit_code": exit_code, "result": redact_json(result, secrets),
+                "output": redact(output, secrets)}
 
 
 @asynccontextmanager
@@ -618,34 +618,6 @@ async def apply_catalog(
     """Enforce (or with ``noop`` only check) a catalog on the host: (exit code, report)."""
     async with open_session(target, bundle) as session:
         return await session.apply(catalog, sensitive_values, noop=noop)
-
-
-def _sensitive_values(task: Mapping[str, Any]) -> list[str]:
-    """The task's sensitive parameter values as text, longest first (so none is half-cut)."""
-    params = task.get("params")
-    if not isinstance(params, Mapping):
-        return []
-    names = task.get("sensitive") or ()
-    values = {str(params[n]) for n in names if isinstance(n, str) and n in params}
-    return sorted((v for v in values if v), key=lambda v: (-len(v), v))
-
-
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
-def _redact_json(value: Any, secrets: list[str]) -> Any:
-    """``value`` with the secrets cut out of every string in it, keys included."""
-    if isinstance(value, str):
-        return _redact(value, secrets)
-    if isinstance(value, dict):
-        return {_redact(str(k), secrets): _redact_json(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact_json(item, secrets) for item in value]
-    return value
 
 
 # --- many hosts --------------------------------------------------------------------------
