@@ -8,12 +8,16 @@ parameters validated before any job exists, sensitive values never stored or ret
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp import Client, StdioServerParameters
+from mcp_types import CallToolResult
 
 from tests.e2e.harness import (
     AgentNode,
@@ -24,6 +28,7 @@ from tests.e2e.harness import (
     make_node,
     ok,
     pipeline_server,
+    steward_env,
 )
 from tests.e2e.test_pipeline import _write_repo
 
@@ -169,3 +174,48 @@ def test_tasks_run_on_pull_agents_with_rbac_noop_and_results(server: Server,
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_a_job_started_by_steward_mcp_over_stdio_is_served_by_the_server(
+        server: Server, tmp_path: Path) -> None:
+    """``steward mcp`` is its own process on the data directory's database: the job it starts
+    is a row the *server* hands to the node (the script is stored with the job), while a
+    sensitive value, which only the starting process could hold, is refused up front."""
+    join = server.api("POST", "/api/v1/tokens",
+                      json={"kind": "join", "name": "stdio", "expires_in": 600})["token"]
+    node = make_node(tmp_path, "stdio1", server)
+    first = node.once(join_token=join)
+    assert first.returncode in (0, 2), first.stdout + first.stderr
+    node.start("--interval", "1h")
+    try:
+        executor = create_identity(server, "task-stdio", "agent", "executor")
+        params = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "steward", "mcp", "--data-dir", str(server.data_dir)],
+            env=steward_env(STEWARD_TOKEN=executor))
+
+        async def run() -> tuple[CallToolResult, CallToolResult]:
+            async with Client(params) as client:
+                job = await client.call_tool("run_task", {
+                    "name": "disk_usage", "nodes": 'certname = "stdio1"',
+                    "params": {"path": "/etc"}, "wait": 60})
+                secret = await client.call_tool("run_task", {
+                    "name": "greet", "nodes": 'certname = "stdio1"',
+                    "params": {"token": SECRET}, "wait": 0})
+                return job, secret
+
+        job, secret = asyncio.run(run())
+        assert not job.is_error, job.content
+        document = job.structured_content
+        assert document is not None
+        assert document["state"] == "finished", document
+        [result] = document["untrusted_data_from_nodes"]
+        assert result["state"] == "succeeded", result
+        assert result["result"]["path"] == "/etc"
+        assert document["requested_by"] == "agent:task-stdio"
+        assert secret.is_error
+        text = secret.content[0].text  # type: ignore[union-attr]
+        assert "cannot be passed through `steward mcp` over stdio" in text
+        assert SECRET not in text
+    finally:
+        node.stop()
