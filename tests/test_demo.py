@@ -75,6 +75,11 @@ def test_the_main_job(tmp_path: Path) -> None:
     assert "web2" in nginx
     assert "db1" not in nginx
     assert "13 agent runs, 13 reports stored" in proc.stdout
+    # The debugger agent's read-only task finds what is in the way; remediation is refused.
+    investigated = proc.stdout[proc.stdout.index("16. A debugger agent investigates"):]
+    investigated = investigated[:investigated.index("\n== ")]
+    assert '"type": "directory"' in investigated
+    assert "task:run" in investigated
 
     # The secret: only in db1's enforced file (and its agent's own catalog cache).
     enforced = out / "nodes" / "db1" / "etc" / "steward" / "db_password"

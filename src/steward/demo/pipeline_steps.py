@@ -2,13 +2,15 @@
 
 A planner agent proposes, the impact analysis and the policies judge the change, the agent's
 own approval is refused, humans override and approve, an executor agent deploys in batches;
-a second change fails on the canary and halts the rollout; the rollback restores it; the
-audit trail traces the change, verifies, and catches a row edited in the database.
+a second change fails on the canary and halts the rollout; a debugger agent finds why with a
+read-only task (and may not run a remediation one); the rollback restores it; the audit trail
+traces the change, verifies, and catches a row edited in the database.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 import subprocess
 from typing import Any
@@ -19,6 +21,7 @@ IDENTITIES = {
     # name: (kind, roles)
     "planner-bot": ("agent", ["planner"]),
     "exec-bot": ("agent", ["executor"]),
+    "debug-bot": ("agent", ["debugger"]),
     "alice": ("human", ["approver"]),
     "bob": ("human", ["approver@production"]),
 }
@@ -35,7 +38,7 @@ def _as(demo: Demo, name: str, *args: str, check: bool = True, show: bool = True
     argv = [*args, "--data-dir", str(demo.data_dir)]
     if show:
         demo.say()
-        demo.say(f"[{name}]$ steward " + " ".join(args))
+        demo.say(f"[{name}]$ steward " + shlex.join(args))
     result = demo.steward(*argv, token=_token(demo, name), check=check)
     if show:
         text = (result.stdout + result.stderr).rstrip("\n")
@@ -51,7 +54,7 @@ def _json(demo: Demo, name: str, *args: str) -> Any:
 
 def identities(demo: Demo) -> None:
     """Least-privilege identities for two agents and two people (tokens shown once)."""
-    demo.heading("10. Identities: a planner agent, an executor agent, two human approvers")
+    demo.heading("10. Identities: planner, executor and debugger agents, two human approvers")
     demo.pipeline = {"tokens": {}}
     for name, (kind, roles) in IDENTITIES.items():
         args = ["identity", "create", name, "--kind", kind]
@@ -173,9 +176,23 @@ def failing_change(demo: Demo) -> None:
         raise DemoError(f"chg-2 is {state} after the halt, expected failed")
 
 
+def investigate(demo: Demo) -> None:
+    """A debugger agent looks at the failure with a read-only task; it may not remediate."""
+    demo.heading("16. A debugger agent investigates db1 with a read-only task")
+    found = _as(demo, "debug-bot", "task", "run", "file_info", "--nodes",
+                'certname = "db1"', "--param", f"path=/{MAINTENANCE}")
+    if '"type": "directory"' not in found.stdout:
+        raise DemoError(f"file_info did not find the directory in the way on db1: "
+                        f"{found.stdout}{found.stderr}")
+    refused = _as(demo, "debug-bot", "task", "run", "restart_service", "--nodes",
+                  'certname = "db1"', "--param", "name=nginx", check=False)
+    if refused.returncode == 0 or "task:run" not in refused.stdout + refused.stderr:
+        raise DemoError("the debugger should not be allowed to run a remediation task")
+
+
 def rollback(demo: Demo) -> None:
     """Roll back the failed change through the fast path; a human approves in production."""
-    demo.heading("16. Roll back chg-2 (a human approves the fast path in production)")
+    demo.heading("17. Roll back chg-2 (a human approves the fast path in production)")
     created = _json(demo, "exec-bot", "change", "rollback", "chg-2", "--no-deploy")
     rid = created["id"]
     demo.say(f"  {rid}: {created['title']} [{created['state']}]")
@@ -194,7 +211,7 @@ def rollback(demo: Demo) -> None:
 
 def audit(demo: Demo) -> None:
     """Every step is in a tamper-evident audit trail, queryable in PQL."""
-    demo.heading("17. Audit: trace the change, query the trail, verify the hash chain")
+    demo.heading("18. Audit: trace the change, query the trail, verify the hash chain")
     demo.steward("audit", "checkpoint", "--data-dir", str(demo.data_dir))
     demo.command(["audit", "trace", "chg-1", "--data-dir", demo.shown(demo.data_dir)])
     traced = demo.steward("audit", "trace", "chg-1", "--data-dir", str(demo.data_dir))
@@ -212,7 +229,7 @@ def audit(demo: Demo) -> None:
 
 def tamper(demo: Demo) -> None:
     """Edit one audit row in the database, as someone with database access could: caught."""
-    demo.heading("18. Tamper with the audit log in the database: verification fails")
+    demo.heading("19. Tamper with the audit log in the database: verification fails")
     for proc in demo.children:
         proc.terminate()
     demo.stop_children()
@@ -238,5 +255,5 @@ def tamper(demo: Demo) -> None:
         raise DemoError("steward audit verify did not notice an edited audit row")
 
 
-PIPELINE_STEPS = (identities, start_agents, propose, review, deploy, failing_change, rollback,
-                  audit, tamper)
+PIPELINE_STEPS = (identities, start_agents, propose, review, deploy, failing_change, investigate,
+                  rollback, audit, tamper)
