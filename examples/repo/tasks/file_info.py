@@ -1,4 +1,5 @@
-"""file_info: lstat of a path, its sha256 when a file, its entries when a directory."""
+"""file_info: lstat of a path, its sha256 when a world-readable file, its entries when a
+directory."""
 import hashlib
 import json
 import os
@@ -30,7 +31,10 @@ try:
     result["group"] = grp.getgrgid(st.st_gid).gr_name
 except (ImportError, KeyError):
     pass
-if kind == "file":
+if kind == "file" and not st.st_mode & stat.S_IROTH:
+    # A file only its owner or group may read may hold a secret: not even its hash leaves.
+    result["sha256"] = None
+elif kind == "file":
     digest = hashlib.sha256()
     with open(target, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
