@@ -79,7 +79,6 @@ job_scripts = Table(
     metadata,
     Column("job_id", String(32), ForeignKey("steward_jobs.id"), primary_key=True),
     Column("environment", String(255), primary_key=True),
-    Column("commit", String(64), nullable=False),
     Column("script_name", String(255), nullable=False),
     Column("script", Text, nullable=False),
 )
@@ -158,8 +157,8 @@ class JobStore:
                 sensitive=sorted(secret_params)))
             for env, part in sorted(scripts.items()):
                 conn.execute(insert(job_scripts).values(
-                    job_id=job_id, environment=env, commit=part.commit,
-                    script_name=part.script_name, script=part.script))
+                    job_id=job_id, environment=env, script_name=part.script_name,
+                    script=part.script))
             for part in parts:
                 conn.execute(insert(job_results).values(
                     job_id=job_id, certname=part.certname, environment=part.environment,

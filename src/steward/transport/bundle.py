@@ -3,11 +3,11 @@
 The archive holds only the standard-library side of Steward (``steward/__init__.py``,
 ``__main__.py``, ``errors.py`` and the ``catalog``, ``engine`` and ``facts`` packages) plus a
 top-level ``__main__.py`` that runs ``facts``, ``apply`` or ``task`` (one task job's part, its
-document on stdin). It is built byte-for-byte
-reproducibly (sorted entries, a fixed timestamp and mode, fixed compression), so its sha256
-identifies the code: a host keeps ``bundle-<sha>.pyz`` and is sent the bundle again only
-when the code changes. No ``.pyc`` files are included: they are tied to one Python version,
-and the target's ``python3`` may not be the controller's.
+document on stdin). It is built byte-for-byte reproducibly (sorted entries, a fixed
+timestamp and mode, fixed compression), so its sha256 identifies the code: a host keeps
+``bundle-<sha>.pyz`` and is sent the bundle again only when the code changes. No ``.pyc``
+files are included: they are tied to one Python version, and the target's ``python3`` may
+not be the controller's.
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ def upgrade() -> None:
     op.create_table('steward_job_scripts',
     sa.Column('job_id', sa.String(length=32), nullable=False),
     sa.Column('environment', sa.String(length=255), nullable=False),
-    sa.Column('commit', sa.String(length=64), nullable=False),
     sa.Column('script_name', sa.String(length=255), nullable=False),
     sa.Column('script', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['job_id'], ['steward_jobs.id'], ),
