@@ -70,11 +70,13 @@ def check(
     directory: DirOption = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
-    """Validate policies.yaml and compile every policy it lists; print the policy table."""
-    from steward.pipeline.policy import load_policy_set
+    """Validate policies.yaml, compile every policy it lists and evaluate each once on an
+    empty input (recursion, evaluation limits); print the policy table."""
+    from steward.pipeline.policy import check_policy_set, load_policy_set
 
     try:
         policy_set = load_policy_set(_directory(data_dir, directory))
+        check_policy_set(policy_set)
     except StewardError as exc:
         raise _fail(exc) from None
     for spec in sorted(policy_set.policies, key=lambda spec: spec.name):

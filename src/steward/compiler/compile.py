@@ -18,6 +18,7 @@ from steward.compiler.evaluate import Evaluator
 from steward.compiler.graph import build_edges
 from steward.compiler.resources import Expander
 from steward.errors import UsageError
+from steward.language.limits import DEFAULT_LIMITS, budget
 from steward.language.repository import CLASSIFICATION_FILE, SETTINGS_FILE, Repository
 from steward.secrets.store import SecretStore
 
@@ -38,7 +39,23 @@ def compile_catalog(
     secrets: SecretStore | None = None,
     code_id: str | None = None,
 ) -> CompileResult:
-    """Compile ``node``'s catalog; raises a located StewardError for any user mistake."""
+    """Compile ``node``'s catalog; raises a located StewardError for any user mistake.
+
+    The compilation runs with its own budget of steps, produced text and time (the compile
+    limits, docs/language.md#limits): a repository can make it fail, never make it unbounded.
+    """
+    with budget(getattr(repo.env, "limits", DEFAULT_LIMITS)):
+        return _compile(repo, node, facts, environment, secrets, code_id)
+
+
+def _compile(
+    repo: Repository,
+    node: str,
+    facts: Mapping[str, Any],
+    environment: str | None,
+    secrets: SecretStore | None,
+    code_id: str | None,
+) -> CompileResult:
     if not isinstance(node, str) or not node.strip():
         raise UsageError("node: a node name must be a non-empty string")
     if not isinstance(facts, Mapping):

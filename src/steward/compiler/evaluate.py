@@ -6,6 +6,8 @@ dotted names like ``{{ item }}`` or ``{{ params.port }}`` skip Jinja altogether 
 its ``environment.getattr`` semantics (sandbox checks included). Every failure becomes an
 :class:`ExpressionError` (inline YAML) or :class:`TemplateError` (templates/) located at the
 line Jinja reports, including failures of ``lookup()``/``secret()`` called from inside.
+Rendered text is measured as it is produced and every result is measured before it becomes
+catalog data, against the environment's compile limits (:mod:`steward.language.limits`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from steward.language.errors import (
     relocated,
 )
 from steward.language.jinja import TEMPLATES_DIR, DataView
+from steward.language.limits import DEFAULT_LIMITS, Limits, measure, too_long
 from steward.language.values import Const, Expr, ListOf, LookupCall, MapOf, SecretRef, Text, Value
 
 Scope = dict[str, Any]
@@ -94,6 +97,7 @@ class Evaluator:
         self.secret = secret
         #: The environment's ``getattr`` (what the fast paths call for anything but an item).
         self.getattr = self._getattr = env.getattr
+        self.limits: Limits = getattr(env, "limits", DEFAULT_LIMITS)
 
     def evaluate(self, value: Value, scope: Scope) -> Any:
         if type(value) is Const:
@@ -117,7 +121,7 @@ class Evaluator:
         try:
             context = RenderContext(self.env, scope, template.name, template.blocks)
             try:
-                return "".join(template.root_render_func(context))
+                return self._join(template.root_render_func(context), "the rendered template")
             except Exception:
                 # Rewrites the traceback so frames carry template file names and lines.
                 self.env.handle_exception()
@@ -149,13 +153,13 @@ class Evaluator:
                 result = self._run(value.template, scope, native=True)
             if isinstance(result, Undefined):
                 result._fail_with_undefined_error()
-            return to_data(result)
+            return self._bounded(to_data(result))
         except Exception as err:
             self._fail(err, value.file, value.line, ExpressionError)
 
     def _data(self, result: Any, value: Expr) -> Any:
         try:
-            return to_data(result)
+            return self._bounded(to_data(result))
         except Exception as err:
             self._fail(err, value.file, value.line, ExpressionError)
 
@@ -208,10 +212,33 @@ class Evaluator:
                 for _ in template.root_render_func(context):
                     pass
                 return context.vars["result"]
-            return "".join(template.root_render_func(context))
+            return self._join(template.root_render_func(context), "the rendered text")
         except Exception:
             # Rewrites the traceback so frames carry template file names and lines.
             self.env.handle_exception()
+
+    def _join(self, chunks: Iterator[str], what: str) -> str:
+        """The rendered chunks joined, refused as soon as they exceed the text limit."""
+        limit = self.limits.text
+        parts: list[str] = []
+        size = 0
+        for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise too_long(what, size, limit)
+            parts.append(chunk)
+        return "".join(parts)
+
+    def _bounded(self, data: Any) -> Any:
+        """An expression's value as catalog data: its JSON must fit the text limit."""
+        if type(data) in _SCALARS:
+            if type(data) is str and len(data) > self.limits.text:
+                raise too_long("the value", len(data), self.limits.text)
+            return data
+        size = measure(data, self.limits.text)
+        if size > self.limits.text:
+            raise too_long("the value", size, self.limits.text)
+        return data
 
     def _fail(
         self,

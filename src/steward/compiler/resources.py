@@ -29,6 +29,7 @@ from steward.language.checks import (
 )
 from steward.language.errors import (
     DuplicateResourceError,
+    LimitError,
     ParameterError,
     ResourceError,
     TemplateError,
@@ -36,6 +37,7 @@ from steward.language.errors import (
     did_you_mean,
 )
 from steward.language.jinja import TEMPLATES_DIR, normalise_template_name
+from steward.language.limits import DEFAULT_LIMITS, too_long
 from steward.language.repository import (
     FILES_DIR,
     Profile,
@@ -85,6 +87,7 @@ class Expander:
         self.omitted: dict[str, str] = {}
         #: Resource index → for_each item index, for duplicate-title messages.
         self.items: dict[int, int] = {}
+        self.limits = getattr(repo.env, "limits", DEFAULT_LIMITS)
 
     # -- profiles ------------------------------------------------------------------------------
 
@@ -232,6 +235,10 @@ class Expander:
             fixed_tags = tuple(sorted({*tags, *self._tags(decl, scope, ref)}))
         resources = self.resources
         index = len(resources)
+        if index >= self.limits.resources:
+            raise LimitError(
+                f"{ref}: the catalog would hold more than {self.limits.resources} resources "
+                "(docs/language.md#limits)", location=at(decl.file, decl.line))
         key = (decl.type, namevar if type(namevar) is not dict else namevar_key(namevar))
         if item is not None:
             self.items[index] = item
@@ -326,6 +333,10 @@ class Expander:
                     location=at(decl.file, source.line),
                 )
             self.ctx.read_file(static.path, static.digest)
+            if len(static.content) > self.limits.text:
+                error = too_long(f"{ref}: source {static.path}", len(static.content),
+                                 self.limits.text, "bytes")
+                raise LimitError(error.message, location=at(decl.file, source.line))
             try:
                 content = static.content.decode("utf-8")
             except UnicodeDecodeError:

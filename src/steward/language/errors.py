@@ -60,6 +60,11 @@ class TemplateError(ExpressionError):
     """A template under templates/ failed to load or render."""
 
 
+class LimitError(ExpressionError):
+    """An expression, template or catalog exceeded a compile limit (size, loop length, steps,
+    time): without the limits one repository line could exhaust the server's memory or CPU."""
+
+
 def at(file: str, line: int | None) -> str:
     """The ``file:line`` form every location uses."""
     return f"{file}:{line}" if line is not None else file

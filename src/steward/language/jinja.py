@@ -5,7 +5,8 @@ they are given, which the compiler shares between nodes without copying), Strict
 typo is an error, not an empty string), and a loader that serves only the template sources read
 from ``templates/`` at load time, so ``include``/``import`` cannot reach anything else.
 Nondeterministic helpers (``random``, ``lipsum``) are removed: equal inputs must give equal
-catalogs.
+catalogs. Every operator, call, loop, filter and output that could make a value unbounded is
+checked against the compile limits (:mod:`steward.language.limits`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from typing import Any
 from jinja2 import BaseLoader, Environment, StrictUndefined, TemplateNotFound, nodes
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.loaders import split_template_path
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from steward.language import limits as _limits
+from steward.language.errors import LimitError
+from steward.language.limits import DEFAULT_LIMITS, Limits
 
 #: Where templates live inside a repository.
 TEMPLATES_DIR = "templates"
@@ -98,6 +104,41 @@ class RepositoryCodeGenerator(CodeGenerator):
         self.writeline(f"from {__name__} import DataView as {_VIEW_CLASS}")
         super().visit_Template(node, frame)
 
+    # Compile limits: every loop, output and ``~`` goes through the environment's checks.
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        # Jinja has no custom node types: the loop's iterable is recognised by identity.
+        self._loop_iterables = {*getattr(self, "_loop_iterables", ()), id(node.iter)}
+        super().visit_For(node, frame)
+
+    def visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> Any:
+        if id(node) not in getattr(self, "_loop_iterables", ()):
+            return super().visit(node, *args, **kwargs)
+        self.write("environment.steward_loop(")
+        super().visit(node, *args, **kwargs)
+        self.write(")")
+        return None
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        self.write("environment.steward_output(")
+        super()._output_child_pre(node, frame, finalize)
+        self.write("environment.steward_text_of(")
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        self.write(")")
+        super()._output_child_post(node, frame, finalize)
+        self.write(")")
+
+    def _output_const_repr(self, group: Any) -> str:
+        return f"environment.steward_output({super()._output_const_repr(group)})"
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.steward_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
     @optimizeconst
     def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:
         if self.environment.is_async or not is_item_name(node.attr):
@@ -117,6 +158,10 @@ class RepositoryCodeGenerator(CodeGenerator):
 _VIEW_CLASS = "_steward_DataView"
 
 
+#: Operators whose result can be much larger than their operands: checked before they run.
+_INTERCEPTED_BINOPS = frozenset({"*", "**", "+", "%"})
+
+
 class RepositoryEnvironment(ImmutableSandboxedEnvironment):
     """The sandbox, with shortcuts that keep its semantics exactly.
 
@@ -131,10 +176,71 @@ class RepositoryEnvironment(ImmutableSandboxedEnvironment):
     """
 
     code_generator_class = RepositoryCodeGenerator
+    intercepted_binops = _INTERCEPTED_BINOPS
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: Limits = DEFAULT_LIMITS, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._item_names = _ItemNames()
+        #: The compile limits templates and expressions of this repository run under.
+        self.limits = limits
+
+    # -- compile limits (steward.language.limits) -------------------------------------------
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        _limits.step()
+        _limits.check_binop(self.limits, operator, left, right)
+        return _limits.check_value(
+            self.limits, super().call_binop(context, operator, left, right),
+            f"the result of {operator!r}")
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _limits.step()
+        if (
+            args
+            and getattr(__obj, "__name__", None) == "join"
+            and isinstance(getattr(__obj, "__self__", None), str | bytes)
+            and not isinstance(args[0], list | tuple)
+        ):  # str.join(generator): consumed here, at most limits.items, to measure it
+            args = (list(__self.steward_loop(args[0])), *args[1:])
+        _limits.check_method(__self.limits, __obj, args, kwargs)
+        return _limits.check_value(
+            __self.limits, super().call(__context, __obj, *args, **kwargs),
+            f"the result of calling {getattr(__obj, '__name__', 'a function')}")
+
+    def steward_loop(self, iterable: Any) -> Any:
+        """A loop's iterable: at most ``limits.items`` iterations, each one a step."""
+        try:
+            size = len(iterable)
+        except TypeError:
+            return self._counted(iterable)
+        if size > self.limits.items:
+            raise _limits.too_long("a loop", size, self.limits.items, "iterations")
+        _limits.step(size)
+        return iterable
+
+    def _counted(self, iterable: Any) -> Any:
+        limit = self.limits.items
+        for index, item in enumerate(iterable):
+            if index >= limit:
+                raise _limits.too_long("a loop", index + 1, limit, "iterations")
+            _limits.step()
+            yield item
+
+    def steward_text_of(self, value: Any) -> Any:
+        """A value about to be output: its text must fit before it is built."""
+        return _limits.check_text_of(self.limits, value, "an output")
+
+    def steward_output(self, text: str) -> str:
+        _limits.produce(len(text))
+        return text
+
+    def steward_concat(self, parts: tuple[Any, ...]) -> str:
+        texts = [str(_limits.check_text_of(self.limits, part, "'~'")) for part in parts]
+        size = sum(len(text) for text in texts)
+        if size > self.limits.text:
+            raise _limits.too_long("the result of '~'", size, self.limits.text)
+        _limits.produce(size)
+        return "".join(texts)
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         return {**self.globals, **(d or {})}
@@ -153,8 +259,11 @@ class RepositoryEnvironment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
-def make_environment(template_sources: Mapping[str, str]) -> RepositoryEnvironment:
+def make_environment(
+    template_sources: Mapping[str, str], limits: Limits = DEFAULT_LIMITS
+) -> RepositoryEnvironment:
     env = RepositoryEnvironment(
+        limits=limits,
         loader=RepositoryLoader(template_sources),
         undefined=StrictUndefined,
         autoescape=False,
@@ -168,7 +277,143 @@ def make_environment(template_sources: Mapping[str, str]) -> RepositoryEnvironme
         env.globals.pop(name, None)
     for name in _NONDETERMINISTIC_FILTERS:
         env.filters.pop(name, None)
+    for name, function in list(env.filters.items()):
+        env.filters[name] = _bounded_filter(name, function, limits)
+    env.globals["range"] = functools.partial(_bounded_range, limits)
     return env
+
+
+def _bounded_range(limits: Limits, *args: int) -> range:
+    """``range``, at most ``limits.items`` long (the sandbox's own cap, as a LimitError)."""
+    numbers = range(*args)
+    if len(numbers) > limits.items:
+        raise _limits.too_long("range()", len(numbers), limits.items, "entries")
+    return numbers
+
+
+def _bounded_filter(name: str, function: Callable[..., Any], limits: Limits) -> Any:
+    """``function`` with its result checked, and the arguments of the filters that can make
+    it much larger than their input (padding, joining, repeating, formatting) checked first."""
+    check = _FILTER_CHECKS.get(name)
+    what = f"the result of |{name}"
+
+    skip = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
+
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _limits.step()
+        if check is not None:
+            # Arguments after the context Jinja passes to some filters; a check may replace
+            # them (a generator it had to consume to measure).
+            replaced = check(limits, args[skip:], kwargs, what)
+            if replaced is not None:
+                args = (*args[:skip], *replaced)
+        return _limits.check_value(limits, function(*args, **kwargs), what)
+
+    return bounded
+
+
+def _entries(limits: Limits, value: Any, what: str) -> list[Any]:
+    """An iterable's entries, at most ``limits.items`` of them."""
+    if isinstance(value, dict | str):
+        value = list(value)
+    items = value if isinstance(value, list) else []
+    if items is not value:
+        for index, item in enumerate(value):
+            if index >= limits.items:
+                raise _limits.too_long(what, index + 1, limits.items, "entries")
+            items.append(item)
+    if len(items) > limits.items:
+        raise _limits.too_long(what, len(items), limits.items, "entries")
+    _limits.step(len(items))
+    return items
+
+
+def _check_join(limits: Limits, args: tuple[Any, ...], kw: dict[str, Any], what: str) -> Any:
+    if not args:
+        return None
+    items = _entries(limits, args[0], what)
+    separator = args[1] if len(args) > 1 else kw.get("d", "")
+    if (args[2] if len(args) > 2 else kw.get("attribute")) is None:
+        _limits.check_join(limits, separator, items, what)
+    return (items, *args[1:])
+
+
+def _check_sum(limits: Limits, args: tuple[Any, ...], kw: dict[str, Any], what: str) -> Any:
+    """Summing lists copies the total once per entry: refuse what exceeds the limits."""
+    if not args:
+        return None
+    items = _entries(limits, args[0], what)
+    start = args[2] if len(args) > 2 else kw.get("start", 0)
+    if isinstance(start, list | tuple):
+        total = len(start) + sum(len(item) for item in items if isinstance(item, list | tuple))
+        if total > limits.items or total * len(items) > limits.steps:
+            raise _limits.too_long(what, total, limits.items, "entries")
+    return (items, *args[1:])
+
+
+def _check_center(limits: Limits, args: tuple[Any, ...], kw: dict[str, Any], what: str) -> None:
+    width = args[1] if len(args) > 1 else kw.get("width", 80)
+    if isinstance(width, int) and width > limits.text:
+        raise _limits.too_long(what, width, limits.text)
+
+
+def _check_indent(limits: Limits, args: tuple[Any, ...], kw: dict[str, Any], what: str) -> None:
+    text = str(args[0]) if args else ""
+    width = args[1] if len(args) > 1 else kw.get("width", 4)
+    _limits.check_width(limits, width, len(text), text.count("\n") + 1, what)
+
+
+def _check_format(limits: Limits, args: tuple[Any, ...], kw: dict[str, Any], what: str) -> None:
+    if args and isinstance(args[0], str):
+        _limits.check_percent(limits, args[0], (*args[1:], *kw.values()), what)
+
+
+def _check_text(limits: Limits, args: tuple[Any, ...], kw: dict[str, Any], what: str) -> None:
+    if args:
+        _limits.check_text_of(limits, args[0], what)
+    indent = kw.get("indent", args[1] if len(args) > 1 else None)
+    if isinstance(indent, int | str) and (len(indent) if isinstance(indent, str) else indent) > 64:
+        raise LimitError(f"{what}: the indent may be at most 64 ({_limits.DOC})")
+
+
+def _check_replace(limits: Limits, args: tuple[Any, ...], kw: dict[str, Any], what: str) -> None:
+    if len(args) >= 3:
+        count = args[3] if len(args) > 3 else kw.get("count")
+        _limits.check_replace(limits, str(args[0]), args[1], args[2], count, what)
+
+
+def _check_count(position: int, keyword: str) -> Any:
+    def check(limits: Limits, args: tuple[Any, ...], kw: dict[str, Any], what: str) -> None:
+        count = args[position] if len(args) > position else kw.get(keyword)
+        if isinstance(count, int) and count > limits.items:
+            raise _limits.too_long(what, count, limits.items, "entries")
+
+    return check
+
+
+def _check_wordwrap(limits: Limits, args: tuple[Any, ...], kw: dict[str, Any], what: str) -> None:
+    text = str(args[0]) if args else ""
+    wrap = args[4] if len(args) > 4 else kw.get("wrapstring")
+    if isinstance(wrap, str):
+        _limits.check_width(limits, wrap, len(text), len(text) + 1, what)
+
+
+#: Pre-checks of the filters that can amplify (center, indent, ...), keyed by filter name.
+_FILTER_CHECKS: dict[str, Callable[..., Any]] = {
+    "center": _check_center,
+    "join": _check_join,
+    "sum": _check_sum,
+    "indent": _check_indent,
+    "format": _check_format,
+    "replace": _check_replace,
+    "string": _check_text,
+    "tojson": _check_text,
+    "pprint": _check_text,
+    "batch": _check_count(1, "linecount"),
+    "slice": _check_count(1, "slices"),
+    "wordwrap": _check_wordwrap,
+}
 
 
 def has_jinja(text: str) -> bool:
@@ -288,10 +533,16 @@ def _compile(
                 lines.append(f"    {name} = getattr_({name}, {attribute!r})")
         if text:
             lines.append(f"    {name} = str({name})")
+    if text and paths:
+        # Over the default text limit the fast path gives up, and Jinja renders it with every
+        # limit checked (and the error located).
+        total = " + ".join(f"len(v{index})" for index in range(len(paths)))
+        lines.append(f"    if {total} > {DEFAULT_LIMITS.text}: raise OverflowError")
     lines.append(f"    {result}")
     namespace: dict[str, Any] = {
         "DataView": DataView,
-        "__builtins__": {"dict": dict, "isinstance": isinstance, "str": str, "type": type},
+        "__builtins__": {"dict": dict, "isinstance": isinstance, "len": len, "str": str,
+                         "type": type, "OverflowError": OverflowError},
     }
     for index, literal in enumerate(literals or ()):
         namespace[f"c{index}"] = literal

@@ -15,16 +15,29 @@ We call regopy's C-level functions (``regopy.rego_shared``) instead of its ``Int
   ...))``, byte offsets) on stdout; we silence the log and turn them into ``file:line:col``;
 - ``with input as <document>`` (replacing the whole input) aborts the process while
   building; we refuse it before rego-cpp sees it (``with input.<field> as`` works).
+
+rego-cpp has no step, time or memory limit of its own (``numbers.range(1, 1e9)`` runs and
+grows until the machine runs out), and it reports recursion only when evaluation reaches it.
+So :class:`RegoProgram` runs the engine (:class:`RegoEngine`) in a child process of its own
+(:mod:`steward.pipeline.policy_sandbox`) with a memory limit (``RLIMIT_AS``, set once the
+engine's allocator is initialised) and a wall-clock limit per rule: a rule that runs too long
+or too big kills that child, fails with a message naming its policy file, and the next
+evaluation starts a fresh child. A crash of the engine cannot take the server down either.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import os
 import re
+import selectors
+import subprocess
+import sys
 import threading
+import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,8 +221,10 @@ def _free(interpreter: Any, bundle: Any) -> None:
     _rs.rego_free(interpreter)
 
 
-class RegoProgram:
+class RegoEngine:
     """Modules compiled once into a bundle; evaluated many times against different inputs.
+
+    In-process and unbounded: used inside the sandbox process (:class:`RegoProgram`).
 
     rego-cpp interpreters are not thread-safe, so evaluations of one program take turns.
     """
@@ -225,7 +240,7 @@ class RegoProgram:
             _refuse_whole_input_with(module)
         self._packages = tuple((module.path, package_of(module)[0]) for module in self.modules)
         self._bundle: Any = None
-        self._finalizer: weakref.finalize[Any, RegoProgram] | None = None
+        self._finalizer: weakref.finalize[Any, RegoEngine] | None = None
         self._stale = False
         self._build()
 
@@ -277,6 +292,14 @@ class RegoProgram:
             finally:
                 _rs.rego_free(interpreter)
 
+    def evaluate_each(self, input_json: str, rules: Sequence[str]) -> Iterator[tuple[str, Any]]:
+        """Each rule's value or its PolicyRuntimeError, one at a time (for streaming)."""
+        for rule in rules:
+            try:
+                yield rule, self.evaluate(input_json, [rule])[rule]
+            except PolicyRuntimeError as exc:
+                yield rule, exc
+
     def _query(self, interpreter: Any, rule: str) -> Any:
         output = _QUERY_ENTRYPOINT(interpreter, self._bundle, entrypoint(rule).encode("utf-8"))
         where = self._module_of(rule)
@@ -320,3 +343,183 @@ def _decode(text: str, rule: str) -> Any:
         return UNDEFINED
     expressions = results[0].get("expressions") or []
     return expressions[0] if expressions else UNDEFINED
+
+
+# -- the sandbox: the engine in a child process with memory and time limits ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class RegoLimits:
+    """Evaluation limits (docs/policy.md#limits)."""
+
+    #: Wall-clock seconds one rule may take on one input.
+    seconds: float = 10.0
+    #: Memory (address space) the engine may take beyond what it has once started.
+    memory: int = 1024 * 1024 * 1024
+    #: Seconds to start the sandbox and compile the modules.
+    startup_seconds: float = 60.0
+
+
+DEFAULT_REGO_LIMITS = RegoLimits()
+
+
+class _Child:
+    """One sandbox process speaking JSON lines on its stdin/stdout."""
+
+    def __init__(self, modules: Sequence[RegoModule], rules: Sequence[str],
+                 limits: RegoLimits) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "steward.pipeline.policy_sandbox"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._buffer = b""
+        self.send({"modules": [[m.path, m.source] for m in modules], "rules": list(rules),
+                   "memory": limits.memory})
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(json.dumps(message).encode("utf-8") + b"\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the reply (EOF) says it died
+
+    def receive(self, deadline: float) -> dict[str, Any] | None:
+        """The next message; None when the child died; TimeoutError past ``deadline``."""
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    raise TimeoutError
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    return None
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def stop(self) -> int | None:
+        if self.process.poll() is None:
+            self.process.kill()
+        code = self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+        return code
+
+
+def _stop_child(holder: list[_Child]) -> None:
+    for child in holder:
+        child.stop()
+    holder.clear()
+
+
+def _error_from(reply: dict[str, Any]) -> RegoSyntaxError | PolicyRuntimeError:
+    kind = RegoSyntaxError if reply.get("kind") == "syntax" else PolicyRuntimeError
+    return kind(str(reply.get("message", "Rego error")), location=reply.get("location"))
+
+
+class RegoProgram:
+    """The policy modules, compiled and evaluated in a sandbox process (module docstring).
+
+    The same interface as :class:`RegoEngine`: building raises :class:`RegoSyntaxError`
+    (file:line:col), :meth:`evaluate` raises :class:`PolicyRuntimeError`. Evaluations take
+    turns (one child per program).
+    """
+
+    def __init__(self, modules: Sequence[RegoModule], rules: Iterable[str],
+                 limits: RegoLimits = DEFAULT_REGO_LIMITS) -> None:
+        self.modules = tuple(modules)
+        self.rules = tuple(dict.fromkeys(rules))
+        self.limits = limits
+        for module in self.modules:
+            _refuse_whole_input_with(module)
+        self._packages = tuple((module.path, package_of(module)[0]) for module in self.modules)
+        self._lock = threading.Lock()
+        #: The running child, if any (a list so the finalizer can see it without ``self``).
+        self._child: list[_Child] = []
+        self._finalizer = weakref.finalize(self, _stop_child, self._child)
+        with self._lock:
+            self._start()
+
+    def _start(self) -> _Child:
+        if self._child:
+            return self._child[0]
+        child = _Child(self.modules, self.rules, self.limits)
+        try:
+            reply = child.receive(time.monotonic() + self.limits.startup_seconds)
+        except TimeoutError:
+            reply = {"kind": "runtime", "message": "the Rego sandbox did not start in "
+                     f"{self.limits.startup_seconds:g} s"}
+        if reply is None or "ok" not in reply:
+            code = child.stop()
+            raise _error_from(reply or {"kind": "runtime", "message": (
+                f"the Rego sandbox exited while compiling the policies (exit code {code})")})
+        self._child.append(child)
+        return child
+
+    def close(self) -> None:
+        """Stop the sandbox process (it is restarted by the next evaluation)."""
+        with self._lock:
+            _stop_child(self._child)
+
+    def evaluate(self, input_json: str, rules: Sequence[str]) -> dict[str, Any]:
+        """The value of each rule (``UNDEFINED`` when its body fails) for this input."""
+        values = self.evaluate_each(input_json, rules)
+        for value in values.values():
+            if isinstance(value, PolicyRuntimeError):
+                raise value
+        return values
+
+    def evaluate_each(self, input_json: str, rules: Sequence[str]) -> dict[str, Any]:
+        """Each rule's value, or the :class:`PolicyRuntimeError` that rule failed with: one
+        rule over the limits fails alone (the others are evaluated in a fresh sandbox)."""
+        results: dict[str, Any] = {}
+        pending = list(dict.fromkeys(rules))
+        with self._lock:
+            while pending:
+                child = self._start()
+                child.send({"input": input_json, "rules": pending})
+                while pending:
+                    rule = pending[0]
+                    try:
+                        reply = child.receive(time.monotonic() + self.limits.seconds)
+                    except TimeoutError:
+                        _stop_child(self._child)
+                        results[rule] = self._over_limit(
+                            rule, f"took longer than {self.limits.seconds:g} s")
+                        pending.pop(0)
+                        break
+                    if reply is None:
+                        code = child.stop()
+                        self._child.clear()
+                        results[rule] = self._over_limit(
+                            rule, f"exceeded the memory limit of {self.limits.memory >> 20} MiB "
+                            f"or crashed the Rego engine (exit code {code})")
+                        pending.pop(0)
+                        break
+                    pending.pop(0)
+                    if "error" in reply:
+                        results[rule] = _error_from(reply["error"])
+                    elif reply.get("undefined"):
+                        results[rule] = UNDEFINED
+                    else:
+                        results[rule] = reply.get("value")
+        return results
+
+    def _over_limit(self, rule: str, what: str) -> PolicyRuntimeError:
+        return PolicyRuntimeError(
+            f"evaluating {rule} {what}: the policy was stopped (docs/policy.md#limits); "
+            "a recursive or unbounded rule (numbers.range, walk over a huge value) is the "
+            "usual cause", location=self._module_of(rule))
+
+    def _module_of(self, rule: str) -> str | None:
+        """The file declaring the rule's package, to name when rego-cpp gives no location."""
+        package = rule.removeprefix("data.").rpartition(".")[0]
+        paths = [path for path, name in self._packages if name == package]
+        return ", ".join(paths) if paths else None

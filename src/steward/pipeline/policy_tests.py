@@ -4,7 +4,9 @@ A test passes when its rule evaluates to ``true``; undefined or any other value 
 ``.rego`` file of the directory is compiled together (policies, tests, shared helpers), and
 ``policies.yaml`` is validated first when present, so a broken policy set fails its tests.
 Tests give their inputs field by field (``with input.impact as {...}``): replacing the whole
-input (``with input as``) crashes regopy 1.5.2 and is refused with that explanation.
+input (``with input as``) crashes regopy 1.5.2 and is refused with that explanation. Tests
+run under the evaluation limits (docs/policy.md#limits): one that recurses, runs too long or
+grows too big fails with that error, and the others still run.
 """
 
 from __future__ import annotations
