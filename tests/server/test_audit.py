@@ -32,10 +32,12 @@ from steward.server.audit import (
     ENTRY_DOMAIN,
     GENESIS_HASH,
     REDACTED,
+    WITNESS_FILE,
     AuditError,
     AuditLog,
     Checkpoint,
     EntryFields,
+    Witness,
     encode_parameters,
     ensure_audit_key,
     entry_document,
@@ -71,8 +73,9 @@ def audit_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuditDb
         migrate(engine)
         key = ensure_audit_key(tmp_path)
         try:
-            yield AuditDb(url, engine, AuditLog(engine, key_path=key, checkpoint_every=5),
-                          tmp_path)
+            log = AuditLog(engine, key_path=key, checkpoint_interval=None,
+                           witness=Witness(path=tmp_path / WITNESS_FILE))
+            yield AuditDb(url, engine, log, tmp_path)
         finally:
             engine.dispose()
 
@@ -94,11 +97,16 @@ def attack(engine: Engine, *statements: str, params: dict[str, Any] | None = Non
                 conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
 
 
-def fill(log: AuditLog, count: int, **extra: Any) -> None:
+def fill(log: AuditLog, count: int, *, every: int = 5, **extra: Any) -> None:
+    """Append ``count`` entries, checkpointing each time the log reaches a multiple of
+    ``every`` (what the background writer does by time, done here by count)."""
     for i in range(count):
-        log.record(actor=Identity(kind="operator", token_id="t1", name="alice"),
-                   action="node.run", target=f"node:web{i}", outcome="succeeded",
-                   parameters={"noop": i % 2 == 0, "n": i}, remote="127.0.0.1", **extra)
+        entry = log.record(actor=Identity(kind="operator", token_id="t1", name="alice"),
+                           action="node.run", target=f"node:web{i}", outcome="succeeded",
+                           parameters={"noop": i % 2 == 0, "n": i}, remote="127.0.0.1",
+                           **extra)
+        if every and entry["id"] % every == 0:
+            log.checkpoint()
 
 
 def rehash_from(engine: Engine, first: int) -> None:
@@ -193,7 +201,9 @@ def test_a_caller_can_record_inside_its_own_transaction(audit_db: AuditDb) -> No
 
 
 def test_concurrent_writers_never_fork_the_chain(audit_db: AuditDb) -> None:
-    log = AuditLog(audit_db.engine, key_path=audit_db.log.key_path, checkpoint_every=7)
+    # The background writer signs while 8 threads append: at most once per 0.2 s.
+    log = AuditLog(audit_db.engine, key_path=audit_db.log.key_path, checkpoint_interval=0.2,
+                   witness=audit_db.log.witness)
     errors: list[BaseException] = []
     start = threading.Barrier(8)
 
@@ -216,7 +226,10 @@ def test_concurrent_writers_never_fork_the_chain(audit_db: AuditDb) -> None:
     assert [r.id for r in rows] == list(range(1, 201))
     assert len({r.prev_hash for r in rows}) == 200
     assert all(rows[i].prev_hash == rows[i - 1].entry_hash for i in range(1, 200))
-    assert [c.size for c in log.checkpoints()] == list(range(7, 201, 7))
+    log.close()  # the last checkpoint
+    sizes = [c.size for c in log.checkpoints()]
+    assert sizes == sorted(set(sizes))
+    assert sizes[-1] == 200
     result = log.verify()
     assert result.ok, result.problems
     assert result.entries_checked == 200
@@ -280,17 +293,22 @@ def test_truncation_is_detected_by_the_head_and_the_checkpoints(audit_db: AuditD
     attack(audit_db.engine, "UPDATE steward_audit_head SET last_id = 8, last_hash = :h",
            params={"h": eighth.entry_hash})
     result = audit_db.log.verify()
-    assert result.problems == [{
+    assert result.problems[0] == {
         "entry_id": 9,
         "problem": "checkpoint 2 (entries 1..10) is beyond the last entry 8: entries 9..10 "
                    "were deleted (truncation)",
-    }]
+    }
+    # The witness file too, even if the checkpoint rows were dropped as well.
+    attack(audit_db.engine, "DELETE FROM steward_audit_checkpoints")
+    result = audit_db.log.verify()
+    assert [p["entry_id"] for p in result.problems] == [9]
+    assert "entries 9..10 are missing: the witness" in result.problems[0]["problem"]
 
 
 def test_a_rewrite_with_recomputed_hashes_is_caught_by_the_checkpoints(
         audit_db: AuditDb) -> None:
-    log = AuditLog(audit_db.engine, key_path=audit_db.log.key_path, checkpoint_every=2)
-    fill(log, 7)  # checkpoints at 2, 4, 6
+    log = audit_db.log
+    fill(log, 7, every=2)  # checkpoints at 2, 4, 6
     attack(audit_db.engine, "UPDATE steward_audit SET reason = 'nothing to see' WHERE id = 3")
     rehash_from(audit_db.engine, 3)
     result = log.verify()
@@ -544,7 +562,7 @@ def test_verifying_100k_entries_takes_seconds(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'big.db'}")
     try:
         migrate(engine)
-        log = AuditLog(engine, key_path=ensure_audit_key(tmp_path), checkpoint_every=1000)
+        log = AuditLog(engine, key_path=ensure_audit_key(tmp_path), checkpoint_interval=None)
         fill(log, 3)
         last_id, last_hash = log.head()
         start, rows = datetime.now(UTC), []

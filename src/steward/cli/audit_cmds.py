@@ -41,12 +41,13 @@ def _open_log(data_dir: Path) -> Iterator[AuditLog]:
     from steward.server.audit import KEY_FILE, AuditError, AuditLog
     from steward.server.config import load_config
     from steward.server.db import make_engine, redact_url
+    from steward.server.services import audit_witness
 
     config = load_config(data_dir)
     engine = make_engine(config.database_url)
     try:
         yield AuditLog(engine, key_path=config.data_dir / KEY_FILE, create_key=False,
-                       checkpoint_every=0)
+                       checkpoint_interval=None, witness=audit_witness(config))
     except SQLAlchemyError as exc:
         cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
         first = (str(cause).strip() or type(cause).__name__).splitlines()[0]
@@ -69,7 +70,8 @@ def verify(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check every entry's hash and link and every signed checkpoint.
+    """Check every entry's hash and link, every signed checkpoint, and the log against the
+    latest checkpoint in the witness file; say how many entries are newer than it.
 
     Exit status: 0 the log is intact, 1 problems were found (listed), 2 it could not be
     checked (no database, no key).
@@ -86,9 +88,17 @@ def verify(
         raise typer.Exit(EXIT_CANNOT_VERIFY) from None
     if as_json:
         _dump(result.to_json())
-    elif result.ok:
+        raise typer.Exit(0 if result.ok else 1)
+    if result.witnessed is not None:
+        witnessed = (f"witnessed through entry {result.witnessed.size} (checkpoint "
+                     f"{result.witnessed.id}, signed {result.witnessed.to_json()['at']}); "
+                     f"{result.unwitnessed_entries} newer entries not yet witnessed")
+    else:
+        witnessed = (f"no witnessed checkpoint; {result.unwitnessed_entries} entries not "
+                     "witnessed")
+    if result.ok:
         typer.echo(f"audit log intact: {result.entries_checked} entries, "
-                   f"{result.checkpoints_checked} signed checkpoints")
+                   f"{result.checkpoints_checked} signed checkpoints, {witnessed}")
     else:
         typer.echo(f"audit log FAILED verification: {len(result.problems)} problem(s) in "
                    f"{result.entries_checked} entries and {result.checkpoints_checked} "
@@ -96,6 +106,7 @@ def verify(
         for problem in result.problems:
             where = f"entry {problem['entry_id']}" if problem["entry_id"] is not None else "log"
             typer.echo(f"  {where}: {problem['problem']}")
+        typer.echo(f"  ({witnessed})")
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -144,7 +155,8 @@ def checkpoint(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     as_json: JsonOption = False,
 ) -> None:
-    """Sign the log's current head now (keep the JSON off the server to detect rewrites)."""
+    """Sign the log's current head now and witness it (the server does so within a second
+    of every append; keep the JSON off the server too to detect rewrites)."""
     with _open_log(data_dir) as log:
         signed = log.checkpoint()
     if as_json:

@@ -120,17 +120,24 @@ def init(
     ] = True,
 ) -> None:
     """Create a data directory: CA and server certificate, database, repository, admin token."""
-    from steward.server.config import ADMIN_TOKEN_FILE, init_data_dir
+    import os
+
+    from steward.server.config import ADMIN_TOKEN_FILE, init_data_dir, make_private
     from steward.server.db import redact_url
 
-    result = init_data_dir(data_dir, database_url=database_url, repo=repo,
-                           environments=environment, versioned=versioned, host=host,
-                           port=port, names=san, save_admin_token=save_token)
-    config = result.config
-    if versioned:
-        from steward.pipeline.policy import install_default_policies
+    umask = os.umask(0o077)  # every file of the data directory is the server user's alone
+    try:
+        result = init_data_dir(data_dir, database_url=database_url, repo=repo,
+                               environments=environment, versioned=versioned, host=host,
+                               port=port, names=san, save_admin_token=save_token)
+        config = result.config
+        if versioned:
+            from steward.pipeline.policy import install_default_policies
 
-        install_default_policies(config.data_dir)
+            install_default_policies(config.data_dir)
+            make_private(config.data_dir)
+    finally:
+        os.umask(umask)  # in-process callers (tests) keep theirs
     typer.echo(f"Initialised Steward data directory {config.data_dir}")
     typer.echo(f"  CA certificate  {config.ca_cert}")
     typer.echo(f"                  SHA-256 {result.ca_fingerprint}")
@@ -162,12 +169,17 @@ def server(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the control-plane server (HTTPS, with the data directory's certificate)."""
-    from steward.server.config import load_config
+    import os
+
+    from steward.server.config import load_config, make_private
 
     # The configuration first: a wrong --data-dir should not wait for the server stack.
     config = load_config(data_dir).with_overrides(
         host=host, port=port, database_url=database_url, repo_path=repo,
     )
+    # Everything the server writes (database, witness, checkouts, git objects) is its own.
+    os.umask(0o077)
+    make_private(config.data_dir)
 
     import uvicorn
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError

@@ -289,7 +289,7 @@ class DesiredStateRepo:
         target = hooks / "pre-receive"
         temp = hooks / ".pre-receive.tmp"
         temp.write_text(script, encoding="utf-8")
-        temp.chmod(0o755)
+        temp.chmod(0o700)  # run by git as the server's user only
         temp.replace(target)
 
     # -- refs ----------------------------------------------------------------------------------
@@ -745,9 +745,9 @@ class DesiredStateRepo:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(blobs[obj])
-            os.chmod(target, 0o555 if mode == "100755" else 0o444)
-        read_only = stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | \
-            stat.S_IROTH | stat.S_IXOTH
+            # Read-only, and the server user's alone like the rest of the data directory.
+            os.chmod(target, 0o500 if mode == "100755" else 0o400)
+        read_only = stat.S_IRUSR | stat.S_IXUSR
         for directory in sorted(directories, key=lambda p: len(p.parts), reverse=True):
             os.chmod(into / directory, read_only)
         os.chmod(into, read_only)

@@ -10,19 +10,28 @@ even for a writer that bypasses this module.
 A chain alone proves nothing against someone who can rewrite the whole table and recompute
 every hash; checkpoints do. Like CloudTrail's digest files and RFC 6962's signed tree heads,
 a checkpoint signs (size, head hash, time, previous checkpoint's signature) with an Ed25519
-key that lives in the data directory, not in the database. One is taken every N entries
-(``audit_checkpoint_every``) and on demand; :meth:`AuditLog.verify` checks all of it.
+key that lives in the data directory, not in the database. A background writer signs the
+head within ``checkpoint_interval`` (1 s) of every append, at most once per interval across
+every process on the database, and on close; each checkpoint is written to a witness
+*outside* the database (an append-only file, ``audit-witness.jsonl``, fsynced before the
+checkpoint row commits; optionally a command or URL too). :meth:`AuditLog.verify` checks the
+chain against the latest witnessed checkpoint, so deleting the tail or recomputing the chain
+is caught on a fresh install; only the last interval's entries are unwitnessed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
 import re
+import subprocess
 import threading
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +54,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from steward.catalog.canonical import canonical_json, encode_string
 from steward.errors import StewardError
@@ -60,7 +70,11 @@ CHECKPOINT_DOMAIN = b"steward-audit-checkpoint-v1\n"
 OUTCOMES = ("allowed", "denied", "succeeded", "failed")
 KEY_FILE = "audit.key"
 PUBLIC_KEY_FILE = "audit.pub"
-DEFAULT_CHECKPOINT_EVERY = 1000
+WITNESS_FILE = "audit-witness.jsonl"
+#: Seconds between automatic checkpoints at most (so also the longest unwitnessed window).
+DEFAULT_CHECKPOINT_INTERVAL = 1.0
+#: How long an external witness (command or URL) may take to accept a checkpoint.
+WITNESS_TIMEOUT = 10.0
 REDACTED = "[redacted]"
 #: Longest stored string inside parameters, and the longest parameters document.
 MAX_PARAMETER_STRING = 2000
@@ -275,6 +289,32 @@ class Checkpoint:
                    prev_signature=row.prev_signature, key_id=row.key_id,
                    signature=row.signature)
 
+    @classmethod
+    def from_json(cls, document: object) -> Checkpoint:
+        """Parse :meth:`to_json`'s form (a witness line); :class:`ValueError` says what is off."""
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+        try:
+            values = {name: document[name] for name in (
+                "id", "size", "head_hash", "at", "prev_signature", "key_id", "signature")}
+        except KeyError as exc:
+            raise ValueError(f"no field {exc.args[0]!r}") from None
+        for name in ("id", "size"):
+            if not isinstance(values[name], int) or isinstance(values[name], bool) \
+                    or values[name] < 1:
+                raise ValueError(f"{name!r} is not a positive integer")
+        for name in ("head_hash", "at", "key_id", "signature"):
+            if not isinstance(values[name], str):
+                raise ValueError(f"{name!r} is not a string")
+        if values["prev_signature"] is not None and not isinstance(values["prev_signature"],
+                                                                    str):
+            raise ValueError("'prev_signature' is not a string or null")
+        try:
+            at = datetime.strptime(values["at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        except ValueError:
+            raise ValueError(f"'at' is not a UTC time: {values['at'][:40]!r}") from None
+        return cls(**{**values, "at": at})
+
 
 def key_id(public_key: Ed25519PublicKey) -> str:
     """SHA-256 (hex) of the raw 32-byte public key."""
@@ -289,7 +329,8 @@ def ensure_audit_key(data_dir: Path) -> Path:
     """Create ``<data>/audit.key`` (Ed25519, PKCS#8 PEM, 0600) and ``audit.pub`` if missing.
 
     Returns the key's path. Creation is exclusive, so two processes never end up with
-    different keys; an existing key is left alone.
+    different keys; an existing key is left alone. ``audit.pub`` is 0600 like every file
+    of the data directory: copy it off the host to verify elsewhere.
     """
     path = data_dir / KEY_FILE
     if not path.exists():
@@ -310,8 +351,11 @@ def ensure_audit_key(data_dir: Path) -> Path:
                 os.fsync(handle.fileno())
     public = data_dir / PUBLIC_KEY_FILE
     if not public.exists():
-        public.write_bytes(load_signing_key(path).public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        pem = load_signing_key(path).public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        with os.fdopen(os.open(public, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                       "wb") as handle:
+            handle.write(pem)
     return path
 
 
@@ -348,6 +392,105 @@ def load_verify_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
+# -- the witness ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessLine:
+    """One line of the witness file: its checkpoint, or why it is not one."""
+
+    line: int
+    checkpoint: Checkpoint | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Witness:
+    """Where checkpoints are written outside the database (docs/audit.md, "The witness").
+
+    ``path`` is an append-only JSON-lines file: each checkpoint is appended under an exclusive
+    lock and fsynced *before* its database row commits, so every committed checkpoint is in
+    the file (which is what lets verification notice a file cut back to an older line).
+    ``command`` (an argv, the checkpoint's JSON on stdin) and ``url`` (POSTed the JSON) are
+    external witnesses, told after the commit, best effort: a failure is logged.
+    """
+
+    path: Path | None = None
+    command: tuple[str, ...] = ()
+    url: str | None = None
+    timeout: float = WITNESS_TIMEOUT
+
+    def write(self, checkpoint: Checkpoint) -> None:
+        """Append ``checkpoint`` to the file (created 0600); :class:`AuditError` if it fails."""
+        if self.path is None:
+            return
+        line = (canonical_json(checkpoint.to_json()) + "\n").encode("utf-8")
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise AuditError(f"cannot open the audit witness {self.path}: {exc.strerror}") \
+                from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # an interrupted write: keep this checkpoint on its own line
+            os.write(fd, line)
+            os.fsync(fd)
+        except OSError as exc:
+            raise AuditError(f"cannot write the audit witness {self.path}: {exc.strerror}") \
+                from None
+        finally:
+            os.close(fd)
+
+    def publish(self, checkpoint: Checkpoint) -> None:
+        """Hand ``checkpoint`` to the external witnesses; failures are logged, not raised."""
+        body = (canonical_json(checkpoint.to_json()) + "\n").encode("utf-8")
+        if self.command:
+            try:
+                done = subprocess.run(  # the operator's configured command
+                    list(self.command), input=body, capture_output=True, timeout=self.timeout,
+                    check=False)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log.warning("audit witness command %s failed: %s", self.command[0], exc)
+            else:
+                if done.returncode != 0:
+                    log.warning("audit witness command %s exited %d: %s", self.command[0],
+                                done.returncode,
+                                done.stderr.decode("utf-8", "replace").strip()[:500])
+        if self.url:
+            request = urllib.request.Request(  # noqa: S310 (http(s) checked by the config)
+                self.url, data=body, method="POST",
+                headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout):  # noqa: S310
+                    pass
+            except (OSError, ValueError) as exc:
+                log.warning("audit witness %s refused checkpoint %d: %s", self.url,
+                            checkpoint.id, exc)
+
+    def read(self) -> list[WitnessLine] | None:
+        """Every line of the file, parsed (None when there is no file)."""
+        if self.path is None:
+            return None
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise AuditError(f"cannot read the audit witness {self.path}: {exc.strerror}") \
+                from None
+        lines: list[WitnessLine] = []
+        for number, raw in enumerate(data.split(b"\n"), start=1):
+            if not raw.strip():
+                continue
+            try:
+                lines.append(WitnessLine(number, Checkpoint.from_json(json.loads(raw))))
+            except (ValueError, UnicodeDecodeError) as exc:
+                lines.append(WitnessLine(number, None, f"not a checkpoint: {exc}"))
+        return lines
+
+
 # -- verification results -------------------------------------------------------------------
 
 
@@ -360,6 +503,13 @@ class VerifyResult:
     checkpoints_checked: int
     problems: list[dict[str, Any]] = field(default_factory=list)
     last_entry: int = 0
+    #: The latest witnessed checkpoint that verified (None: no witness, or none in it).
+    witnessed: Checkpoint | None = None
+    #: Entries newer than ``witnessed`` (all of them when nothing is witnessed): the window
+    #: in which a deletion or rewrite would not be detected.
+    unwitnessed_entries: int = 0
+    #: Where the witness was read from (None: verified without a witness).
+    witness_path: str | None = None
 
     @property
     def first_bad_entry(self) -> int | None:
@@ -371,7 +521,9 @@ class VerifyResult:
         return {"ok": self.ok, "entries_checked": self.entries_checked,
                 "checkpoints_checked": self.checkpoints_checked,
                 "last_entry": self.last_entry, "first_bad_entry": self.first_bad_entry,
-                "problems": self.problems}
+                "problems": self.problems, "witness": self.witness_path,
+                "witnessed_checkpoint": self.witnessed.to_json() if self.witnessed else None,
+                "unwitnessed_entries": self.unwitnessed_entries}
 
 
 class _Problems:
@@ -435,22 +587,27 @@ class AuditLog:
 
     ``key_path`` is the Ed25519 signing key (``<data>/audit.key``), loaded on first use and
     created then if missing (``create_key``); without one, no checkpoint is taken
-    automatically. ``checkpoint_every`` entries (0: never) a checkpoint is signed in the
-    same transaction as the entry that completes the batch.
+    automatically. Every append wakes a background writer that signs the head and writes it
+    to ``witness`` within ``checkpoint_interval`` seconds (None: only on demand), at most once
+    per interval however many processes append; :meth:`close` stops it after a last one.
     """
 
     def __init__(self, engine: Engine, *, key_path: Path | None = None,
-                 checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
-                 create_key: bool = True) -> None:
-        if checkpoint_every < 0:
-            raise ValueError("checkpoint_every must be >= 0")
+                 checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
+                 witness: Witness | None = None, create_key: bool = True) -> None:
+        if checkpoint_interval is not None and not 0 < checkpoint_interval <= 3600:
+            raise ValueError("checkpoint_interval must be in (0, 3600] seconds, or None")
         self.engine = engine
         self.key_path = key_path
-        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = checkpoint_interval
+        self.witness = witness
         self.create_key = create_key
         self._key: Ed25519PrivateKey | None = None
         self._key_failed = False
         self._key_lock = threading.Lock()
+        self._writer: _CheckpointWriter | None = None
+        self._writer_lock = threading.Lock()
+        self._closed = False
 
     # -- the key ------------------------------------------------------------------------
     def signing_key(self) -> Ed25519PrivateKey:
@@ -467,7 +624,7 @@ class AuditLog:
 
     def _auto_key(self) -> Ed25519PrivateKey | None:
         """The key for automatic checkpoints; a missing key must not stop the audit itself."""
-        if self.key_path is None or self.checkpoint_every == 0 or self._key_failed:
+        if self.key_path is None or self.checkpoint_interval is None or self._key_failed:
             return None
         try:
             return self.signing_key()
@@ -475,6 +632,30 @@ class AuditLog:
             self._key_failed = True
             log.warning("audit checkpoints are disabled: %s", exc)
             return None
+
+    def _appended(self) -> None:
+        """Wake the checkpoint writer (started on the first append of this process)."""
+        if self.checkpoint_interval is None or self._auto_key() is None:
+            return
+        with self._writer_lock:
+            if self._closed:
+                return
+            if self._writer is None:
+                self._writer = _CheckpointWriter(self, self.checkpoint_interval)
+                self._writer.start()
+            self._writer.wake.set()
+
+    def close(self) -> None:
+        """Stop the checkpoint writer, then sign whatever it had not signed yet."""
+        with self._writer_lock:
+            self._closed = True
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.stop()
+            try:
+                self.checkpoint_if_due(0.0)
+            except (AuditError, SQLAlchemyError, OSError) as exc:
+                log.warning("the last audit checkpoint failed: %s", exc)
 
     # -- writing ------------------------------------------------------------------------
     def record(
@@ -516,11 +697,14 @@ class AuditLog:
             "remote": _cut(remote, "remote"),
             "request_id": _cut(request_id, "request_id") or uuid.uuid4().hex,
         }
-        key = self._auto_key()
         if conn is not None:
-            return self._append(conn, draft, key)
-        with self.engine.begin() as own:
-            return self._append(own, draft, key)
+            entry = self._append(conn, draft)
+        else:
+            with self.engine.begin() as own:
+                entry = self._append(own, draft)
+        # Also for a caller's transaction: the writer locks the head, so it waits for it.
+        self._appended()
+        return entry
 
     def _lock_head(self, conn: Connection) -> Row[Any]:
         head = conn.execute(
@@ -531,8 +715,7 @@ class AuditLog:
                              "migrated (start 'steward server' once, or run 'steward init')")
         return head
 
-    def _append(self, conn: Connection, draft: dict[str, Any],
-                key: Ed25519PrivateKey | None) -> dict[str, Any]:
+    def _append(self, conn: Connection, draft: dict[str, Any]) -> dict[str, Any]:
         head = self._lock_head(conn)
         fields = EntryFields(id=head.last_id + 1, at=utcnow(), **draft)
         digest = entry_hash(fields, head.last_hash)
@@ -541,13 +724,16 @@ class AuditLog:
         conn.execute(insert(db.audit).values(**row))
         conn.execute(update(db.audit_head).where(db.audit_head.c.id == _HEAD_ID)
                      .values(last_id=fields.id, last_hash=digest))
-        if key is not None and self.checkpoint_every and fields.id % self.checkpoint_every == 0:
-            self._sign(conn, key, fields.id, digest)
         return public_entry(_RowView(row))
 
     def _sign(self, conn: Connection, key: Ed25519PrivateKey, size: int,
               head_hash: str) -> Checkpoint:
-        """Insert the next checkpoint; the caller holds the head lock."""
+        """Insert the next checkpoint and witness it; the caller holds the head lock.
+
+        The witness file is written (and fsynced) before the row commits: a checkpoint in
+        the database is always in the file, and one in the file only is still true (it
+        signs committed entries).
+        """
         cp = db.audit_checkpoints
         last = conn.execute(select(cp).order_by(cp.c.id.desc()).limit(1)).one_or_none()
         unsigned = Checkpoint(
@@ -558,20 +744,45 @@ class AuditLog:
         signed = Checkpoint(**{**_as_dict(unsigned),
                                "signature": key.sign(unsigned.message()).hex()})
         conn.execute(insert(cp).values(**_as_dict(signed)))
+        if self.witness is not None:
+            self.witness.write(signed)
         return signed
 
-    def checkpoint(self) -> Checkpoint:
-        """Sign the current head now (the latest checkpoint if nothing was appended since)."""
+    def checkpoint_if_due(self, interval: float) -> Checkpoint | float | None:
+        """Sign the head unless a checkpoint covers it or the last is under ``interval`` old.
+
+        Returns the new checkpoint, the seconds left until one is due, or None when the
+        head is already signed. The age is the database's last checkpoint's, so several
+        server processes together sign at most once per interval.
+        """
         key = self.signing_key()
         cp = db.audit_checkpoints
         with self.engine.begin() as conn:
             head = self._lock_head(conn)
             if head.last_id == 0:
-                raise AuditError("the audit log is empty: there is nothing to checkpoint")
+                return None
             last = conn.execute(select(cp).order_by(cp.c.id.desc()).limit(1)).one_or_none()
-            if last is not None and last.size == head.last_id:
-                return Checkpoint.from_row(last)
-            return self._sign(conn, key, head.last_id, head.last_hash)
+            if last is not None and last.size >= head.last_id:
+                return None
+            if last is not None and interval > 0:
+                at = last.at if last.at.tzinfo is not None else last.at.replace(tzinfo=UTC)
+                age = (utcnow() - at).total_seconds()
+                if 0 <= age < interval:
+                    return float(interval - age)
+            signed = self._sign(conn, key, head.last_id, head.last_hash)
+        if self.witness is not None:
+            self.witness.publish(signed)
+        return signed
+
+    def checkpoint(self) -> Checkpoint:
+        """Sign the current head now (the latest checkpoint if nothing was appended since)."""
+        signed = self.checkpoint_if_due(0.0)
+        if isinstance(signed, Checkpoint):
+            return signed
+        checkpoints = self.checkpoints()
+        if not checkpoints:
+            raise AuditError("the audit log is empty: there is nothing to checkpoint")
+        return checkpoints[-1]
 
     # -- reading ------------------------------------------------------------------------
     def entries(
@@ -645,14 +856,20 @@ class AuditLog:
         if public_key is None and self.key_path is not None and self.key_path.exists():
             public_key = load_signing_key(self.key_path).public_key()
         problems = _Problems()
+        # Read before the snapshot: every witnessed entry is then in it (lines are written
+        # after their entries commit). Read again after: every checkpoint row in the
+        # snapshot is then in the file (lines are fsynced before their rows commit).
+        before = self.witness.read() if self.witness is not None else None
         with self._snapshot() as conn:
             self._check_schema(conn)
             head = conn.execute(select(db.audit_head)
                                 .where(db.audit_head.c.id == _HEAD_ID)).one_or_none()
             checkpoints = [Checkpoint.from_row(row) for row in conn.execute(
                 select(db.audit_checkpoints).order_by(db.audit_checkpoints.c.id))]
+            after = self.witness.read() if self.witness is not None else None
+            witnessed = self._check_witness_lines(before, public_key, problems)
             legacy = head.legacy_through if head is not None else 0
-            signed_sizes = {c.size for c in checkpoints}
+            signed_sizes = {c.size for c in checkpoints} | {w.size for _, w in witnessed}
             hashes_at: dict[int, str | None] = {}
             count, last_id, last_hash = 0, 0, GENESIS_HASH
             for rows in self._batches(conn, batch):
@@ -670,10 +887,124 @@ class AuditLog:
                     last_id, last_hash = rid, stored or ""
         self._check_head(head, last_id, last_hash, problems)
         self._check_checkpoints(checkpoints, hashes_at, last_id, public_key, problems)
+        latest: Checkpoint | None = None
+        witness_path = None
+        if self.witness is not None:
+            witness_path = str(self.witness.path)
+            latest = self._check_witnessed(witnessed, hashes_at, last_id, problems)
+            self._check_witness_complete(after, checkpoints, last_id, problems)
         listed = problems.result()
         return VerifyResult(ok=not listed, entries_checked=count,
                             checkpoints_checked=len(checkpoints), problems=listed,
-                            last_entry=last_id)
+                            last_entry=last_id, witnessed=latest,
+                            unwitnessed_entries=max(0, last_id - (latest.size if latest else 0)),
+                            witness_path=witness_path)
+
+    def _check_witness_lines(self, lines: list[WitnessLine] | None,
+                             public_key: Ed25519PublicKey | None,
+                             problems: _Problems) -> list[tuple[int, Checkpoint]]:
+        """The witness file's checkpoints whose signature verifies, as (line, checkpoint)."""
+        if lines is None:
+            return []
+        path = self.witness.path if self.witness is not None else None
+        expected_key = key_id(public_key) if public_key is not None else None
+        valid: list[tuple[int, Checkpoint]] = []
+        for line in lines:
+            where = f"{path}:{line.line}"
+            cp = line.checkpoint
+            if cp is None:
+                problems.add(None, f"{where}: {line.error} (the witness file was edited)")
+                continue
+            name = f"{where}: witnessed checkpoint {cp.id} (entries 1..{cp.size})"
+            if public_key is None:
+                problems.add(None, f"{name}: no public key to check its signature with "
+                                   "(audit.key or --public-key)")
+                continue
+            if cp.key_id != expected_key:
+                problems.add(None, f"{name} is signed by key {cp.key_id[:16]}..., not this "
+                                   f"log's key {(expected_key or '')[:16]}...: forged")
+                continue
+            try:
+                public_key.verify(bytes.fromhex(cp.signature), cp.message())
+            except (InvalidSignature, ValueError):
+                problems.add(None, f"{name}: the signature is invalid (the line was forged "
+                                   "or altered)")
+                continue
+            if valid and cp.size < valid[-1][1].size:
+                problems.add(None, f"{name} records fewer entries than line {valid[-1][0]} "
+                                   f"({valid[-1][1].size}): the witness file was reordered")
+            valid.append((line.line, cp))
+        return valid
+
+    def _check_witnessed(self, witnessed: list[tuple[int, Checkpoint]],
+                         hashes_at: dict[int, str | None], last_id: int,
+                         problems: _Problems) -> Checkpoint | None:
+        """The log against what the witness signed; returns the latest witnessed checkpoint.
+
+        The latest proves entries 1..size are exactly those it signed (the chain links them
+        to its head hash); the earlier lines narrow down which entries a rewrite touched.
+        """
+        path = self.witness.path if self.witness is not None else None
+        if not witnessed:
+            return None  # every entry is unwitnessed: the result says so
+        line, latest = max(witnessed, key=lambda item: (item[1].size, item[1].id))
+        stamp = f"{path}:{line}, signed {format_time(latest.at)}"
+        if latest.size > last_id:
+            missing = (f"entry {latest.size} is" if latest.size == last_id + 1
+                       else f"entries {last_id + 1}..{latest.size} are")
+            problems.add(last_id + 1, f"{missing} missing: the witness ({stamp}) signed "
+                                      f"entries 1..{latest.size} but the log ends at entry "
+                                      f"{last_id}: they were deleted (truncation)")
+            return latest
+        matched = 0
+        for number, cp in sorted(witnessed, key=lambda item: (item[1].size, item[0])):
+            if cp.size <= matched:
+                continue
+            found = hashes_at.get(cp.size)
+            if found is None:
+                problems.add(cp.size, f"entry {cp.size}, witnessed at {path}:{number}, is "
+                                      "missing from the log")
+                break
+            if found != cp.head_hash:
+                problems.add(matched + 1, f"entries {matched + 1}..{cp.size} were rewritten: "
+                                          f"the witness ({path}:{number}, signed "
+                                          f"{format_time(cp.at)}) signed head "
+                                          f"{cp.head_hash[:16]}... for entry {cp.size}, which "
+                                          f"now hashes to {found[:16]}...")
+                break
+            matched = cp.size
+        return latest
+
+    def _check_witness_complete(self, lines: list[WitnessLine] | None,
+                                checkpoints: list[Checkpoint], last_id: int,
+                                problems: _Problems) -> None:
+        """Every checkpoint row since the first witnessed one must be in the witness file.
+
+        Rows are committed only after their line is fsynced, so a row missing from the file
+        means the file was cut back to an older line (or edited). Rows older than the first
+        line predate the witness (an upgraded install) and are not required.
+        """
+        path = self.witness.path if self.witness is not None else None
+        present = {(line.checkpoint.id, line.checkpoint.signature)
+                   for line in lines or () if line.checkpoint is not None}
+        if not checkpoints:
+            return
+        if not present:
+            latest = checkpoints[-1]
+            problems.add(None, f"the witness {path} holds no checkpoint but the database "
+                               f"holds {len(checkpoints)} (the latest signs entries "
+                               f"1..{latest.size}): the witness file was deleted or emptied")
+            return
+        first = min(cp_id for cp_id, _ in present)
+        absent = [cp for cp in checkpoints
+                  if cp.id >= first and (cp.id, cp.signature) not in present]
+        if absent:
+            latest = absent[-1]
+            ids = (f"checkpoint {absent[0].id}" if len(absent) == 1
+                   else f"{len(absent)} checkpoints ({absent[0].id}..{latest.id})")
+            problems.add(None, f"{ids} of the database, the latest signing entries "
+                               f"1..{latest.size} at {format_time(latest.at)}, are not in "
+                               f"the witness {path}: the witness file was cut back or edited")
 
     def _snapshot(self) -> Connection:
         """One consistent view for the whole verification, while the server keeps appending."""
@@ -797,3 +1128,45 @@ def _as_dict(checkpoint: Checkpoint) -> dict[str, Any]:
     return {"id": checkpoint.id, "size": checkpoint.size, "head_hash": checkpoint.head_hash,
             "at": checkpoint.at, "prev_signature": checkpoint.prev_signature,
             "key_id": checkpoint.key_id, "signature": checkpoint.signature}
+
+
+class _CheckpointWriter:
+    """The background thread that signs and witnesses the head after appends.
+
+    Appends only set :attr:`wake`; the thread signs when the last checkpoint is at least
+    ``interval`` old, so a burst costs one checkpoint per interval and an append is
+    unwitnessed for at most about that long. Failures (database or witness unavailable)
+    are logged and retried after the interval: the entries stay in the log meanwhile.
+    """
+
+    def __init__(self, log_: AuditLog, interval: float) -> None:
+        self.log = log_
+        self.interval = interval
+        self.wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="steward-audit-checkpoints",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait()
+            if self._stopping.is_set():
+                return
+            self.wake.clear()
+            try:
+                due = self.log.checkpoint_if_due(self.interval)
+            except (AuditError, SQLAlchemyError, OSError) as exc:
+                log.warning("audit checkpoint failed (retrying in %.1fs): %s", self.interval,
+                            exc)
+                due = self.interval
+            if isinstance(due, float):
+                self.wake.set()
+                self._stopping.wait(due)

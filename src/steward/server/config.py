@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -62,8 +63,15 @@ class ServerConfig:
     ssh_run_interval_seconds: float = 1800.0
     #: How often the SSH scheduler looks for due nodes and run-now requests.
     scheduler_tick_seconds: float = 2.0
-    #: A signed audit checkpoint every this many entries (0: only on demand).
-    audit_checkpoint_every: int = 1000
+    #: The audit head is signed and witnessed at most this many seconds after an append
+    #: (and at most once per this many seconds); None: only on demand (docs/audit.md).
+    audit_checkpoint_interval: float | None = 1.0
+    #: The append-only witness file of audit checkpoints (relative to the data directory).
+    audit_witness_file: str = "audit-witness.jsonl"
+    #: An external witness: a command (argv) given each checkpoint's JSON on stdin ...
+    audit_witness_command: tuple[str, ...] = ()
+    #: ... and/or an http(s) URL each checkpoint's JSON is POSTed to.
+    audit_witness_url: str | None = None
 
     @property
     def tls_dir(self) -> Path:
@@ -84,6 +92,10 @@ class ServerConfig:
     @property
     def tls_key(self) -> Path:
         return self.tls_dir / "server.key"
+
+    @property
+    def audit_witness_path(self) -> Path:
+        return self.data_dir / self.audit_witness_file
 
     @property
     def secrets_dir(self) -> Path:
@@ -186,7 +198,7 @@ def load_config(data_dir: Path) -> ServerConfig:
             long_poll_seconds=float(document.get("long_poll_seconds", 25.0)),
             catalog_cache_size=int(document.get("catalog_cache_size", 512)),
             ssh_run_interval_seconds=float(document.get("ssh_run_interval_seconds", 1800.0)),
-            audit_checkpoint_every=int(document.get("audit_checkpoint_every", 1000)),
+            **_audit_settings(document),
         )
     except KeyError as exc:
         raise ConfigError(f"{path}: missing setting {exc.args[0]!r}") from None
@@ -195,6 +207,30 @@ def load_config(data_dir: Path) -> ServerConfig:
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return config
+
+
+def _audit_settings(document: dict[str, Any]) -> dict[str, Any]:
+    """The ``audit_*`` settings, checked (an old ``audit_checkpoint_every`` is ignored)."""
+    interval = document.get("audit_checkpoint_interval", 1.0)
+    if interval is not None:
+        interval = float(interval)
+        if not 0 < interval <= 3600:
+            raise ConfigError(f"audit_checkpoint_interval must be in (0, 3600] seconds or "
+                              f"null, not {interval}")
+    witness = document.get("audit_witness_file", "audit-witness.jsonl")
+    if not isinstance(witness, str) or not witness:
+        raise ConfigError("audit_witness_file must be a file name or path")
+    command = document.get("audit_witness_command", [])
+    if isinstance(command, str) or not isinstance(command, list) \
+            or not all(isinstance(arg, str) and arg for arg in command):
+        raise ConfigError("audit_witness_command must be a list of arguments "
+                          '(["/usr/local/bin/witness", "--log", "steward"]) or []')
+    url = document.get("audit_witness_url")
+    if url is not None and (not isinstance(url, str)
+                            or not url.startswith(("https://", "http://"))):
+        raise ConfigError(f"audit_witness_url must be an http(s) URL or null, not {url!r}")
+    return {"audit_checkpoint_interval": interval, "audit_witness_file": witness,
+            "audit_witness_command": tuple(command), "audit_witness_url": url}
 
 
 def _config_document(config: ServerConfig) -> dict[str, Any]:
@@ -212,8 +248,39 @@ def _config_document(config: ServerConfig) -> dict[str, Any]:
         "long_poll_seconds": config.long_poll_seconds,
         "catalog_cache_size": config.catalog_cache_size,
         "ssh_run_interval_seconds": config.ssh_run_interval_seconds,
-        "audit_checkpoint_every": config.audit_checkpoint_every,
+        "audit_checkpoint_interval": config.audit_checkpoint_interval,
+        "audit_witness_file": config.audit_witness_file,
+        "audit_witness_command": list(config.audit_witness_command),
+        "audit_witness_url": config.audit_witness_url,
     }
+
+
+def make_private(data_dir: Path) -> None:
+    """Nothing under ``data_dir`` accessible by group or others (its owner's bits are kept:
+    files 0600, git hooks 0700, read-only checkouts 0400, directories 0700 or 0500).
+
+    Run at the end of ``steward init`` and when ``steward server`` starts (which also
+    sets the umask to 077), so a data directory made by an older version or a looser
+    umask is tightened too. Symbolic links are neither followed nor changed; a repository
+    or database elsewhere (``--repo DIR``, PostgreSQL) is the operator's to protect.
+    """
+    import stat
+
+    data_dir.chmod(0o700)
+    for root, dirs, files in os.walk(data_dir):
+        for name in (*dirs, *files):
+            path = os.path.join(root, name)
+            try:
+                mode = os.lstat(path).st_mode
+                if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                    continue  # symlinks, sockets
+                wanted = stat.S_IMODE(mode) & 0o700
+                if stat.S_IMODE(mode) != wanted:
+                    os.chmod(path, wanted)
+            except FileNotFoundError:
+                continue  # removed meanwhile (a SQLite -shm, a checkout being replaced)
+            except OSError as exc:
+                raise ConfigError(f"cannot make {path} private: {exc.strerror}") from None
 
 
 def write_private(path: Path, text: str) -> None:
@@ -286,6 +353,9 @@ def init_data_dir(
         raise ConfigError(f"port {port} is out of range")
 
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # First: while it is 0700, nothing made below is reachable by anyone else, whatever
+    # the umask; make_private() then gives each file its own 0600 at the end.
+    data_dir.chmod(0o700)
     if versioned:
         repo_path = data_dir / DESIRED_REPO
         if repo_path.exists():
@@ -337,9 +407,9 @@ def init_data_dir(
     ensure_audit_key(data_dir)  # signs the audit log's checkpoints
     if save_admin_token:
         write_private(data_dir / ADMIN_TOKEN_FILE, admin_token + "\n")
-    (data_dir / CONFIG_FILE).write_text(
-        json.dumps(_config_document(config), indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    write_private(data_dir / CONFIG_FILE,
+                  json.dumps(_config_document(config), indent=2, sort_keys=True) + "\n")
+    make_private(data_dir)
     return InitResult(config=config, admin_token=admin_token,
                       ca_fingerprint=fingerprint(config.ca_cert))
 
@@ -383,6 +453,15 @@ def _create_desired(path: Path, source: Path, environments: Sequence[str],
                                 message=f"Initial desired state (from {source.name})")
     except GitError as exc:
         raise ConfigError(f"cannot create the desired-state repository: {exc}") from None
+    # git writes objects, packs and refs with the umask's modes; this makes every later
+    # write 0600 (directories 0700) even under a server started with a looser umask. Only
+    # the server's user opens the repository: people clone and push through the server.
+    done = subprocess.run(["git", "config", "--file", str(path / "config"),
+                           "core.sharedRepository", "0600"],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ConfigError(f"cannot configure the desired-state repository: "
+                          f"{done.stderr.strip()}")
 
 
 def _remove_staging(path: Path) -> None:

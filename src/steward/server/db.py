@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
 from steward.server.errors import ConfigError
+from steward.store.db import create_private_sqlite
 
 VERSION_TABLE = "steward_server_version"
 READONLY_OPTION = "steward_readonly"
@@ -223,6 +224,7 @@ def make_engine(url: str) -> Engine:
     """An engine for either backend; SQLite gets WAL, a busy timeout and foreign keys."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        create_private_sqlite(url)  # 0600, and so its -wal and -shm
         engine = create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
                                "check_same_thread": False},

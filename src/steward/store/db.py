@@ -13,9 +13,11 @@ deferred ``BEGIN`` for reads.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import operator
+import os
 import re
 import sqlite3
 import time
@@ -113,9 +115,37 @@ def make_engine(url: str, *, synchronous_commit: bool = True,
     )
 
 
+def create_private_sqlite(url: str) -> None:
+    """Create a SQLite database file 0600 (or make an existing one so) before connecting.
+
+    SQLite gives its ``-wal`` and ``-shm`` files the database file's mode, so this keeps
+    all three private to the server's user whatever its umask (they hold every report,
+    token hash and audit entry).
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:") \
+            or str(parsed.database).startswith("file:"):
+        return
+    path = str(parsed.database)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # connecting reports the problem, with SQLite's own words
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.chmod(path + suffix, 0o600)
+
+
 def _sqlite_engine(url: str) -> Engine:
     parsed = make_url(url)
     memory = parsed.database in (None, "", ":memory:")
+    if not memory:
+        create_private_sqlite(url)
     kwargs: dict[str, Any] = {
         "json_serializer": dumps,
         "connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
