@@ -152,10 +152,14 @@ def validator_model() -> FunctionModel:
 def executor_model() -> FunctionModel:
     def respond(messages: list[ModelMessage], _info: AgentInfo) -> ModelResponse:
         change_id = re.search(r"chg-\d+", str(messages[0]))
+        approved = re.search(r"head ([0-9a-f]{40,64}) with impact digest (sha256:[0-9a-f]+)",
+                             str(messages[0]))
         assert change_id
+        assert approved
         if sum(isinstance(m, ModelResponse) for m in messages) == 0:
             return ModelResponse(parts=[ToolCallPart("deploy_change", {
-                "change_id": change_id.group(0),
+                "change_id": change_id.group(0), "head": approved.group(1),
+                "digest": approved.group(2),
                 "strategy": {"canary": 1, "batch_size": "1", "max_failures": 1,
                              "node_timeout": 60}}, tool_call_id="e0")])
         return ModelResponse(parts=[TextPart("Deployment started.")])
@@ -206,7 +210,9 @@ def _models(workers: int) -> Models:
 
 def _approve(server: Server, change_id: str, human: str) -> None:
     with server.client(human) as client:
-        response = client.post(f"/api/v1/changes/{change_id}/approve", json={})
+        change = client.get(f"/api/v1/changes/{change_id}").json()  # what the human reviews
+        response = client.post(f"/api/v1/changes/{change_id}/approve", json={
+            "head": change["head"], "digest": change["impact_digest"]})
     assert response.is_success, response.text
 
 

@@ -113,7 +113,8 @@ def test_live_prediction_shows_drift_the_static_diff_cannot_see(
         assert all(n["live"] is None for n in static["nodes"])
 
         # An approval of the static report, which the live analysis will void.
-        approved = ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", alice))
+        approved = ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", alice, json={
+            "head": head, "digest": static["digest"]}))
         assert [a["approver"]["name"] for a in approved["gates"]["approval"]["valid"]] == \
             ["alice"], approved["gates"]
 

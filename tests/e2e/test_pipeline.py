@@ -62,9 +62,16 @@ def pipeline(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield srv
 
 
+def _reviewed(server: Server, change_id: str) -> dict[str, Any]:
+    """The head and impact digest a reviewer (or deployer) reads and sends back."""
+    change = server.api("GET", f"/api/v1/changes/{change_id}")
+    return {"head": change["head"], "digest": change["impact_digest"]}
+
+
 def _deploy(server: Server, change_id: str, token: str, **strategy: Any) -> dict[str, Any]:
     started = ok(call(server, "POST", f"/api/v1/changes/{change_id}/deploy", token,
-                        json={"strategy": {"node_timeout": 60, **strategy}}))
+                        json={"strategy": {"node_timeout": 60, **strategy},
+                              **_reviewed(server, change_id)}))
     import time
 
     deadline = time.monotonic() + 180
@@ -119,22 +126,28 @@ def test_propose_analyse_approve_deploy_halt_rollback_audit(
         assert change["policy"]["needs_override"] == ["blast_radius"]
 
         # -- 2. separation of duties ---------------------------------------------------
-        refused = call(server, "POST", f"/api/v1/changes/{cid}/approve", planner)
+        refused = call(server, "POST", f"/api/v1/changes/{cid}/approve", planner,
+                       json=_reviewed(server, cid))
         assert refused.status_code == 403, refused.text
         assert "own change" in refused.text or "change:approve" in refused.text
-        early = call(server, "POST", f"/api/v1/changes/{cid}/deploy", executor)
+        early = call(server, "POST", f"/api/v1/changes/{cid}/deploy", executor,
+                     json=_reviewed(server, cid))
         assert early.status_code == 409, early.text  # not approved
-        denied = call(server, "POST", f"/api/v1/changes/{cid}/deploy", planner)
+        denied = call(server, "POST", f"/api/v1/changes/{cid}/deploy", planner,
+                      json=_reviewed(server, cid))
         assert denied.status_code == 403, denied.text
         assert "change:deploy" in denied.text
 
         # -- 3. humans review: an override and two approvals (blast radius > 25%) -------
         ok(call(server, "POST", f"/api/v1/changes/{cid}/override", alice,
-                  json={"policy": "blast_radius", "reason": "staging-wide by design"}))
-        view = ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", alice))
+                  json={**_reviewed(server, cid),
+                        "policy": "blast_radius", "reason": "staging-wide by design"}))
+        view = ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", alice,
+                       json=_reviewed(server, cid)))
         assert view["state"] == "analysed"
         assert any("1 more approval" in w for w in view["gates"]["waiting_for"]), view
-        view = ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", bob))
+        view = ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", bob,
+                       json=_reviewed(server, cid)))
         assert view["state"] == "approved", view["gates"]
 
         # -- 4. the executor deploys in batches -------------------------------------------
@@ -154,9 +167,11 @@ def test_propose_analyse_approve_deploy_halt_rollback_audit(
                       + "  directory[/etc/app/conf.d]:\n    mode: \"0755\"\n"}}))
         bid = bad["id"]
         ok(call(server, "POST", f"/api/v1/changes/{bid}/override", alice,
-                  json={"policy": "blast_radius", "reason": "test"}))
-        ok(call(server, "POST", f"/api/v1/changes/{bid}/approve", alice))
-        assert ok(call(server, "POST", f"/api/v1/changes/{bid}/approve", bob))["state"] == \
+                  json={**_reviewed(server, bid), "policy": "blast_radius", "reason": "test"}))
+        ok(call(server, "POST", f"/api/v1/changes/{bid}/approve", alice,
+                json=_reviewed(server, bid)))
+        assert ok(call(server, "POST", f"/api/v1/changes/{bid}/approve", bob,
+                       json=_reviewed(server, bid)))["state"] == \
             "approved"
         halted = _deploy(server, bid, executor, canary=1, batch_size="2", max_failures=1)
         assert halted["state"] == "halted", halted
@@ -307,9 +322,11 @@ def test_auto_rollback_and_promotion(own_pipeline: Server, tmp_path: Path) -> No
                                                   "    content: \"x\\n\"\n"}}))
         cid = change["id"]
         ok(call(server, "POST", f"/api/v1/changes/{cid}/override", carol,
-                json={"policy": "blast_radius", "reason": "test"}))
-        ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", carol))
-        assert ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", dave))["state"] == \
+                json={**_reviewed(server, cid), "policy": "blast_radius", "reason": "test"}))
+        ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", carol,
+                json=_reviewed(server, cid)))
+        assert ok(call(server, "POST", f"/api/v1/changes/{cid}/approve", dave,
+                       json=_reviewed(server, cid)))["state"] == \
             "approved"
         halted = _deploy(server, cid, executor, canary=1, batch_size="100%",
                          auto_rollback=True)

@@ -78,7 +78,8 @@ def test_one_rollout_reaches_a_pull_agent_and_an_ssh_node(
             ["pulled1", "pushed1"]
         started = server.api("POST", f"/api/v1/changes/{change['id']}/deploy",
                              json={"strategy": {"canary": 1, "batch_size": "1",
-                                                "node_timeout": 90}})
+                                                "node_timeout": 90},
+                                   "head": change["head"], "digest": change["impact_digest"]})
         def finished() -> Any:
             deployment = server.api("GET", f"/api/v1/deployments/{started['id']}")
             return deployment if deployment["change_state"] != "deploying" else None

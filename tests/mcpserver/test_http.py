@@ -124,7 +124,10 @@ def test_roles_over_http(server: Server) -> None:
     assert "lacks permission change:deploy" in _text(deploy)
     assert not query.is_error
 
-    tools, results = session(server, executor, ("deploy_change", {"change_id": change_id}))
+    reviewed = {"head": proposed.structured_content["head"],  # type: ignore[index]
+                "digest": proposed.structured_content["impact_digest"]}  # type: ignore[index]
+    tools, results = session(server, executor,
+                             ("deploy_change", {"change_id": change_id, **reviewed}))
     assert "deploy_change" in tools
     assert "approve_change" not in tools
     assert results[0].is_error
@@ -163,7 +166,8 @@ def test_an_executor_deploys_an_approved_change_over_http(server: Server) -> Non
     assert isinstance(change, dict)
     if change["state"] != "approved":  # development needs no approval, unless configured
         with server.client(human) as client:
-            response = client.post(f"/api/v1/changes/{change['id']}/approve", json={})
+            response = client.post(f"/api/v1/changes/{change['id']}/approve", json={
+                "head": change["head"], "digest": change["impact_digest"]})
             assert response.status_code == 200, response.text
 
     async def deploy() -> dict[str, Any]:
@@ -172,7 +176,9 @@ def test_an_executor_deploys_an_approved_change_over_http(server: Server) -> Non
                                       headers={"Authorization": f"Bearer {executor}"}) as http:
             transport = streamable_http_client(f"{server.url}/mcp", http_client=http)
             async with Client(transport) as client:
-                started = await client.call_tool("deploy_change", {"change_id": change["id"]})
+                started = await client.call_tool("deploy_change", {
+                    "change_id": change["id"], "head": change["head"],
+                    "digest": change["impact_digest"]})
                 assert not started.is_error, started.content
                 deployment_id = started.structured_content["id"]  # type: ignore[index]
                 for _ in range(100):

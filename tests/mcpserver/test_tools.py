@@ -27,14 +27,16 @@ EXPECTED_TOOLS = {
                       "read_desired_state", "get_change", "get_deployment",
                       "run_impact_analysis", "record_validation", "list_tasks"},
     "executor-bot": {"get_report", "list_desired_state", "read_desired_state", "get_change",
-                     "get_deployment", "deploy_change", "rollback_change", "list_tasks",
-                     "run_task", "get_job"},
+                     "get_deployment", "run_impact_analysis", "deploy_change",
+                     "rollback_change", "list_tasks", "run_task", "get_job"},
+    # Every reviewer reads the full impact report of what it approves.
     "approver-bot": {"query", "ask", "describe_data", "get_node", "get_report",
                      "list_desired_state", "read_desired_state", "get_change", "get_deployment",
-                     "approve_change", "list_tasks", "get_job"},
+                     "run_impact_analysis", "approve_change", "reject_change", "list_tasks",
+                     "get_job"},
     "debugger-bot": {"query", "ask", "describe_data", "get_node", "get_report",
                      "list_desired_state", "read_desired_state", "get_change", "get_deployment",
-                     "list_tasks", "run_task", "get_job"},
+                     "run_impact_analysis", "list_tasks", "run_task", "get_job"},
 }
 
 
@@ -199,17 +201,30 @@ def test_the_pipeline_through_mcp(fleet: Fleet) -> None:
     assert verdict
 
     # An executor cannot deploy what is not approved; the planner cannot approve its own.
-    message = refused(fleet, "executor-bot", "deploy_change", change_id=change_id)
+    message = refused(fleet, "executor-bot", "deploy_change", change_id=change_id,
+                      head=proposed["head"], digest=proposed["impact_digest"])
     assert "not approved" in message
     denied = [e for e in fleet.audit("change.deploy") if e["outcome"] == "denied"]
     assert denied[-1]["actor"] == "agent:executor-bot"
 
     # An agent's approval is recorded but, for an agent's change, a human must approve.
+    # The approver reads the full report first (no change:impact needed), and approves
+    # what it read: head and digest.
+    read = call(fleet, "approver-bot", "run_impact_analysis", change_id=change_id)
+    assert read["digest"] == impact["digest"]
+    assert "change:impact" in refused(fleet, "approver-bot", "run_impact_analysis",
+                                      change_id=change_id, again=True)
+    reviewed = {"head": proposed["head"], "digest": read["digest"]}
+    stale = refused(fleet, "approver-bot", "approve_change", change_id=change_id,
+                    head=proposed["head"], digest="sha256:" + "0" * 64)
+    assert f"impact report is now {read['digest']}" in stale
+    assert "head" in refused(fleet, "approver-bot", "approve_change", change_id=change_id)
     by_agent = call(fleet, "approver-bot", "approve_change", change_id=change_id,
-                    comment="looks right")
+                    comment="looks right", **reviewed)
     assert by_agent["state"] == "analysed"
     assert any("human" in w for w in by_agent["gates"]["waiting_for"])
-    approved = call(fleet, "alice", "approve_change", change_id=change_id, comment="ok")
+    approved = call(fleet, "alice", "approve_change", change_id=change_id, comment="ok",
+                    **reviewed)
     assert approved["state"] == "approved", approved["gates"]
 
     shown = call(fleet, "planner-bot", "get_change", change_id=change_id)
@@ -220,7 +235,7 @@ def test_the_pipeline_through_mcp(fleet: Fleet) -> None:
     async def deploy() -> dict[str, Any]:
         async with Client(fleet.server("executor-bot")) as client:
             result = await client.call_tool("deploy_change", {
-                "change_id": change_id, "strategy": {"node_timeout": 1}})
+                "change_id": change_id, **reviewed, "strategy": {"node_timeout": 1}})
             assert not result.is_error, result.content
             for task in list(fleet.tasks):
                 await task

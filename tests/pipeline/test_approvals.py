@@ -346,9 +346,13 @@ def test_approval_void_after_new_head(approvals: Approvals) -> None:
         f"given for head {HEAD1[:12]}; the change is now at {HEAD2[:12]}"]
     assert status.missing == ["1 more approval by a human with role approver in production"]
     # Approving what one reviewed earlier is refused once the change has moved on.
-    with pytest.raises(StaleApprovalError, match=f"now at head {HEAD2[:12]}, not "
-                                                 f"{HEAD1[:12]} as reviewed"):
+    # The refusal names the change's current head and digest in full (message and fields).
+    with pytest.raises(StaleApprovalError, match=f"now at head {HEAD2} \\(impact report "
+                                                 f"{DIGEST2}\\), not {HEAD1} as reviewed") as err:
         approvals.record(moved, ALICE, "approve", HEAD1, DIGEST1)
+    assert (err.value.head, err.value.digest) == (HEAD2, DIGEST2)
+    assert approvals.records(moved.id)[-1].head == HEAD1  # nothing more was recorded
+    assert len(approvals.records(moved.id)) == 1
     approve(approvals, moved, ALICE)
     status = approvals.status(moved, SMALL)
     assert status.satisfied
@@ -363,8 +367,9 @@ def test_approval_void_after_new_digest(approvals: Approvals) -> None:
     assert not status.satisfied
     assert status.void_approvals[0].reason == (
         f"given for impact report {DIGEST1}; it is now {DIGEST2}")
-    with pytest.raises(StaleApprovalError, match="impact report is now"):
+    with pytest.raises(StaleApprovalError, match=f"impact report is now {DIGEST2}") as err:
         approvals.record(reanalysed, ALICE, "approve", HEAD1, DIGEST1)
+    assert (err.value.head, err.value.digest) == (HEAD1, DIGEST2)
     unanalysed = replace(chg, impact_digest=None)
     with pytest.raises(StaleApprovalError, match="has no impact analysis yet"):
         approvals.record(unanalysed, ALICE, "approve", HEAD1, DIGEST1)

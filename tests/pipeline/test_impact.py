@@ -398,7 +398,11 @@ def test_secrets_never_appear(base_dir: Path, store: Store, secrets: SecretStore
     [content] = [p for p in password["properties"] if p["name"] == "content"]
     assert content == {"name": "content", "before": "[sensitive]", "after": "[sensitive]",
                        "sensitive": True, "digest_changed": True}
-    assert password["content_diff"] is None
+    # The whole content is the secret: its line shows as changed, masked.
+    assert password["sensitive"] is True
+    assert password["content_diff"] == ("--- /etc/steward/db_password\n"
+                                        "+++ /etc/steward/db_password\n@@ -1 +1 @@\n"
+                                        "-[sensitive line]\n+[sensitive line]\n")
     dsn = resource(db1, "file[/etc/steward/db_dsn]")
     assert {p["name"]: p["after"] for p in dsn["properties"]}["content"] == "[sensitive]"
     assert report["summary"]["risk"] in ("medium", "high")
@@ -416,6 +420,65 @@ def test_sensitive_value_unchanged_is_not_listed(
     report = analyse(base_dir, head, store, secrets, ("profiles/postgresql.yaml",))
     password = resource(nodes_of(report)["db1"], "file[/etc/steward/db_password]")
     assert [p["name"] for p in password["properties"]] == ["mode"]
+
+
+def test_an_edit_around_a_secret_is_a_change_with_its_secret_lines_masked(
+        base_dir: Path, store: Store, secrets: SecretStore) -> None:
+    """The placeholder key (param:<ref>:content) stays the same; the keyed digest does not."""
+    populate(store, load_repository(base_dir), secrets)
+    template = "templates/postgresql/pgpass.j2"
+    text = edit(base_dir, template, ":*:app:", ":*:postgres:") + (
+        "# {{ params.password | upper }}\n"
+        "# {{ params.password | reverse | join('') }}\n"
+        "# port {{ params.port }}\n")
+    report = analyse(base_dir, make_head(base_dir, {template: text}), store, secrets,
+                     (template,))
+    assert report["summary"]["nodes_affected"] == 2
+    assert report["summary"]["sensitive"] == {"nodes": 2, "resources": 2, "values": 2,
+                                              "inputs": [template]}
+    pgpass = resource(nodes_of(report)["db1"], "file[/var/lib/postgresql/.pgpass]")
+    assert pgpass["sensitive"] is True
+    assert pgpass["content_diff"] == (
+        "--- /var/lib/postgresql/.pgpass\n+++ /var/lib/postgresql/.pgpass\n@@ -1,2 +1,5 @@\n"
+        " # hostname:port:database:username:password\n"
+        "-[sensitive line]\n+[sensitive line]\n+[sensitive line]\n+[sensitive line]\n"
+        "+# port 5432\n")
+    text_out = report_json(report) + render_text(report)
+    for form in (SECRET.upper(), SECRET[::-1]):
+        assert form not in text_out
+
+
+def test_a_placeholder_without_a_digest_counts_as_changed() -> None:
+    from steward.catalog.model import Catalog, Resource
+    from steward.pipeline.impact_diff import diff_catalogs
+
+    def catalog(digests: dict[str, str]) -> Catalog:
+        params = {"path": "/etc/x", "content": {"__sensitive__": "param:file[/etc/x]:content"}}
+        return Catalog(node="n", environment="production",
+                       resources=[Resource("file", "/etc/x", params, (), "p.yaml", 1)],
+                       edges=[], sensitive=digests).seal()
+
+    key = "param:file[/etc/x]:content"
+    assert diff_catalogs(catalog({key: "a"}), catalog({key: "a"}))[0] == []
+    for before, after in (({key: "a"}, {key: "b"}), ({key: "a"}, {}), ({}, {key: "b"})):
+        [entry] = diff_catalogs(catalog(before), catalog(after))[0]
+        assert entry["sensitive"] is True
+        assert entry["properties"][0]["digest_changed"] is True
+
+
+def test_a_dormant_template_branch_names_its_sensitive_input(
+        base_dir: Path, store: Store, secrets: SecretStore) -> None:
+    populate(store, load_repository(base_dir), secrets)
+    template = "templates/postgresql/pgpass.j2"
+    text = (base_dir / template).read_text() + (
+        "{% if facts.get('no_such_fact') %}{{ params.password }}{% endif %}")
+    report = analyse(base_dir, make_head(base_dir, {template: text}), store, secrets,
+                     (template,))
+    assert report["summary"]["nodes_affected"] == 0
+    assert report["summary"]["sensitive"]["inputs"] == [template]
+    assert {n["certname"]: n["sensitive_inputs"] for n in report["nodes"]} == {
+        "db1": [template], "db2": [template]}
+    assert report["summary"]["risk"] == "medium"
 
 
 # -- failures -----------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from steward.pipeline.policy import (
 )
 from steward.pipeline.policy_errors import (
     PolicyConfigError,
-    PolicyRuntimeError,
     RegoSyntaxError,
 )
 from steward.pipeline.policy_input import (
@@ -120,7 +119,8 @@ def test_builtins_all_pass_on_a_harmless_change(builtins: Any) -> None:
     report = impact({"web1": [resource("/etc/motd")], "web2": [resource("/etc/motd")]})
     result = evaluate(builtins, policy_input(report), "production")
     assert [r.name for r in result.results] == [
-        "agent_protected_files", "blast_radius", "sshd_config", "world_writable"]
+        "agent_protected_files", "blast_radius", "sensitive_changes", "sshd_config",
+        "world_writable"]
     assert result.passed
     assert all(r.passed and r.messages == () for r in result.results)
     assert (result.blocking, result.needs_override, result.warnings) == ((), (), ())
@@ -382,10 +382,13 @@ def test_runtime_errors_name_the_module(tmp_path: Path) -> None:
   - {name: a, file: a.rego, level: advisory, environments: "*"}
 """, {"a.rego": "package steward.policies.a\n\nimport rego.v1\n\n"
                 'deny contains msg if {\n\tmsg := no_such_function(input.environment)\n}\n'})
-    with pytest.raises(PolicyRuntimeError) as info:
-        evaluate(load_policy_set(directory), {"environment": "production"}, "production")
-    assert str(info.value) == (f"{directory}/a.rego: evaluating steward.policies.a.deny "
-                               "failed: Function not found: no_such_function")
+    # Fail closed: the policy that cannot be evaluated fails (at its level), naming its file.
+    result = evaluate(load_policy_set(directory), {"environment": "production"},
+                      "production").results[0]
+    assert not result.passed
+    assert result.messages == (f"the policy could not be evaluated: {directory}/a.rego: "
+                               "evaluating steward.policies.a.deny failed: Function not found: "
+                               "no_such_function",)
 
 
 def test_sprintf_quoting_bug_is_reported_not_misparsed(tmp_path: Path) -> None:
@@ -393,16 +396,20 @@ def test_sprintf_quoting_bug_is_reported_not_misparsed(tmp_path: Path) -> None:
   - {name: a, file: a.rego, level: advisory, environments: "*"}
 """, {"a.rego": "package steward.policies.a\n\nimport rego.v1\n\n"
                 'deny contains sprintf("%s!", [upper(input.environment)]) if true\n'})
-    with pytest.raises(PolicyRuntimeError, match="build messages with concat"):
-        evaluate(load_policy_set(directory), {"environment": "production"}, "production")
+    result = evaluate(load_policy_set(directory), {"environment": "production"},
+                      "production").results[0]
+    assert not result.passed
+    assert "build messages with concat" in result.messages[0]
 
 
 def test_deny_must_be_a_set(tmp_path: Path) -> None:
     directory = write_set(tmp_path / "p", """policies:
   - {name: a, file: a.rego, level: advisory, environments: "*"}
 """, {"a.rego": "package steward.policies.a\n\ndeny := 3\n"})
-    with pytest.raises(PolicyRuntimeError, match="'deny' must be a set of messages"):
-        evaluate(load_policy_set(directory), {"environment": "production"}, "production")
+    result = evaluate(load_policy_set(directory), {"environment": "production"},
+                      "production").results[0]
+    assert not result.passed
+    assert "'deny' must be a set of messages" in result.messages[0]
 
 
 # -- input: grouping, projection, determinism -----------------------------------------------
@@ -512,7 +519,8 @@ def test_install_default_policies_copies_a_working_set(tmp_path: Path) -> None:
     assert sorted(p.name for p in target.iterdir()) == sorted(
         p.name for p in DEFAULT_POLICIES_DIR.iterdir())
     assert [p.name for p in load_policy_set(target).policies] == [
-        "world_writable", "sshd_config", "blast_radius", "agent_protected_files"]
+        "world_writable", "sshd_config", "blast_radius", "agent_protected_files",
+        "sensitive_changes"]
     (target / "policies.yaml").write_text("policies: []\n", encoding="utf-8")
     install_default_policies(tmp_path / "data")
     assert (target / "policies.yaml").read_text(encoding="utf-8") == "policies: []\n"
@@ -585,7 +593,7 @@ def test_policy_check_command(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli(), ["policy", "check", "--dir", str(DEFAULT_POLICIES_DIR)])
     assert result.exit_code == 0, result.output
     assert "sshd_config  soft-mandatory  environments: * override: security" in result.output
-    assert result.output.splitlines()[-1].startswith("4 policies OK in ")
+    assert result.output.splitlines()[-1].startswith("5 policies OK in ")
 
 
 def test_policy_input_schema_is_valid_json_schema() -> None:

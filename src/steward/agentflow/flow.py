@@ -45,7 +45,8 @@ PROMPTS = {
         "fails, with the evidence you checked."),
     "executor": (
         "You are Steward's executor agent. Deploy the approved change with deploy_change "
-        "(canary first), then answer with the deployment id."),
+        "(canary first), passing the head and impact digest it was approved at (you are "
+        "given them; get_change shows them too), then answer with the deployment id."),
     "debugger": (
         "You are Steward's debugger agent. A deployment failed. Investigate with read-only "
         "tools (query on reports, events, nodes; get_report; get_deployment; read-only "
@@ -338,7 +339,10 @@ async def _execute(change_id: str, transcript: Transcript, *, endpoint: Endpoint
         stopped = _stopped(change, transcript)
         if stopped is not None:
             return stopped
-        await executor.run_agent(models.executor, f"Deploy change {change_id}.")
+        # The executor deploys what was approved, named exactly: Steward refuses any other.
+        await executor.run_agent(
+            models.executor, f"Deploy change {change_id}: approved at head {change['head']} "
+            f"with impact digest {change['impact_digest']}.")
         deployment_id = _deployment_id(transcript)
         if deployment_id is None:
             raise AgentFlowError(f"the executor agent did not deploy {change_id} "

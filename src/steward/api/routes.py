@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import timedelta
 from enum import Enum
 from typing import Any, Literal
@@ -12,10 +13,10 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from steward.pipeline.approvals import StaleApprovalError
 from steward.pipeline.deploy import ServerNodeRunner, Strategy
 from steward.pipeline.impact import render_text
 from steward.pipeline.live import LivePredictor
-from steward.pipeline.rbac import PermissionDenied
 from steward.pipeline.service import Pipeline
 from steward.server.app import Authenticated, _json, _state
 from steward.server.auth import Identity
@@ -39,15 +40,39 @@ class AnalyseBody(BaseModel):
                            description="Seconds to wait for the nodes' reports (live only)")
 
 
-class ReviewBody(BaseModel):
-    comment: str | None = None
+def _head() -> Any:
+    return Field(min_length=40, max_length=64, pattern=r"^[0-9a-f]+$",
+                 description="The head commit the caller reviewed (the change's 'head')")
+
+
+def _digest() -> Any:
+    return Field(min_length=1, max_length=80, description="The impact digest the caller "
+                 "reviewed (the change's 'impact_digest')")
+
+
+class Reviewed(BaseModel):
+    """What the caller read: a verdict, an override or a deploy binds to exactly this.
+
+    Both fields are required; a mismatch with the change is refused (409) naming the
+    change's current head and digest.
+    """
+
+    head: str = _head()
+    digest: str = _digest()
+
+
+class ReviewBody(Reviewed):
+    comment: str | None = Field(default=None, max_length=2000)
 
 
 class RejectBody(BaseModel):
     reason: str = Field(min_length=1)
+    head: str = _head()
+    digest: str | None = Field(max_length=80, description="The impact digest the caller "
+                               "reviewed; null for a change that has none yet")
 
 
-class OverrideBody(BaseModel):
+class OverrideBody(Reviewed):
     policy: str
     reason: str = Field(min_length=1)
 
@@ -63,7 +88,9 @@ class TranscriptBody(BaseModel):
     content: dict[str, Any] = Field(default_factory=dict)
 
 
-class DeployBody(BaseModel):
+class DeployBody(Reviewed):
+    """``head``/``digest``: the ones the change was approved at (what the deployer read)."""
+
     strategy: dict[str, Any] | None = None
 
 
@@ -151,30 +178,33 @@ def install(app: FastAPI) -> None:
         view = await run_in_threadpool(p.view, identity, change_id)
         return _json(view.to_json())
 
+    @app.exception_handler(StaleApprovalError)
+    async def stale(_request: Request, exc: StaleApprovalError) -> Response:
+        """409 with the change's current head and digest as fields, to review again."""
+        return _json({"error": str(exc), "head": exc.head, "digest": exc.digest}, 409)
+
     @app.post("/api/v1/changes/{change_id}/approve", tags=tags)
-    def approve(request: Request, change_id: str, identity: Authenticated,
-                body: ReviewBody | None = None) -> Response:
-        view = _pipeline(request).approve(identity, change_id,
-                                          comment=body.comment if body else None)
+    def approve(request: Request, change_id: str, body: ReviewBody,
+                identity: Authenticated) -> Response:
+        """Approve the head and impact digest the caller reviewed (409 if either moved on)."""
+        view = _pipeline(request).approve(identity, change_id, head=body.head,
+                                          digest=body.digest, comment=body.comment)
         return _json(view.to_json())
 
     @app.post("/api/v1/changes/{change_id}/reject", tags=tags)
     def reject(request: Request, change_id: str, body: RejectBody,
                identity: Authenticated) -> Response:
-        p = _pipeline(request)
-        change = p.changes.get(change_id)
-        if change.state in ("analysed", "approved") and change.impact_digest:
-            try:
-                view = p.approve(identity, change_id, comment=body.reason, verdict="reject")
-                return _json(view.to_json())
-            except PermissionDenied:
-                pass
-        return _json(p.reject(identity, change_id, body.reason).to_json())
+        """Reject the head and impact digest the caller reviewed (409 if either moved on)."""
+        view = _pipeline(request).reject(identity, change_id, body.reason, head=body.head,
+                                         digest=body.digest)
+        return _json(view.to_json())
 
     @app.post("/api/v1/changes/{change_id}/override", tags=tags)
     def override(request: Request, change_id: str, body: OverrideBody,
                  identity: Authenticated) -> Response:
-        view = _pipeline(request).override_policy(identity, change_id, body.policy, body.reason)
+        """Override a soft-mandatory policy on the report the caller reviewed."""
+        view = _pipeline(request).override_policy(identity, change_id, body.policy, body.reason,
+                                                  head=body.head, digest=body.digest)
         return _json(view.to_json())
 
     @app.post("/api/v1/changes/{change_id}/validate", tags=tags)
@@ -191,13 +221,15 @@ def install(app: FastAPI) -> None:
                                                           body.kind, body.content), 201)
 
     @app.post("/api/v1/changes/{change_id}/deploy", tags=tags, status_code=202)
-    async def deploy(request: Request, change_id: str, identity: Authenticated,
-                     body: DeployBody | None = None) -> Response:
-        """Merge and start the rollout; poll GET /api/v1/deployments/ID for progress."""
+    async def deploy(request: Request, change_id: str, body: DeployBody,
+                     identity: Authenticated) -> Response:
+        """Merge and start the rollout of the head and digest the change was approved at
+        (409 if they are not the ones sent); poll GET /api/v1/deployments/ID for progress."""
         p = _pipeline(request)
         state = _state(request)
-        strategy = Strategy.from_json(body.strategy if body else None)
-        deployment = await run_in_threadpool(p.start_deploy, identity, change_id, strategy)
+        strategy = Strategy.from_json(body.strategy)
+        deployment = await run_in_threadpool(functools.partial(
+            p.start_deploy, identity, change_id, strategy, head=body.head, digest=body.digest))
         actor = p.actor(identity)
         signals = state.signals
         assert signals is not None

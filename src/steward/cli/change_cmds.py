@@ -32,6 +32,12 @@ identity_app = typer.Typer(help="Human and agent identities, their tokens and ro
                            no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the JSON document.")]
+HeadOption = Annotated[str | None, typer.Option(
+    "--head", help="The head commit you reviewed (default: the change's current head, "
+    "shown before it is sent).")]
+DigestOption = Annotated[str | None, typer.Option(
+    "--digest", help="The impact digest you reviewed (default: the change's current one, "
+    "shown before it is sent).")]
 
 
 def _print_json(document: Any) -> None:
@@ -197,10 +203,31 @@ def impact(
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def _reviewed(client: Any, change_id: str, head: str | None, digest: str | None,
+              verb: str) -> dict[str, Any]:
+    """The head and digest a verdict (or deploy) binds to, shown before it is sent.
+
+    Given ``--head``/``--digest`` pin what the reviewer read; otherwise the change's current
+    ones are read and shown, so the server refuses (409) if the change moves on meanwhile.
+    """
+    if head is None or digest is None:
+        change = client.request("GET", f"/api/v1/changes/{change_id}")
+        head = change["head"] if head is None else head
+        digest = change.get("impact_digest") if digest is None else digest
+    if digest is None and verb != "rejecting":
+        raise UsageError(f"{change_id} has no impact report of head {head} yet: run 'steward "
+                         f"change impact {change_id} --again' and review it first")
+    typer.echo(f"{verb} {change_id} at head {head}, impact report {digest or '(none)'}",
+               err=True)
+    return {"head": head, "digest": digest}
+
+
 def _review(action: str, change_id: str, body: dict[str, Any], as_json: bool,
             data_dir: Path, server: str | None, token: str | None,
-            ca_cert: Path | None) -> None:
+            ca_cert: Path | None, *, head: str | None, digest: str | None,
+            verb: str) -> None:
     with _client(data_dir, server, token, ca_cert) as client:
+        body = {**body, **_reviewed(client, change_id, head, digest, verb)}
         change = client.request("POST", f"/api/v1/changes/{change_id}/{action}",
                                 json_body=body)
     if as_json:
@@ -213,25 +240,31 @@ def _review(action: str, change_id: str, body: dict[str, Any], as_json: bool,
 def approve(
     change_id: Annotated[str, typer.Argument(help="chg-N")],
     comment: Annotated[str | None, typer.Option("--message", "-m")] = None,
+    head: HeadOption = None, digest: DigestOption = None,
     as_json: JsonOption = False,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
-    """Approve the change's current head and impact report (never your own change)."""
+    """Approve the head and impact report you reviewed (never your own change).
+
+    Shows the head and digest it approves; refused if the change moved on from them.
+    """
     _review("approve", change_id, {"comment": comment}, as_json, data_dir, server, token,
-            ca_cert)
+            ca_cert, head=head, digest=digest, verb="approving")
 
 
 @change_app.command("reject")
 def reject(
     change_id: Annotated[str, typer.Argument(help="chg-N")],
     reason: Annotated[str, typer.Option("--message", "-m")],
+    head: HeadOption = None, digest: DigestOption = None,
     as_json: JsonOption = False,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
-    """Reject the change."""
-    _review("reject", change_id, {"reason": reason}, as_json, data_dir, server, token, ca_cert)
+    """Reject the head and impact report you reviewed."""
+    _review("reject", change_id, {"reason": reason}, as_json, data_dir, server, token, ca_cert,
+            head=head, digest=digest, verb="rejecting")
 
 
 @change_app.command("override")
@@ -239,13 +272,14 @@ def override(
     change_id: Annotated[str, typer.Argument(help="chg-N")],
     policy: Annotated[str, typer.Argument(help="The soft-mandatory policy's name.")],
     reason: Annotated[str, typer.Option("--message", "-m")],
+    head: HeadOption = None, digest: DigestOption = None,
     as_json: JsonOption = False,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
-    """Override a failing soft-mandatory policy (recorded, bound to this impact report)."""
+    """Override a failing soft-mandatory policy (recorded, bound to the report you read)."""
     _review("override", change_id, {"policy": policy, "reason": reason}, as_json, data_dir,
-            server, token, ca_cert)
+            server, token, ca_cert, head=head, digest=digest, verb="overriding on")
 
 
 @change_app.command("validate")
@@ -303,16 +337,24 @@ def deploy(
     auto_rollback: Annotated[bool, typer.Option(help="Roll back automatically on halt.")] = False,
     wait: Annotated[bool, typer.Option(help="Follow the rollout until it ends.")] = True,
     timeout: Annotated[float, typer.Option(help="Give up following after this long.")] = 3600,
+    head: Annotated[str | None, typer.Option(
+        "--head", help="The approved head commit (default: the change's, shown).")] = None,
+    digest: Annotated[str | None, typer.Option(
+        "--digest", help="The approved impact digest (default: the change's, shown).")] = None,
     as_json: JsonOption = False,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
-    """Merge an approved change and roll it out in batches (halts on failures)."""
+    """Merge an approved change and roll it out in batches (halts on failures).
+
+    Sends the head and digest it deploys; refused unless the change was approved at them.
+    """
     strategy = {"canary": canary, "batch_size": batch_size, "max_failures": max_failures,
                 "node_timeout": node_timeout, "auto_rollback": auto_rollback}
     with _client(data_dir, server, token, ca_cert) as client:
+        reviewed = _reviewed(client, change_id, head, digest, "deploying")
         deployment = client.request("POST", f"/api/v1/changes/{change_id}/deploy",
-                                    json_body={"strategy": strategy})
+                                    json_body={"strategy": strategy, **reviewed})
         if wait:
             deployment = _follow(client, deployment["id"], timeout)
     if as_json:
@@ -345,7 +387,8 @@ def rollback(
             deployment = client.request(
                 "POST", f"/api/v1/changes/{change['id']}/deploy",
                 json_body={"strategy": {"canary": 0, "batch_size": "100%",
-                                        "max_failures": 1_000_000}})
+                                        "max_failures": 1_000_000},
+                           "head": change["head"], "digest": change["impact_digest"]})
             deployment = _follow(client, deployment["id"], 3600)
             if not as_json:
                 typer.echo(f"{deployment['id']}: {deployment['state']}")

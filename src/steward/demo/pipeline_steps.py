@@ -212,7 +212,6 @@ def rollback(demo: Demo) -> None:
 def audit(demo: Demo) -> None:
     """Every step is in a tamper-evident audit trail, queryable in PQL."""
     demo.heading("18. Audit: trace the change, query the trail, verify the hash chain")
-    demo.steward("audit", "checkpoint", "--data-dir", str(demo.data_dir))
     demo.command(["audit", "trace", "chg-1", "--data-dir", demo.shown(demo.data_dir)])
     traced = demo.steward("audit", "trace", "chg-1", "--data-dir", str(demo.data_dir))
     demo.say(traced.stdout.rstrip("\n"))
@@ -243,16 +242,25 @@ def tamper(demo: Demo) -> None:
             db.execute(f'drop trigger "{name}"')
         db.execute("update steward_audit set actor = 'human:mallory' where id = "
                    "(select min(id) from steward_audit where action = 'change.deploy')")
+        # And cut off the last two entries, moving the head back so the chain ends cleanly:
+        # only the witness file outside the database (audit-witness.jsonl) still knows.
+        (last,) = db.execute("select max(id) from steward_audit").fetchone()
+        db.execute("delete from steward_audit where id > ?", (last - 2,))
+        db.execute("update steward_audit_head set last_id = id_, last_hash = h from (select "
+                   "id as id_, entry_hash as h from steward_audit where id = ?)", (last - 2,))
         db.commit()
     finally:
         db.close()
     demo.say("  sqlite3 steward.db: drop the append-only triggers; set the actor of chg-1's "
-             "deploy entry to human:mallory")
+             "deploy entry to human:mallory; delete the last two entries and move the head")
     demo.command(["audit", "verify", "--data-dir", demo.shown(demo.data_dir)])
     result = demo.steward("audit", "verify", "--data-dir", str(demo.data_dir), check=False)
-    demo.say((result.stdout + result.stderr).rstrip("\n"), indent=2)
-    if result.returncode == 0:
+    output = (result.stdout + result.stderr).rstrip("\n")
+    demo.say(output, indent=2)
+    if result.returncode == 0 or "was edited" not in output:
         raise DemoError("steward audit verify did not notice an edited audit row")
+    if f"entries {last - 1}..{last} are missing" not in output:
+        raise DemoError("steward audit verify did not notice the deleted tail")
 
 
 PIPELINE_STEPS = (identities, start_agents, propose, review, deploy, failing_change, investigate,

@@ -408,7 +408,7 @@ def summary(demo: Demo, secret: str, seconds: float) -> None:
         demo.say("  pipeline       chg-1 proposed by an agent, analysed (1 node), its own approval "
                  "refused, approved by two humans, deployed in batches")
         demo.say("                 chg-2 halted on its canary, rolled back on the fast path; "
-                 "audit traced, verified, and an edited row caught")
+                 "audit traced, verified, an edited row and a cut-off tail caught")
     demo.say(f"  secret         {secret}")
     demo.say(f"  output         {demo.shown(demo.workdir)}/ (data/, nodes/, server.log); "
              f"took {seconds:.1f}s")

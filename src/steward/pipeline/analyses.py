@@ -82,7 +82,12 @@ class Analysis:
 
     @property
     def summary(self) -> dict[str, Any]:
-        summary: dict[str, Any] = self.report.get("summary", {})
+        """The report's summary, plus the policies' ``human_approval`` reasons: what the
+        approval rules judge the change by (docs/policy.md, ``require_human``)."""
+        summary: dict[str, Any] = dict(self.report.get("summary", {}))
+        reasons = self.policy.get("human_approval") if isinstance(self.policy, dict) else None
+        if reasons:
+            summary["human_approval"] = [str(reason) for reason in reasons]
         return summary
 
 

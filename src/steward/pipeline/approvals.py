@@ -101,7 +101,41 @@ class HumanApprovalRequired(PermissionDenied):
 
 
 class StaleApprovalError(ApprovalError):
-    """The verdict names a head or impact digest the change no longer has (HTTP 409)."""
+    """The verdict names a head or impact digest the change no longer has (HTTP 409).
+
+    ``head`` and ``digest`` are the change's current ones, so the reviewer knows what to
+    read before giving the verdict again (the REST answer carries them as fields).
+    """
+
+    def __init__(self, message: str, *, head: str | None = None,
+                 digest: str | None = None) -> None:
+        super().__init__(message)
+        self.head = head
+        self.digest = digest
+
+
+def check_reviewed(change: ChangeLike, head: str, digest: str | None, *,
+                   what: str = "give the verdict") -> None:
+    """Refuse (:class:`StaleApprovalError`) unless ``head``/``digest`` are the change's own.
+
+    The one comparison behind every act bound to what its actor reviewed: approve, reject,
+    override and deploy. The message names the current head and digest in full.
+    """
+    current_head, current_digest = change.head, change.impact_digest
+    if head == current_head and digest == current_digest:
+        return
+    if current_digest is None:
+        detail = (f"{change.id} has no impact analysis yet (head {current_head}); run "
+                  f"'steward change impact {change.id} --again' and review it first")
+    elif head != current_head:
+        detail = (f"{change.id} is now at head {current_head} (impact report "
+                  f"{current_digest}), not {head} as reviewed; review the new head and "
+                  f"{what} again")
+    else:
+        detail = (f"{change.id}'s impact report is now {current_digest} (head "
+                  f"{current_head}), not {digest} as reviewed; review the new report and "
+                  f"{what} again")
+    raise StaleApprovalError(detail, head=current_head, digest=current_digest)
 
 
 # -- what this module needs from a change -----------------------------------------------------
@@ -271,6 +305,10 @@ class ApprovalRules:
             humans = self.agent_authored_humans
             reasons.append(f"proposed by an agent ({change.proposer.kind}:"
                            f"{change.proposer.name}): {_count(humans)} by a human")
+        only_humans = _human_only(impact_summary)
+        if only_humans:  # a policy's require_human: every approval a human's, at least one
+            approvals = humans = max(approvals, humans, 1)
+            reasons.append(f"every approval must come from a human: {'; '.join(only_humans)}")
         approvals = max(approvals, humans)
         return Requirement(env, approvals, humans, roles, tuple(reasons))
 
@@ -279,6 +317,12 @@ class ApprovalRules:
                 "default": self.default.to_json(),
                 "environments": {k: v.to_json() for k, v in sorted(self.environments.items())},
                 "source": self.source}
+
+
+def _human_only(summary: Mapping[str, Any] | None) -> list[str]:
+    """The policies' reasons why only humans may approve (``Analysis.summary``)."""
+    reasons = summary.get("human_approval") if summary else None
+    return [str(reason) for reason in reasons] if isinstance(reasons, list) else []
 
 
 def _blast_percent(summary: Mapping[str, Any] | None) -> float | None:
@@ -572,22 +616,17 @@ class Approvals:
                 label, "change:approve", env,
                 f"{change.id} was proposed by {proposer.kind}:{proposer.name}; "
                 f"{pronoun} own change")
-        if change.impact_digest is None:
-            raise StaleApprovalError(f"{change.id} has no impact analysis yet; run "
-                                     f"'steward change impact {change.id}' and review it first")
-        if head != change.head:
-            raise StaleApprovalError(
-                f"{change.id} is now at head {_short(change.head)}, not {_short(head)} as "
-                "reviewed; review the new head and give the verdict again")
-        if impact_digest != change.impact_digest:
-            raise StaleApprovalError(
-                f"{change.id}'s impact report is now {change.impact_digest}, not "
-                f"{impact_digest} as reviewed; review the new report and give the verdict again")
         permission = "change:approve" if verdict == "approve" else "change:reject"
         # The rollback fast path lets executors (change:rollback) give the verdict too.
         rollback_ok = change.kind == "rollback" and self.rbac.has(who, "change:rollback", env)
         if not rollback_ok:
             self.rbac.check(who, permission, env)
+        if not self.rbac.has(who, "desired_state:read", env):
+            raise PermissionDenied(
+                label, "desired_state:read", env,
+                f"{label} lacks permission desired_state:read in environment {env}: it cannot "
+                f"read the change and impact report it would give its verdict on")
+        check_reviewed(change, head, impact_digest)
         requirement = self.rules.requirement(change, impact_summary)
         held = self._eligible(who, requirement)
         if not held:

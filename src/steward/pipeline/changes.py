@@ -489,11 +489,17 @@ class Changes:
             return self.get(change.id)
         raise ChangeConflict(f"{change_id} keeps changing under this request; try again")
 
-    def reject(self, change_id: str, actor: Actor, reason: str) -> Change:
-        """Close an open change for good; its branch stays, for the audit trail."""
+    def reject(self, change_id: str, actor: Actor, reason: str, *,
+               expected_head: str | None = None,
+               expected_impact: str | None = None) -> Change:
+        """Close an open change for good; its branch stays, for the audit trail.
+
+        ``expected_head``/``expected_impact``: what the rejecter reviewed (see transition).
+        """
         if not reason.strip():
             raise ChangeError("reason: say why the change is rejected")
-        return self.transition(change_id, "rejected", actor, detail={"reason": reason.strip()})
+        return self.transition(change_id, "rejected", actor, detail={"reason": reason.strip()},
+                               expected_head=expected_head, expected_impact=expected_impact)
 
     def set_impact(self, change_id: str, digest: str, *, actor: Actor | None = None,
                    expected_head: str | None = None) -> Change:

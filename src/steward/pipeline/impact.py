@@ -129,7 +129,8 @@ def analyse_impact(
             yield NodeTask(certname, facts, kinds[certname], stored.get(certname),
                            scope.moves and certname not in pinned)
 
-    sides = make_sides(base, head, env, change.base, change.head, secrets)
+    sides = make_sides(base, head, env, change.base, change.head, secrets,
+                       scope.code_files)
     count = workers if workers is not None else default_workers()
     entries, used = analyse_nodes(
         sides, as_batches(tasks(), FACTS_BATCH), total=len(order), workers=count,

@@ -7,6 +7,15 @@ secret's change is judged by, and it may predate the node's latest facts; its ha
 reported beside the base compile's (``current.stored``) so a reader sees nodes that are not
 at the base yet. A compile that fails is that node's ``failed`` entry, never an abort.
 
+Sensitive content (a template or file that renders a secret) is diffed with its secret lines
+masked: a line is shown only if it holds no secret value of the store verbatim *and* comes out
+the same when the side is compiled again with every secret replaced by a stand-in (so a line
+that renders a secret transformed, ``| upper`` or ``| b64encode``, is masked too). That second
+compile runs only for nodes with such a change. Each node also names the changed templates
+(with their includes) and static files that one of its secret-bearing resources renders
+(``sensitive_inputs``): an edit that renders the same today (a branch on a fact no node has
+yet) still needs review.
+
 Large candidate sets are compiled in a process pool (the compiler is pure Python, one core
 per process). A :class:`~steward.language.Repository` does not pickle (its mappings are
 read-only proxies and its templates compiled Jinja): forked workers inherit the parent's,
@@ -17,6 +26,7 @@ runs in this process instead.
 
 from __future__ import annotations
 
+import difflib
 import multiprocessing
 import os
 import threading
@@ -28,12 +38,19 @@ from typing import Any
 
 from steward.catalog.canonical import canonical_json
 from steward.catalog.model import Catalog
-from steward.compiler import compile_catalog
+from steward.compiler import CompileResult, compile_catalog
 from steward.compiler.classify import classify
 from steward.compiler.context import MIN_SCANNED_SECRET, FactView, NodeContext
 from steward.errors import SecretError, StewardError
 from steward.language import Repository, load_repository
-from steward.pipeline.impact_diff import classification_change, diff_catalogs
+from steward.language.values import Const
+from steward.pipeline.impact_diff import (
+    Side,
+    classification_change,
+    diff_catalogs,
+    placeholder_keys,
+    split_lines,
+)
 from steward.pipeline.impact_model import SENSITIVE_TEXT, ImpactError, NodeTask
 from steward.secrets.store import SecretStore
 
@@ -58,6 +75,10 @@ class Sides:
     secrets: SecretStore | None
     #: Secret values, longest first, kept out of messages and entries.
     secret_values: tuple[str, ...] = ()
+    #: Changed files other than data files (profiles, roles, templates, static files).
+    changed_code: frozenset[str] = frozenset()
+    #: Every non-empty secret value, longest first: a content line holding one is masked.
+    mask_values: tuple[str, ...] = ()
 
 
 def make_sides(
@@ -67,19 +88,21 @@ def make_sides(
     base_code_id: str | None,
     head_code_id: str | None,
     secrets: SecretStore | None,
+    changed_code: frozenset[str] = frozenset(),
 ) -> Sides:
+    every = _secret_values(secrets, 1)
     return Sides(base, head, environment, base_code_id, head_code_id, secrets,
-                 _secret_values(secrets))
+                 tuple(v for v in every if len(v) >= MIN_SCRUBBED_SECRET), changed_code, every)
 
 
-def _secret_values(secrets: SecretStore | None) -> tuple[str, ...]:
+def _secret_values(secrets: SecretStore | None, shortest: int) -> tuple[str, ...]:
     if secrets is None:
         return ()
     try:
         values = {secrets.get(name) for name in secrets.names()}
     except SecretError:
         return ()  # no readable store: no compile can resolve a secret either
-    return tuple(sorted((v for v in values if len(v) >= MIN_SCRUBBED_SECRET),
+    return tuple(sorted((v for v in values if len(v) >= shortest),
                         key=lambda v: (-len(v), v)))
 
 
@@ -96,16 +119,19 @@ def analyse_node(sides: Sides, task: NodeTask) -> dict[str, Any] | None:
     if task.kind == "outsider":
         if head_env != env or base_env == env:
             return None
-        head_catalog, head_error = _compile(sides, sides.head, sides.head_code_id, task)
+        head_result, head_error = _compile(sides, sides.head, sides.head_code_id, task)
+        head_catalog = _catalog(head_result)
         resources, edges = diff_catalogs(None, head_catalog)
         status = "failed" if head_error is not None else "new"
         return _entry(sides, task, status, None, None, head_catalog, head_error,
                       [] if head_error else resources, [] if head_error else edges, None)
-    base_catalog, base_error = _compile(sides, sides.base, sides.base_code_id, task)
+    base_result, base_error = _compile(sides, sides.base, sides.base_code_id, task)
+    base_catalog = _catalog(base_result)
     if task.check_moves and base_env == env and head_env not in (None, env):
         return _entry(sides, task, "removed", base_catalog, base_error, None, None, [], [],
                       None, moved_to=head_env)
-    head_catalog, head_error = _compile(sides, sides.head, sides.head_code_id, task)
+    head_result, head_error = _compile(sides, sides.head, sides.head_code_id, task)
+    head_catalog = _catalog(head_result)
     if head_error is not None:
         return _entry(sides, task, "failed", base_catalog, base_error, None, head_error, [], [],
                       None)
@@ -114,10 +140,142 @@ def analyse_node(sides: Sides, task: NodeTask) -> dict[str, Any] | None:
     ):
         resources, edges = [], []
     else:
-        resources, edges = diff_catalogs(base_catalog, head_catalog)
+        masker = _Masker(sides, task, base_result, head_result)
+        resources, edges = diff_catalogs(base_catalog, head_catalog, masker)
     status = "changed" if resources or edges else "unchanged"
     return _entry(sides, task, status, base_catalog, base_error, head_catalog, None, resources,
-                  edges, classification_change(base_catalog, head_catalog))
+                  edges, classification_change(base_catalog, head_catalog),
+                  sensitive_inputs=_sensitive_inputs(sides, base_catalog, head_catalog))
+
+
+def _catalog(result: CompileResult | None) -> Catalog | None:
+    return result.catalog if result is not None else None
+
+
+class _StandInStore(SecretStore):
+    """The real store with every secret replaced by a stand-in of another length and other
+    characters (never shown, never stored): what renders differently with it depends on a
+    secret."""
+
+    def __init__(self, real: SecretStore) -> None:  # no store of its own: no super()
+        self._real = real
+
+    def get(self, name: str) -> str:
+        value = self._real.get(name)
+        return "~" + self._real.digest(f"stand-in\0{name}\0{value}")[: max(8, len(value))]
+
+    def names(self) -> list[str]:
+        return self._real.names()
+
+    def digest(self, value: str) -> str:
+        return self._real.digest(value)
+
+
+class _Masker:
+    """Which lines of a node's sensitive contents hold or depend on a secret."""
+
+    def __init__(self, sides: Sides, task: NodeTask, base: CompileResult | None,
+                 head: CompileResult | None) -> None:
+        self.sides = sides
+        self.task = task
+        self.results = {"before": base, "after": head}
+        self.probes: dict[str, dict[str, str] | None] = {}
+
+    def value(self, side: Side, key: str) -> str | None:
+        result = self.results[side]
+        return result.sensitive_values.get(key) if result is not None else None
+
+    def masked_lines(self, side: Side, key: str | None, text: str) -> set[int] | None:
+        lines = split_lines(text)
+        masked = _verbatim(text, lines, self.sides.mask_values)
+        if key is None:  # a plain text: nothing in it was derived from a secret
+            return masked
+        probes = self._probe(side)
+        probe = probes.get(key) if probes is not None else None
+        if probe is None:
+            return set(range(len(lines)))
+        matcher = difflib.SequenceMatcher(None, lines, split_lines(probe), autojunk=False)
+        for tag, i1, i2, _j1, _j2 in matcher.get_opcodes():
+            if tag != "equal":
+                masked.update(range(i1, i2))
+        return masked
+
+    def _probe(self, side: Side) -> dict[str, str] | None:
+        if side not in self.probes:
+            sides = self.sides
+            repo = sides.base if side == "before" else sides.head
+            code_id = sides.base_code_id if side == "before" else sides.head_code_id
+            found: dict[str, str] | None = None
+            if sides.secrets is not None:
+                try:
+                    found = compile_catalog(
+                        repo, self.task.certname, self.task.facts,
+                        environment=sides.environment, secrets=_StandInStore(sides.secrets),
+                        code_id=code_id).sensitive_values
+                except Exception:  # no probe: every line is masked
+                    found = None
+            self.probes[side] = found
+        return self.probes[side]
+
+
+def _verbatim(text: str, lines: list[str], secrets: tuple[str, ...]) -> set[int]:
+    """Lines overlapping an occurrence of a secret value (one spanning lines masks each)."""
+    starts: list[int] = []
+    offset = 0
+    for line in lines:
+        starts.append(offset)
+        offset += len(line)
+    masked: set[int] = set()
+    for secret in secrets:
+        at = text.find(secret)
+        while at != -1:
+            end = at + len(secret)
+            masked.update(i for i, start in enumerate(starts)
+                          if start < end and start + len(lines[i]) > at)
+            at = text.find(secret, at + 1)
+    return masked
+
+
+def _sensitive_inputs(sides: Sides, base: Catalog | None, head: Catalog | None) -> list[str]:
+    """Changed templates and static files that a resource carrying a secret renders, at base
+    or at head."""
+    if not sides.changed_code:
+        return []
+    found: set[str] = set()
+    for repo, catalog in ((sides.base, base), (sides.head, head)):
+        if catalog is None or not catalog.sensitive:
+            continue
+        for resource in catalog.resources:
+            if not placeholder_keys(resource.parameters):
+                continue
+            if resource.file is None or resource.line is None:
+                return sorted(sides.changed_code)  # no provenance: any changed file may feed it
+            found.update(_feeding(repo, resource.file, resource.line) & sides.changed_code)
+    return sorted(found)
+
+
+def _feeding(repo: Repository, file: str, line: int) -> set[str]:
+    """The files a declaration renders into content: its template with everything it
+    includes, or its static file; every template and file when the source is an expression.
+    (The profile itself is not one: its edits show in the catalogs it produces.)"""
+    files: set[str] = set()
+    for profile in repo.profiles.values():
+        if profile.file != file:
+            continue
+        for decl in profile.resources:
+            source = decl.content_source
+            if decl.line != line or source is None:
+                continue
+            if not isinstance(source.value, Const):
+                files.update(t.path for t in repo.templates.values())
+                files.update(f.path for f in repo.files.values())
+            elif source.name == "template":
+                template = repo.templates.get(str(source.value.value))
+                files.update(template.closure if template is not None else ())
+            else:
+                static = repo.files.get(str(source.value.value))
+                files.update((static.path,) if static is not None else ())
+    return files
 
 
 def _environment(repo: Repository, task: NodeTask) -> str | None:
@@ -131,7 +289,7 @@ def _environment(repo: Repository, task: NodeTask) -> str | None:
 
 def _compile(
     sides: Sides, repo: Repository, code_id: str | None, task: NodeTask
-) -> tuple[Catalog | None, dict[str, Any] | None]:
+) -> tuple[CompileResult | None, dict[str, Any] | None]:
     try:
         result = compile_catalog(repo, task.certname, task.facts, environment=sides.environment,
                                  secrets=sides.secrets, code_id=code_id)
@@ -143,7 +301,7 @@ def _compile(
         return None, {"message": _scrub(f"internal error while compiling {task.certname}: "
                                         f"{type(err).__name__}: {err}", sides.secret_values),
                       "location": None}
-    return result.catalog, None
+    return result, None
 
 
 def _entry(
@@ -159,6 +317,7 @@ def _entry(
     classification: dict[str, Any] | None,
     *,
     moved_to: str | None = None,
+    sensitive_inputs: list[str] | None = None,
 ) -> dict[str, Any]:
     member = task.kind == "member"
     entry: dict[str, Any] = {
@@ -178,6 +337,7 @@ def _entry(
         "classification": classification,
         "resources": resources,
         "edges": edges,
+        "sensitive_inputs": sensitive_inputs or [],
         "error": head_error,
         "live": None,
     }
@@ -294,19 +454,22 @@ class _WorkerSpec:
     head_code_id: str | None
     secrets: SecretStore | None
     secret_values: tuple[str, ...]
+    changed_code: frozenset[str]
+    mask_values: tuple[str, ...]
 
     @classmethod
     def of(cls, sides: Sides) -> _WorkerSpec:
         return cls(str(sides.base.root), dict(sides.base.digests), str(sides.head.root),
                    dict(sides.head.digests), sides.environment, sides.base_code_id,
-                   sides.head_code_id, sides.secrets, sides.secret_values)
+                   sides.head_code_id, sides.secrets, sides.secret_values,
+                   sides.changed_code, sides.mask_values)
 
     def load(self) -> Sides:
         base = _load_same(self.base_root, self.base_digests)
         head = base if self.head_root == self.base_root and self.head_digests == \
             self.base_digests else _load_same(self.head_root, self.head_digests)
         return Sides(base, head, self.environment, self.base_code_id, self.head_code_id,
-                     self.secrets, self.secret_values)
+                     self.secrets, self.secret_values, self.changed_code, self.mask_values)
 
 
 def _load_same(root: str, digests: dict[str, str]) -> Repository:

@@ -8,13 +8,19 @@ only changed tags, is not a change on the machine and is not listed.
 Sensitive values never leave this module: a parameter holding a placeholder
 ``{"__sensitive__": key}`` is shown as ``[sensitive]``, and whether it changed is decided by
 the keyed digests in each catalog's ``sensitive`` map (a rotation shows as a change without
-revealing anything).
+revealing anything). Two placeholders with the same key are *not* the same value: an edit to
+the template around a secret keeps the key (``param:<ref>:content``) and changes the digest,
+so equal parameters still count as a change when a placeholder's digest differs. A resource
+that carries a sensitive value on either side is marked ``sensitive``; its content diff, when
+the caller can say which lines depend on a secret (:class:`LineMasker`), shows the other lines
+and masks those.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
 
 from steward.catalog.model import Catalog, Resource
 from steward.catalog.sensitive import SENSITIVE_KEY, is_sensitive_placeholder
@@ -22,24 +28,41 @@ from steward.pipeline.impact_model import SENSITIVE_TEXT
 
 #: Parameters whose text is shown as a unified diff as well as before → after.
 CONTENT_PARAMS = ("content",)
+#: What stands in a content diff for a line that holds (or depends on) a secret.
+MASKED_LINE = "[sensitive line]"
+
+Side = Literal["before", "after"]
+
+
+class LineMasker(Protocol):
+    """Which lines of a sensitive text hold or depend on a secret (0-based), or None when
+    that cannot be told (then no content diff is shown)."""
+
+    def masked_lines(self, side: Side, key: str | None, text: str) -> set[int] | None: ...
+
+    def value(self, side: Side, key: str) -> str | None: ...
 
 
 def diff_catalogs(
-    before: Catalog | None, after: Catalog | None
+    before: Catalog | None, after: Catalog | None, masker: LineMasker | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(resource entries sorted by reference, edge entries sorted) from ``before`` to
-    ``after``; a missing side counts as an empty catalog."""
+    ``after``; a missing side counts as an empty catalog. ``masker`` (with the sensitive
+    values of both sides) lets a sensitive content change show its non-secret lines."""
     old = before.resource_map() if before is not None else {}
     new = after.resource_map() if after is not None else {}
     old_digests = before.sensitive if before is not None else {}
     new_digests = after.sensitive if after is not None else {}
+    moved = _changed_digests(old_digests, new_digests)
     entries: list[dict[str, Any]] = []
     for ref in sorted(old.keys() | new.keys()):
         was, now = old.get(ref), new.get(ref)
         if was is not None and now is not None:
-            if _params_equal(was.parameters, now.parameters):
+            if _params_equal(was.parameters, now.parameters) and not (
+                moved and not moved.isdisjoint(placeholder_keys(now.parameters))
+            ):
                 continue
-            entry = _modified(ref, was, now, old_digests, new_digests)
+            entry = _modified(ref, was, now, old_digests, new_digests, masker)
             if entry is not None:
                 entries.append(entry)
         elif now is not None:
@@ -61,12 +84,31 @@ def provenance(resource: Resource) -> dict[str, Any]:
     return {"file": resource.file, "line": resource.line}
 
 
+def placeholder_keys(value: Any) -> set[str]:
+    """The keys of every sensitive placeholder inside ``value``."""
+    if is_sensitive_placeholder(value):
+        return {str(value[SENSITIVE_KEY])}
+    if isinstance(value, dict):
+        return {key for item in value.values() for key in placeholder_keys(item)}
+    if isinstance(value, list):
+        return {key for item in value for key in placeholder_keys(item)}
+    return set()
+
+
+def _changed_digests(old: Mapping[str, str], new: Mapping[str, str]) -> frozenset[str]:
+    """Sensitive keys whose keyed digest differs (or exists on one side only)."""
+    if old == new:
+        return frozenset()
+    return frozenset(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+
+
 def _modified(
     ref: str,
     was: Resource,
     now: Resource,
     old_digests: dict[str, str],
     new_digests: dict[str, str],
+    masker: LineMasker | None = None,
 ) -> dict[str, Any] | None:
     properties: list[dict[str, Any]] = []
     content_diff: str | None = None
@@ -74,10 +116,14 @@ def _modified(
         a, b = was.parameters.get(name), now.parameters.get(name)
         a_secret, b_secret = _is_sensitive(a), _is_sensitive(b)
         if a_secret or b_secret:
-            changed = _sensitive_identity(a, old_digests) != _sensitive_identity(b, new_digests)
+            changed = _sensitive_identity(a, old_digests, "before") != _sensitive_identity(
+                b, new_digests, "after")
             if not changed:
                 continue
             properties.append(_property(name, a, b, old_digests, new_digests))
+            if name in CONTENT_PARAMS and masker is not None:
+                label = str(now.parameters.get("path") or now.title)
+                content_diff = _masked_content_diff(a, b, label, masker)
             continue
         if _strict_equal(a, b):
             continue
@@ -96,7 +142,31 @@ def _modified(
         "after": provenance(now),
         "properties": properties,
         "content_diff": content_diff,
+        "sensitive": _is_sensitive(was.parameters) or _is_sensitive(now.parameters),
     }
+
+
+def _masked_content_diff(a: Any, b: Any, label: str, masker: LineMasker) -> str | None:
+    """The unified diff of two contents of which at least one carries a secret, every line
+    that holds or depends on one masked; None when a side cannot be read or masked."""
+    texts: list[str] = []
+    masks: list[set[int]] = []
+    sides: tuple[tuple[Side, Any], ...] = (("before", a), ("after", b))
+    for side, value in sides:
+        key: str | None = None
+        if is_sensitive_placeholder(value):
+            key = str(value[SENSITIVE_KEY])
+            text = masker.value(side, key)
+        else:
+            text = value if isinstance(value, str) else None
+        if text is None:
+            return None
+        mask = masker.masked_lines(side, key, text)
+        if mask is None:
+            return None
+        texts.append(text)
+        masks.append(mask)
+    return masked_unified_diff(texts[0], texts[1], label, masks[0], masks[1])
 
 
 def _whole(ref: str, resource: Resource, action: str, digests: dict[str, str]) -> dict[str, Any]:
@@ -117,6 +187,7 @@ def _whole(ref: str, resource: Resource, action: str, digests: dict[str, str]) -
         "after": provenance(resource) if action == "add" else None,
         "properties": properties,
         "content_diff": None,
+        "sensitive": _is_sensitive(resource.parameters),
     }
 
 
@@ -132,9 +203,8 @@ def _property(
         "sensitive": secret_a or secret_b,
     }
     if secret_a or secret_b:
-        entry["digest_changed"] = _sensitive_identity(a, old_digests) != _sensitive_identity(
-            b, new_digests
-        )
+        entry["digest_changed"] = _sensitive_identity(
+            a, old_digests, "before") != _sensitive_identity(b, new_digests, "after")
     return entry
 
 
@@ -164,17 +234,20 @@ def _is_sensitive(value: Any) -> bool:
     return False
 
 
-def _sensitive_identity(value: Any, digests: dict[str, str]) -> Any:
+def _sensitive_identity(value: Any, digests: Mapping[str, str], side: Side) -> Any:
     """What decides whether a possibly-sensitive value changed, without the value: a
-    placeholder stands for its digest (its key when the digest is missing)."""
+    placeholder stands for its keyed digest, never for its key (two renderings of one
+    template share a key). A placeholder without a digest cannot be compared, so it differs
+    from everything (the side is part of its identity): unknown counts as changed."""
     if is_sensitive_placeholder(value):
         key = value[SENSITIVE_KEY]
-        return ("digest", digests.get(key) or f"key:{key}")
+        digest = digests.get(key)
+        return ("digest", digest) if digest else ("unknown", side, key)
     if isinstance(value, dict):
-        return ("map", tuple(sorted((k, _sensitive_identity(v, digests)) for k, v in
+        return ("map", tuple(sorted((k, _sensitive_identity(v, digests, side)) for k, v in
                                     value.items())))
     if isinstance(value, list):
-        return ("list", tuple(_sensitive_identity(v, digests) for v in value))
+        return ("list", tuple(_sensitive_identity(v, digests, side) for v in value))
     return ("value", type(value).__name__, value)
 
 
@@ -216,6 +289,50 @@ def unified_diff(before: str, after: str, name: str) -> str:
     ):
         lines.append(line if line.endswith("\n") else f"{line}\n\\ No newline at end of file\n")
     return "".join(lines)
+
+
+def masked_unified_diff(
+    before: str, after: str, name: str, mask_before: set[int], mask_after: set[int]
+) -> str:
+    """:func:`unified_diff` of the real texts (so a change on a secret's line shows as a
+    change), with every line in ``mask_before`` / ``mask_after`` (0-based) shown as
+    ``[sensitive line]``; a context line is masked when either side masks it."""
+    a, b = split_lines(before), split_lines(after)
+    out: list[str] = []
+    for group in difflib.SequenceMatcher(None, a, b, autojunk=False).get_grouped_opcodes(3):
+        if not out:
+            out += [f"--- {name}\n", f"+++ {name}\n"]
+        first, last = group[0], group[-1]
+        out.append(f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@\n")
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                out += [_shown(" ", a[i], i in mask_before or j1 + i - i1 in mask_after)
+                        for i in range(i1, i2)]
+                continue
+            out += [_shown("-", a[i], i in mask_before) for i in range(i1, i2)]
+            out += [_shown("+", b[j], j in mask_after) for j in range(j1, j2)]
+    return "".join(out)
+
+
+def _shown(mark: str, line: str, masked: bool) -> str:
+    if masked:
+        return f"{mark}{MASKED_LINE}\n"
+    if line.endswith("\n"):
+        return f"{mark}{line}"
+    return f"{mark}{line}\n\\ No newline at end of file\n"
+
+
+def _range(start: int, stop: int) -> str:
+    """A unified diff hunk range, as difflib writes it."""
+    length = stop - start
+    if length == 1:
+        return f"{start + 1}"
+    return f"{start + 1 if length else start},{length}"
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines split on ``\\n`` only, each keeping its newline (the last may lack one)."""
+    return _lines(text)
 
 
 def _lines(text: str) -> list[str]:

@@ -101,6 +101,9 @@ def _node_block(node: Mapping[str, Any]) -> list[str]:
                      f"{_value(classification['after'])}")
     for entry in node["resources"]:
         lines.extend(_resource_lines(entry))
+    if node.get("sensitive_inputs"):
+        lines.append(f"  changed inputs of resources carrying a secret: "
+                     f"{', '.join(node['sensitive_inputs'])}")
     for edge in node["edges"]:
         lines.append(f"  {_MARK[edge['action']]} edge {edge['source']} {edge['relationship']} "
                      f"{edge['target']}")
@@ -113,7 +116,8 @@ def _resource_lines(entry: Mapping[str, Any]) -> list[str]:
     place = f"  ({_where(where)})" if where else ""
     if action == "modify" and entry["before"] and entry["before"] != entry["after"]:
         place = f"  ({_where(entry['before'])} → {_where(entry['after'])})"
-    lines = [f"  {_MARK[action]} {entry['resource']}{place}"]
+    marker = "  [carries a secret]" if entry.get("sensitive") else ""
+    lines = [f"  {_MARK[action]} {entry['resource']}{place}{marker}"]
     for prop in entry["properties"]:
         name = prop["name"]
         if entry.get("content_diff") and name == "content":

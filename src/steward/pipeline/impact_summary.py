@@ -12,7 +12,8 @@ Risk rule (every rule that fires adds a reason; the level is the highest that fi
   * the blast radius is at least 10 %;
   * a ``package``, ``service``, ``exec``, ``user``, ``group`` or ``cron`` resource is added
     or modified (software, daemons, commands run, accounts, scheduled jobs);
-  * a sensitive value changes (its digest differs);
+  * a sensitive value changes (its keyed digest differs), a resource carrying one is
+    added, removed or modified, or a changed template or static file feeds one;
   * nodes enter or leave the environment;
   * the change touched classification or settings, so every node was recompiled.
 ``low``
@@ -21,7 +22,12 @@ Risk rule (every rule that fires adds a reason; the level is the highest that fi
 
 The blast radius counts the nodes whose status is not ``unchanged`` (failed ones included:
 the change breaks them) and the resource entries across them; the percentage is of the
-environment's nodes before the change.
+environment's nodes before the change. A resource whose only change is a sensitive value is
+a modified resource like any other: it counts in all of these.
+
+``sensitive`` says what a reviewer must look at with a secret in mind: the nodes and resource
+entries marked sensitive, the sensitive values whose digest changed, and the changed files
+that feed a secret-bearing resource (``inputs``, even where the rendering is the same today).
 """
 
 from __future__ import annotations
@@ -49,11 +55,20 @@ def summarise(
     actions = {"add": 0, "remove": 0, "modify": 0}
     resources_total = 0
     ssh_nodes = removed_system_nodes = medium_type_nodes = secret_changes = 0
-    removed_system = 0
+    removed_system = sensitive_resources = 0
+    sensitive_nodes: set[str] = set()
+    sensitive_inputs: set[str] = set()
     for node in nodes:
         counts[node["status"]] += 1
         touched_ssh = touched_medium = removed_here = False
+        feeding = node.get("sensitive_inputs") or []
+        if feeding:
+            sensitive_inputs.update(feeding)
+            sensitive_nodes.add(node["certname"])
         for entry in node["resources"]:
+            if entry.get("sensitive"):
+                sensitive_resources += 1
+                sensitive_nodes.add(node["certname"])
             actions[entry["action"]] += 1
             resources_total += 1
             kind = entry["type"]
@@ -89,6 +104,13 @@ def summarise(
                       f"on {_n(medium_type_nodes, 'node')}")
     if secret_changes:
         medium.append(f"changes {_n(secret_changes, 'sensitive value')}")
+    if sensitive_resources:
+        medium.append(f"alters {_n(sensitive_resources, 'resource')} carrying a secret on "
+                      f"{_n(len(sensitive_nodes), 'node')}")
+    if sensitive_inputs:
+        medium.append(f"changes {', '.join(sorted(sensitive_inputs))}, which "
+                      f"{'feeds' if len(sensitive_inputs) == 1 else 'feed'} a resource "
+                      "carrying a secret")
     if counts["new"] or counts["removed"]:
         medium.append(f"classification moves nodes: {counts['new']:,} into {environment}, "
                       f"{counts['removed']:,} out of it")
@@ -118,6 +140,8 @@ def summarise(
         "blast_radius": {"nodes": affected, "resources": resources_total, "percent": percent},
         "risk": risk,
         "risk_reasons": reasons,
+        "sensitive": {"nodes": len(sensitive_nodes), "resources": sensitive_resources,
+                      "values": secret_changes, "inputs": sorted(sensitive_inputs)},
     }
 
 

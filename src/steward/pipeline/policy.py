@@ -10,6 +10,11 @@ server, outside the desired-state repository so no change can edit its own rules
 Levels: ``advisory`` failures are warnings; ``soft-mandatory`` failures block unless a holder
 of one of the policy's ``override_roles`` overrides them (the caller records the override);
 ``hard-mandatory`` failures block, full stop.
+
+A module may also define ``require_human contains msg``: reasons why every approval of the
+change must come from a human. For a soft- or hard-mandatory policy they bind the approval
+rules (``human_approval`` in the evaluation; no override waives them and no agent's approval
+counts); an advisory policy's are only reported.
 """
 
 from __future__ import annotations
@@ -52,11 +57,13 @@ class PolicyResult:
     #: Roles that may override a failure of this policy (soft-mandatory policies only).
     overridable_by: tuple[str, ...]
     description: str = ""
+    #: The ``require_human`` messages, sorted: why only humans may approve the change.
+    human_approval: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "level": self.level, "passed": self.passed,
                 "messages": list(self.messages), "overridable_by": list(self.overridable_by),
-                "description": self.description}
+                "description": self.description, "human_approval": list(self.human_approval)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +105,9 @@ class PolicyEvaluation:
             "blocking": [result.name for result in self.blocking],
             "needs_override": [result.name for result in self.needs_override],
             "warnings": [result.name for result in self.warnings],
+            "human_approval": [f"policy {result.name}: {message}"
+                               for result in self.results if result.level != "advisory"
+                               for message in result.human_approval],
         }
 
 
@@ -135,7 +145,8 @@ def load_policy_set(directory: Path) -> PolicySet:
                 f"policy {spec.name!r} (declared at {spec.declared_at}) must be in package "
                 f"{spec.package}, not {package}", location=f"{module.path}:{line}")
         modules.append(module)
-    program = RegoProgram(modules, [spec.rule for spec in policies]) if modules else None
+    rules = [rule for spec in policies for rule in (spec.rule, human_rule(spec))]
+    program = RegoProgram(modules, rules) if modules else None
     return PolicySet(directory=directory, policies=policies, program=program,
                      input_paths=referenced_paths(modules))
 
@@ -157,24 +168,65 @@ def evaluate(policy_set: PolicySet, input: dict[str, Any], environment: str) -> 
         text = json.dumps(document, sort_keys=True, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise PolicyRuntimeError(f"the policy input is not plain JSON data: {exc}") from None
-    values = policy_set.program.evaluate(text, [spec.rule for spec in applicable])
+    values = policy_set.program.evaluate_each(
+        text, [rule for spec in applicable for rule in (spec.rule, human_rule(spec))])
     return PolicyEvaluation(environment, tuple(
-        _result(spec, values[spec.rule]) for spec in applicable))
+        _outcome(spec, values[spec.rule], values[human_rule(spec)]) for spec in applicable))
 
 
-def _result(spec: PolicySpec, value: Any) -> PolicyResult:
+def _outcome(spec: PolicySpec, value: Any, human: Any) -> PolicyResult:
+    """The verdict; a policy that cannot be evaluated (an error, over the evaluation limits)
+    fails at its level: fail closed, so a hard-mandatory one blocks."""
+    try:
+        for outcome in (value, human):
+            if isinstance(outcome, PolicyError):
+                raise outcome
+        return _result(spec, value, human)
+    except PolicyError as exc:
+        return PolicyResult(
+            name=spec.name, level=spec.level, passed=False,
+            messages=(f"the policy could not be evaluated: {exc}",),
+            overridable_by=spec.override_roles, description=spec.description)
+
+
+def check_policy_set(policy_set: PolicySet) -> None:
+    """Evaluate every policy once on an empty input (what ``steward policy check`` adds to
+    loading): rego-cpp reports recursion, and the evaluation limits are met, only when a rule
+    is evaluated. Raises the first failure, naming the policy file."""
+    if policy_set.program is None:
+        return
+    values = policy_set.program.evaluate_each(
+        "{}", [rule for spec in policy_set.policies for rule in (spec.rule, human_rule(spec))])
+    for spec in policy_set.policies:
+        for rule in (spec.rule, human_rule(spec)):
+            if isinstance(values[rule], PolicyError):
+                error = values[rule]
+                raise type(error)(f"policy {spec.name!r}: {error.message}",
+                                  location=error.location or str(spec.file))
+
+
+def human_rule(spec: PolicySpec) -> str:
+    """The optional ``require_human`` rule of a policy's package."""
+    return f"{spec.package}.require_human"
+
+
+def _messages(spec: PolicySpec, rule: str, value: Any) -> tuple[str, ...]:
     if value is UNDEFINED:
         value = []
     if not isinstance(value, list):
         raise PolicyRuntimeError(
-            f"policy {spec.name!r}: 'deny' must be a set of messages (deny contains msg if "
-            f"...), got {json.dumps(value)[:80]}", location=str(spec.file))
-    messages = sorted({m if isinstance(m, str) else json.dumps(m, sort_keys=True)
-                       for m in value})
-    passed = not messages
+            f"policy {spec.name!r}: {rule!r} must be a set of messages ({rule} contains msg "
+            f"if ...), got {json.dumps(value)[:80]}", location=str(spec.file))
+    return tuple(sorted({m if isinstance(m, str) else json.dumps(m, sort_keys=True)
+                         for m in value}))
+
+
+def _result(spec: PolicySpec, value: Any, human: Any = UNDEFINED) -> PolicyResult:
+    messages = _messages(spec, "deny", value)
     return PolicyResult(
-        name=spec.name, level=spec.level, passed=passed, messages=tuple(messages),
-        overridable_by=spec.override_roles, description=spec.description)
+        name=spec.name, level=spec.level, passed=not messages, messages=messages,
+        overridable_by=spec.override_roles, description=spec.description,
+        human_approval=_messages(spec, "require_human", human))
 
 
 def install_default_policies(data_dir: Path, *, overwrite: bool = False) -> Path:

@@ -24,7 +24,7 @@ from steward.pipeline.policy_rego import RegoModule, blank_strings_and_comments
 
 #: Keys of a per-node resource diff that ``resource_changes`` copies (plus ``nodes``).
 RESOURCE_KEYS = ("resource", "type", "title", "action", "before", "after", "properties",
-                 "content_diff")
+                 "content_diff", "sensitive")
 
 InputPath = tuple[str, ...]
 

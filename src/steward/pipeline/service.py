@@ -25,7 +25,12 @@ from steward.errors import StewardError
 from steward.gitrepo import Author, DesiredStateRepo, GitError
 from steward.pipeline.actor import Actor
 from steward.pipeline.analyses import Analyses, Analysis
-from steward.pipeline.approvals import Approvals, load_approval_rules
+from steward.pipeline.approvals import (
+    Approvals,
+    StaleApprovalError,
+    check_reviewed,
+    load_approval_rules,
+)
 from steward.pipeline.change_model import Change
 from steward.pipeline.changes import Changes
 from steward.pipeline.deploy import Deployment, Deployments, NodeRunner, Strategy
@@ -150,11 +155,22 @@ class Pipeline:
         return self.changes.list(state=state, environment=environment)
 
     def impact_report(self, identity: Identity | Actor, change_id: str) -> dict[str, Any]:
+        """The stored impact report of the change's current head and digest.
+
+        Reading it is reading the change (``desired_state:read``, which every reviewer
+        holds): whoever may approve a change can read all of what they approve. Running a
+        new analysis is :meth:`analyse` (``change:impact``); when there is no report yet,
+        one is run only for a caller who holds that permission.
+        """
         change = self.changes.get(change_id)
-        self.authorise(identity, "change:impact", change.environment, action="change.read",
-                       target=f"change:{change_id}")
+        self.authorise(identity, "desired_state:read", change.environment,
+                       action="change.read", target=f"change:{change_id}")
         analysis = self._analysis(change)
         if analysis is None:
+            if not self.rbac.has(self.actor(identity), "change:impact", change.environment):
+                raise GateError(f"{change_id} has no impact report of head {change.head} yet; "
+                                f"one with permission change:impact must run it "
+                                f"(steward change impact {change_id} --again)")
             return self.analyse(identity, change_id).report
         return analysis.report
 
@@ -334,11 +350,18 @@ class Pipeline:
         return result
 
     def override_policy(self, identity: Identity | Actor, change_id: str, policy: str,
-                        reason: str) -> ChangeView:
+                        reason: str, *, head: str, digest: str | None) -> ChangeView:
+        """Override a failing soft-mandatory policy on the report the caller reviewed.
+
+        ``head``/``digest`` are what the caller read: if the change has moved on, the
+        override is refused (409, audited) and nothing is recorded.
+        """
         change = self.changes.get(change_id)
         # Who may override is the policy's own list of roles (policies.yaml), not a
         # permission: an sshd exception needs security, a blast radius an approver.
         actor = self.actor(identity)
+        self._check_reviewed(actor, "policy.override", change, head, digest,
+                             what="override the policy")
         analysis = self._analysis(change)
         if analysis is None:
             raise GateError(f"{change_id} has no impact analysis; nothing to override")
@@ -372,38 +395,76 @@ class Pipeline:
         self._maybe_approve(self.changes.get(change_id), actor)
         return self._view(self.changes.get(change_id))
 
-    def approve(self, identity: Identity | Actor, change_id: str, *,
-                comment: str | None = None, verdict: str = "approve") -> ChangeView:
+    def approve(self, identity: Identity | Actor, change_id: str, *, head: str,
+                digest: str | None, comment: str | None = None,
+                verdict: str = "approve") -> ChangeView:
+        """Record the caller's verdict on the head and impact digest it reviewed.
+
+        ``head``/``digest`` are required: a verdict binds to what its giver saw, never to
+        whatever is current when it arrives. A mismatch is refused (409, audited as denied)
+        and nothing else is recorded.
+        """
         change = self.changes.get(change_id)
         action = "change.approve" if verdict == "approve" else "change.reject"
         actor = self.actor(identity)
         analysis = self._analysis(change)
         if change.state not in ("analysed", "approved") or analysis is None:
+            if change.state == "proposed":  # amended since: name what is there now
+                self._check_reviewed(actor, action, change, head, digest,
+                                     what="give the verdict")
             raise GateError(f"{change_id} is {change.state}: only an analysed change can be "
                             "approved or rejected by review")
         try:
-            self.approvals.record(change, actor, verdict, change.head, analysis.digest,
+            self.approvals.record(change, actor, verdict, head, digest or "",
                                   comment, impact_summary=analysis.summary)
-        except PermissionDenied as exc:
+        except (PermissionDenied, StaleApprovalError) as exc:
             self._audit(actor, action, f"change:{change_id}", outcome="denied",
-                        reason=str(exc))
+                        reason=str(exc), parameters={"head": head, "digest": digest})
             raise
         self._audit(actor, action, f"change:{change_id}",
-                    parameters={"head": change.head, "digest": analysis.digest,
-                                "comment": comment})
+                    parameters={"head": head, "digest": digest, "comment": comment})
         if verdict == "reject":
-            self.changes.reject(change_id, actor, comment or "rejected in review")
+            self.changes.reject(change_id, actor, comment or "rejected in review",
+                                expected_head=head, expected_impact=digest)
         else:
             self._maybe_approve(self.changes.get(change_id), actor)
         return self._view(self.changes.get(change_id))
 
-    def reject(self, identity: Identity | Actor, change_id: str, reason: str) -> ChangeView:
+    def reject(self, identity: Identity | Actor, change_id: str, reason: str, *,
+               head: str, digest: str | None) -> ChangeView:
+        """Reject the change as the caller reviewed it (``head``/``digest``, 409 if stale).
+
+        An analysed change gets a recorded verdict when the caller's role counts for it;
+        otherwise (or before any analysis) ``change:reject`` closes the change.
+        """
         change = self.changes.get(change_id)
+        if change.state in ("analysed", "approved") and change.impact_digest:
+            try:
+                return self.approve(identity, change_id, head=head, digest=digest,
+                                    comment=reason, verdict="reject")
+            except StaleApprovalError:
+                raise
+            except PermissionDenied:
+                pass
         actor = self.authorise(identity, "change:reject", change.environment,
                                action="change.reject", target=f"change:{change_id}")
-        self.changes.reject(change_id, actor, reason)
-        self._audit(actor, "change.reject", f"change:{change_id}", parameters={"reason": reason})
+        self._check_reviewed(actor, "change.reject", change, head, digest,
+                             what="reject it")
+        self.changes.reject(change_id, actor, reason, expected_head=head,
+                            expected_impact=digest)
+        self._audit(actor, "change.reject", f"change:{change_id}",
+                    parameters={"reason": reason, "head": head, "digest": digest})
         return self._view(self.changes.get(change_id))
+
+    def _check_reviewed(self, actor: Actor, action: str, change: Change, head: str,
+                        digest: str | None, *, what: str) -> None:
+        """:func:`check_reviewed`, with the refusal audited (as denied) before it is raised."""
+        try:
+            check_reviewed(change, head, digest, what=what)
+        except StaleApprovalError as exc:
+            self._audit(actor, action, f"change:{change.id}", outcome="denied",
+                        reason=str(exc), parameters={"head": head, "digest": digest})
+            raise
 
     def _maybe_approve(self, change: Change, actor: Actor) -> None:
         """Move an analysed change to approved once nothing is left to wait for."""
@@ -412,17 +473,24 @@ class Pipeline:
         gates = self._gates(change, self._analysis(change))
         if gates["waiting_for"]:
             return
+        # Compare-and-set on the head and digest the gates were judged for.
         self.changes.transition(change.id, "approved", actor,
                                 detail={"approvals": gates["approval"]},
-                                expected_head=change.head)
+                                expected_head=change.head,
+                                expected_impact=change.impact_digest)
         self._audit(SYSTEM, "change.approved", f"change:{change.id}",
                     parameters={"head": change.head, "digest": change.impact_digest})
 
     # -- deploying -------------------------------------------------------------------------
 
     def start_deploy(self, identity: Identity | Actor, change_id: str,
-                     strategy: Strategy) -> Deployment:
-        """Check every gate again, merge, and record the planned rollout (not yet run)."""
+                     strategy: Strategy, *, head: str, digest: str | None) -> Deployment:
+        """Check every gate again, merge, and record the planned rollout (not yet run).
+
+        ``head``/``digest`` are what the deployer means to deploy: they must be the ones
+        the change was approved at (409, audited, otherwise), so what reaches the nodes is
+        what the approvers and the deployer saw.
+        """
         change = self.changes.get(change_id)
         actor = self.authorise(identity, "change:deploy", change.environment,
                                action="change.deploy", target=f"change:{change_id}")
@@ -433,6 +501,7 @@ class Pipeline:
             self._audit(actor, "change.deploy", f"change:{change_id}", outcome="denied",
                         reason=reason)
             raise GateError(reason)
+        self._check_reviewed(actor, "change.deploy", change, head, digest, what="deploy it")
         analysis = self._analysis(change)
         gates = self._gates(change, analysis)
         if analysis is None or gates["waiting_for"]:
@@ -458,7 +527,7 @@ class Pipeline:
             self.changes.transition(change_id, "deploying", actor,
                                     detail={"deployment": deployment.id,
                                             "strategy": strategy.to_json()},
-                                    expected_head=change.head)
+                                    expected_head=head, expected_impact=digest)
         except (GitError, StewardError) as exc:
             self.deployments.finish(deployment.id, "failed", f"merge failed: {exc}")
             self._audit(actor, "change.deploy", f"change:{change_id}", outcome="failed",
@@ -466,7 +535,8 @@ class Pipeline:
             raise
         self._audit(actor, "change.deploy", f"change:{change_id}",
                     parameters={"deployment": deployment.id, "commit": change.head,
-                                "nodes": len(nodes), "strategy": strategy.to_json()})
+                                "digest": digest, "nodes": len(nodes),
+                                "strategy": strategy.to_json()})
         return deployment
 
     async def run_deploy(self, deployment_id: str, runner: NodeRunner,
@@ -521,10 +591,11 @@ class Pipeline:
         failed = await run_in_threadpool(self.deployments.for_change, change_id)
         timeout = failed[-1].strategy.node_timeout if failed else Strategy().node_timeout
         # Every node at once and no halt: a rollback restores what was approved before.
-        deployment = await run_in_threadpool(
+        # Steward deploys the rollback exactly as it was just analysed and approved.
+        deployment = await run_in_threadpool(functools.partial(
             self.start_deploy, actor, rollback.id,
             Strategy(canary=0, batch_size="100%", max_failures=1_000_000,
-                     node_timeout=timeout))
+                     node_timeout=timeout), head=rollback.head, digest=rollback.impact_digest))
         await self.run_deploy(deployment.id, runner, actor)
 
     def rollback(self, identity: Identity | Actor, change_id: str) -> ChangeView:

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from steward.secrets.store import SecretStore
 from steward.server.audit import KEY_FILE as AUDIT_KEY_FILE
+from steward.server.audit import Witness
 from steward.server.auth import AuditLog, Tokens
 from steward.server.catalogs import CatalogService
 from steward.server.config import ServerConfig
@@ -33,6 +34,7 @@ class Services:
     catalogs: CatalogService
 
     def close(self) -> None:
+        self.audit.close()  # its last checkpoint, before the engine goes
         self.engine.dispose()
         self.store.close()
 
@@ -52,7 +54,8 @@ def build_services(config: ServerConfig, *, migrate_schema: bool = True) -> Serv
         migrate(engine)
     tokens = Tokens(engine)
     audit = AuditLog(engine, key_path=config.data_dir / AUDIT_KEY_FILE,
-                     checkpoint_every=config.audit_checkpoint_every)
+                     checkpoint_interval=config.audit_checkpoint_interval,
+                     witness=audit_witness(config))
     return Services(
         config=config,
         engine=engine,
@@ -64,6 +67,12 @@ def build_services(config: ServerConfig, *, migrate_schema: bool = True) -> Serv
             config.repo_path, SecretStore(config.secrets_dir), config.catalog_cache_size
         ),
     )
+
+
+def audit_witness(config: ServerConfig) -> Witness:
+    """Where the audit log's checkpoints are witnessed, from the configuration."""
+    return Witness(path=config.audit_witness_path, command=config.audit_witness_command,
+                   url=config.audit_witness_url)
 
 
 def bootstrap_database(config: ServerConfig) -> str:
