@@ -12,7 +12,7 @@ import pytest
 
 from steward.compiler import compile_catalog
 from steward.language import load_repository
-from steward.language.errors import LimitError
+from steward.language.errors import LimitError, RepositoryError
 from steward.language.jinja import make_environment
 from steward.language.limits import Limits, budget
 
@@ -204,3 +204,33 @@ def test_a_macro_named_join_is_called_as_it_is() -> None:
     source = "{% macro join(x) %}{{ x is string }}{% endmacro %}{{ join('ab') }}"
     with budget(Limits()):
         assert env.from_string(source).render() == "True"
+
+
+def test_yaml_alias_bomb_is_refused_naming_the_file(write_repo: WriteRepo) -> None:
+    """The "billion laughs": nine levels of ten aliases each would build 10^9 values."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 10):
+        refs = ", ".join([f"*a{level - 1}"] * 10)
+        lines.append(f"a{level}: &a{level} [{refs}]")
+    files = {**one_profile("file[/etc/x]:\n  content: hello\n"),
+             "data/common.yaml": "\n".join(lines) + "\n"}
+    started = time.monotonic()
+    with pytest.raises(RepositoryError) as caught:
+        load_repository(write_repo(files))
+    assert time.monotonic() - started < 10
+    assert str(caught.value).startswith("data/common.yaml:"), str(caught.value)
+    assert "expands to more than 1000000 values" in str(caught.value)
+
+
+def test_oversized_repository_file_is_refused_before_it_is_read(
+    write_repo: WriteRepo,
+) -> None:
+    root = write_repo(one_profile("file[/etc/x]:\n  source: big.txt\n"))
+    (root / "files").mkdir()
+    with (root / "files" / "big.txt").open("wb") as big:
+        big.truncate(16 * 1024 * 1024 + 1)  # sparse: nothing this size is written or read
+    with pytest.raises(RepositoryError) as caught:
+        load_repository(root)
+    assert str(caught.value) == (
+        "files/big.txt: is 16777217 bytes, more than the limit of 16777216 for one repository "
+        "file; see docs/language.md#limits"), str(caught.value)

@@ -194,3 +194,19 @@ def test_policy_check_and_test_fail_fast_on_hostile_policies(tmp_path: Path) -> 
     assert "FAIL steward.policies.recursive_test.test_quiet" in tested.stdout
     assert "Recursion detected" in tested.stdout
     assert time.monotonic() - started < 60
+
+
+def test_yaml_alias_bomb_is_refused_naming_the_file(server: Server, planner: str) -> None:
+    """The "billion laughs" in a data file: a 1 KiB proposal that would expand to 10^9 values."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 10):
+        lines.append(f"a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 10)}]")
+    started = time.monotonic()
+    response = call(server, "POST", "/api/v1/changes", planner, json={
+        "environment": "production", "title": "yaml bomb",
+        "edits": {"data/common.yaml": "\n".join(lines) + "\n"}})
+    assert time.monotonic() - started < 30
+    assert response.status_code < 500, response.text
+    assert "data/common.yaml" in response.text, response.text
+    assert "expands to more than 1000000 values" in response.text, response.text
+    assert peak_rss(server) < MAX_SERVER_RSS, peak_rss(server)

@@ -49,6 +49,10 @@ from steward.language.models import (
 from steward.language.values import Const, Value, compile_value
 from steward.language.yamlsource import SourceMap, load_yaml
 
+#: Bytes of one repository file: read whole, so bounded before it is read (a rendered value is
+#: bounded separately, by the compile limits).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
 SETTINGS_FILE = "steward.yaml"
 CLASSIFICATION_FILE = "classification.yaml"
 ROLES_DIR = "roles"
@@ -355,6 +359,13 @@ class _Loader:
             return None
         self._confined(target, rel)
         try:
+            size = target.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise RepositoryError(
+                    f"is {size} bytes, more than the limit of {MAX_FILE_BYTES} for one "
+                    "repository file; see docs/language.md#limits",
+                    location=rel,
+                )
             raw = target.read_bytes()
         except OSError as err:
             raise RepositoryError(f"cannot read: {err.strerror}", location=rel) from None

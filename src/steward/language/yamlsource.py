@@ -32,6 +32,9 @@ _SCALAR_TAGS = frozenset(
     }
 )
 _MAX_DEPTH = 200
+#: Values one YAML document may expand to. Aliases are copied where they are used, so a few
+#: lines of nested anchors ("billion laughs") would otherwise build an exponential tree.
+MAX_YAML_VALUES = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +85,25 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
 class _Builder:
     """Turns a composed node graph into plain values, recording lines as it goes."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, built: list[int] | None = None) -> None:
         self.file = file
         self.lines: dict[Path_, int] = {}
         self.block: set[Path_] = set()
         self.constructor = SafeConstructor()
+        #: Values built so far in this document, shared with the builders of merged mappings.
+        self.built = built if built is not None else [0]
 
     def build(self, node: Node, path: Path_, depth: int) -> Any:
         if depth > _MAX_DEPTH:
             raise RepositoryError(
                 "YAML nested too deeply (recursive alias?)", location=self._at(node)
+            )
+        self.built[0] += 1
+        if self.built[0] > MAX_YAML_VALUES:
+            raise RepositoryError(
+                f"YAML expands to more than {MAX_YAML_VALUES} values (aliases are copied where "
+                "they are used); see docs/language.md#limits",
+                location=self._at(node),
             )
         if isinstance(node, ScalarNode):
             return self._scalar(node, path)
@@ -159,7 +171,7 @@ class _Builder:
                     location=self._at(item),
                 )
             # Lines inside a merged mapping belong to where it was written, not to this path.
-            sources.append(_Builder(self.file).build(item, path, depth + 1))
+            sources.append(_Builder(self.file, self.built).build(item, path, depth + 1))
         return sources
 
     def _at(self, node: Node) -> str:
