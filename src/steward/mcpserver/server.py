@@ -52,6 +52,7 @@ from steward.pipeline.rbac import PERMISSIONS, PermissionDenied
 from steward.pipeline.service import Pipeline
 from steward.query.entities import ENTITIES
 from steward.query.examples import REFERENCE_EXAMPLES
+from steward.query.limits import loads_ast
 from steward.query.parser import parse_pql
 from steward.server.auth import Identity
 from steward.server.authz import ENTITY_PERMISSIONS, entity_permissions
@@ -178,6 +179,50 @@ def _secret_path(path: str) -> bool:
                for part in parts)
 
 
+#: Bounds on every tool call's arguments, over stdio as over HTTP (where the request body
+#: limit applies too): no argument may make a tool hold or parse an unbounded value.
+MAX_ARGUMENT_CHARS: Final = 1024 * 1024
+MAX_ARGUMENT_ITEMS: Final = 10_000
+MAX_ARGUMENT_DEPTH: Final = 32
+#: Characters of all the string arguments (and keys) of one call together.
+MAX_ARGUMENTS_TOTAL: Final = 4 * 1024 * 1024
+
+
+def argument_problem(tool: str, arguments: Any) -> str | None:
+    """Why ``arguments`` exceed the bounds (naming the argument and the limit), or None."""
+    pending: list[tuple[str, Any, int]] = [("", arguments, 0)]
+    total = 0
+    while pending:
+        where, value, depth = pending.pop()
+        name = where or "arguments"
+        if depth > MAX_ARGUMENT_DEPTH:
+            return (f"tool {tool}: argument {name} is nested more than {MAX_ARGUMENT_DEPTH} "
+                    "levels deep")
+        if isinstance(value, str):
+            if "\x00" in value:
+                return (f"tool {tool}: argument {name} contains a NUL character (U+0000), "
+                        "which Steward does not accept in any value")
+            if len(value) > MAX_ARGUMENT_CHARS:
+                return (f"tool {tool}: argument {name} is {len(value)} characters; the limit "
+                        f"is {MAX_ARGUMENT_CHARS}")
+            total += len(value)
+        elif isinstance(value, dict):
+            total += sum(len(str(key)) for key in value)
+        if total > MAX_ARGUMENTS_TOTAL:
+            return (f"tool {tool}: the arguments are more than {MAX_ARGUMENTS_TOTAL} "
+                    "characters together")
+        if isinstance(value, dict | list) and len(value) > MAX_ARGUMENT_ITEMS:
+            return (f"tool {tool}: argument {name} has {len(value)} entries; the limit is "
+                    f"{MAX_ARGUMENT_ITEMS}")
+        if isinstance(value, dict):
+            pending.extend((f"{where}.{key}" if where else str(key), item, depth + 1)
+                           for key, item in value.items())
+        elif isinstance(value, list):
+            pending.extend((f"{name}[{index}]", item, depth + 1)
+                           for index, item in enumerate(value))
+    return None
+
+
 def build_mcp(pipeline: Callable[[], Pipeline | None], identity: IdentityResolver, *,
               rollouts: Rollouts, tasks: TaskAccess | None = None,
               assistant: ModelProvider | None = None, auth: AuthSettings | None = None,
@@ -227,6 +272,10 @@ def build_mcp(pipeline: Callable[[], Pipeline | None], identity: IdentityResolve
             return result
         if ctx.method == "tools/call":
             name = str((ctx.params or {}).get("name", ""))
+            problem = argument_problem(name, (ctx.params or {}).get("arguments"))
+            if problem is not None:
+                return CallToolResult(content=[TextContent(type="text", text=problem)],
+                                      is_error=True)
             permission = TOOL_PERMISSIONS.get(name)
             if permission is not None:
                 refusal = await refusal_of(ctx.request, name, permission)
@@ -278,7 +327,7 @@ def build_mcp(pipeline: Callable[[], Pipeline | None], identity: IdentityResolve
             entity: str | None = None
             try:
                 text = query.strip()
-                parsed: Any = json.loads(text) if text.startswith("[") else parse_pql(text)
+                parsed: Any = loads_ast(text) if text.startswith("[") else parse_pql(text)
                 entity = _entity_of(parsed)
                 for needed_by, permission in entity_permissions(parsed):
                     c.pipeline.authorise(c.identity, permission, None, action="query",

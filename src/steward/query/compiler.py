@@ -52,6 +52,7 @@ from sqlalchemy import (
 from steward.query import entities as ent
 from steward.query.entities import Entity, Field, Kind, Render, Scope
 from steward.query.errors import QueryError
+from steward.query.limits import check_ast, check_page
 from steward.query.parser import parse_pql
 from steward.query.sqlexpr import (
     ColumnsValue,
@@ -158,6 +159,7 @@ def _count(node: Any, what: str) -> int:
     if (len(node) != 2 or not isinstance(node[1], int) or isinstance(node[1], bool)
             or node[1] < 0):
         raise QueryError(f"{what} takes one non-negative integer: {_describe(node)}")
+    check_page(what, node[1])
     return int(node[1])
 
 
@@ -195,6 +197,9 @@ def _split(node: list[Any]) -> _Parts:
         projection = [fields] if isinstance(fields, str) else fields
         if not isinstance(projection, list):
             raise QueryError(f"extract's fields must be a list: {_describe(body)}")
+        if not projection:
+            raise QueryError(f"extract needs at least one field (an empty projection such as "
+                             f"{entity.name}[] selects nothing): {_describe(body)}")
         filter_ = None
         for extra in body[2:]:
             if isinstance(extra, list) and extra and extra[0] == "group_by":
@@ -296,6 +301,8 @@ class Compiler:
         extra_where: Callable[[Scope], ColumnElement[bool]] | None = None,
         active_only: bool = True,
     ) -> CompiledQuery:
+        if not isinstance(query, str):
+            check_ast(query)  # text is checked as it is parsed
         parts = _split(_as_from(query, entity))
         parts = _merge_paging(parts, limit, offset, order_by)
         scope = self._scope(parts.entity)
@@ -776,6 +783,8 @@ def _merge_paging(parts: _Parts, limit: int | None, offset: int | None,
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or value < 0):
             raise QueryError(f"{what} must be a non-negative integer, not {value!r}")
+        if value is not None:
+            check_page(what, value)
     if order_by is not None:
         checked = []
         for item in order_by:

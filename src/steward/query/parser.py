@@ -22,6 +22,7 @@ from lark.exceptions import (
 )
 
 from steward.query.errors import QuerySyntaxError
+from steward.query.limits import check_text
 
 #: How expected terminals are named in error messages (literal ones are shown quoted).
 _TERMINAL_WORDS = {
@@ -43,6 +44,7 @@ def _parser() -> Lark:
 
 def parse_pql(text: str) -> list[Any]:
     """Parse a PQL query into PuppetDB's AST; raises :class:`QuerySyntaxError`."""
+    check_text(text)
     try:
         tree = _parser().parse(text)
         result: list[Any] = _ToAst().transform(tree)

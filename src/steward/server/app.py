@@ -46,6 +46,7 @@ from steward.server.config import ServerConfig
 from steward.server.db import utcnow
 from steward.server.enrollment import check_certname
 from steward.server.errors import ConfigError, EnrollmentError, NotFoundError
+from steward.server.limits import IDENTITY_KEY, RequestLimits, limits_of
 from steward.server.runs import LiveCatalogRefused, RunSignals, live_catalog
 from steward.server.scheduler import SshScheduler, TaskHooks
 from steward.server.services import Services, build_services
@@ -189,6 +190,9 @@ def authenticated(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     x_auth: Annotated[str | None, Depends(_x_auth)],
 ) -> Identity:
+    known: Identity | None = getattr(request.state, IDENTITY_KEY, None)
+    if known is not None:  # authenticated by RequestLimits before the body was read
+        return known
     token = _token(bearer, x_auth)
     if token is None:
         raise HTTPException(
@@ -314,6 +318,7 @@ def create_app(config: ServerConfig, *, services: Services | None = None,
         lifespan=lifespan,
     )
     app.state.steward = state
+    app.add_middleware(RequestLimits, limits=limits_of(config), services=lambda: state.services)
     _install_error_handlers(app)
 
     @app.get("/openapi.json", include_in_schema=False)

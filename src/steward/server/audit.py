@@ -697,6 +697,9 @@ class AuditLog:
             "remote": _cut(remote, "remote"),
             "request_id": _cut(request_id, "request_id") or uuid.uuid4().hex,
         }
+        # PostgreSQL's text holds no NUL, and whatever a caller sent may: U+FFFD in its place.
+        draft = {key: value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+                 for key, value in draft.items()}
         if conn is not None:
             entry = self._append(conn, draft)
         else:

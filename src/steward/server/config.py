@@ -72,6 +72,12 @@ class ServerConfig:
     audit_witness_command: tuple[str, ...] = ()
     #: ... and/or an http(s) URL each checkpoint's JSON is POSTed to.
     audit_witness_url: str | None = None
+    #: Request body limits in bytes, enforced before a body is read (docs/server.md#request-
+    #: limits): enrolling without a token, facts, reports (and job results), everything else.
+    max_unauthenticated_bytes: int = 256 * 1024
+    max_facts_bytes: int = 4 * 1024 * 1024
+    max_report_bytes: int = 16 * 1024 * 1024
+    max_request_bytes: int = 4 * 1024 * 1024
 
     @property
     def tls_dir(self) -> Path:
@@ -199,6 +205,7 @@ def load_config(data_dir: Path) -> ServerConfig:
             catalog_cache_size=int(document.get("catalog_cache_size", 512)),
             ssh_run_interval_seconds=float(document.get("ssh_run_interval_seconds", 1800.0)),
             **_audit_settings(document),
+            **_body_limits(document),
         )
     except KeyError as exc:
         raise ConfigError(f"{path}: missing setting {exc.args[0]!r}") from None
@@ -233,6 +240,26 @@ def _audit_settings(document: dict[str, Any]) -> dict[str, Any]:
             "audit_witness_command": tuple(command), "audit_witness_url": url}
 
 
+#: The request body limit settings and their defaults (bytes).
+BODY_LIMIT_SETTINGS = {
+    "max_unauthenticated_bytes": 256 * 1024,
+    "max_facts_bytes": 4 * 1024 * 1024,
+    "max_report_bytes": 16 * 1024 * 1024,
+    "max_request_bytes": 4 * 1024 * 1024,
+}
+
+
+def _body_limits(document: dict[str, Any]) -> dict[str, Any]:
+    limits: dict[str, Any] = {}
+    for name, default in BODY_LIMIT_SETTINGS.items():
+        value = document.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1024 <= value <= 1 << 31:
+            raise ConfigError(f"{name} must be a number of bytes from 1024 to {1 << 31}, "
+                              f"not {value!r}")
+        limits[name] = value
+    return limits
+
+
 def _config_document(config: ServerConfig) -> dict[str, Any]:
     try:
         repo: str = str(config.repo_path.relative_to(config.data_dir))
@@ -252,6 +279,7 @@ def _config_document(config: ServerConfig) -> dict[str, Any]:
         "audit_witness_file": config.audit_witness_file,
         "audit_witness_command": list(config.audit_witness_command),
         "audit_witness_url": config.audit_witness_url,
+        **{name: getattr(config, name) for name in BODY_LIMIT_SETTINGS},
     }
 
 

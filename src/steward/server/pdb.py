@@ -27,6 +27,7 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from steward.errors import StewardError
+from steward.query.limits import MAX_QUERY_CHARS, loads_ast
 from steward.query.parser import parse_pql
 from steward.server.auth import Identity
 from steward.server.authz import Forbidden, entity_permissions
@@ -51,11 +52,7 @@ class QueryInputError(StewardError):
 def _parse_json_param(value: Any, name: str) -> Any:
     if value is None or not isinstance(value, str):
         return value
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise QueryInputError(f"{name} is not valid JSON: {exc.msg} at column {exc.colno}") \
-            from None
+    return loads_ast(value, name)
 
 
 def _parse_query(value: Any) -> Any:
@@ -114,9 +111,11 @@ def _json(document: Any, status: int = 200) -> Response:
 async def _params(request: Request) -> dict[str, Any]:
     if request.method == "POST":
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise QueryInputError("the request body must be a JSON object") from None
+            text = (await request.body()).decode("utf-8")
+        except UnicodeDecodeError:
+            raise QueryInputError("the request body must be a JSON object (UTF-8)") from None
+        # Depth-checked before it is decoded: json.loads recurses.
+        body = loads_ast(text, "the request body", max_chars=2 * MAX_QUERY_CHARS)
         if not isinstance(body, dict):
             raise QueryInputError("the request body must be a JSON object")
         return body

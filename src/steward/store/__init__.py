@@ -32,6 +32,13 @@ __all__ = ["Store", "StoreError"]
 #: pg_advisory_xact_lock key serialising concurrent ``migrate()`` calls.
 _MIGRATION_LOCK = 0x57E3A7D0
 #: PostgreSQL's SQLSTATE for an invalid regular expression.
+#: PostgreSQL's "statement too complex" and "stack depth limit exceeded", and SQLite's
+#: messages for its compile-time limits: a query the database refuses to plan is the query's
+#: fault (a 400), not the server's.
+_TOO_COMPLEX = frozenset({"54001", "54000"})
+_SQLITE_TOO_COMPLEX = ("Expression tree is too large", "too many terms in compound SELECT",
+                       "parser stack overflow", "too many SQL variables",
+                       "at most 64 tables in a join", "too many arguments on function")
 _INVALID_REGEX = "2201B"
 
 
@@ -177,6 +184,12 @@ class Store:
             if getattr(exc.orig, "sqlstate", None) == _INVALID_REGEX:
                 raise QueryError(f"PostgreSQL rejected a regular expression of the query: "
                                  f"{str(exc.orig).strip()}") from None
+            message = str(exc.orig).strip()
+            if getattr(exc.orig, "sqlstate", None) in _TOO_COMPLEX \
+                    or any(text in message for text in _SQLITE_TOO_COMPLEX):
+                raise QueryError(f"the query is too complex for the database ({message}); "
+                                 "split it, or use fewer conditions (docs/query.md#limits)") \
+                    from None
             raise
 
     def close(self) -> None:
