@@ -24,7 +24,8 @@ class LogEntry:
 class Context:
     runner: Runner
     noop: bool = False
-    #: Confines path-based resources to this directory (a sandbox for files, not security).
+    #: Confines path-based resources to this directory: no write or read through a symlink
+    #: out of it (pathutil.real_path); owners and groups resolve against its etc/passwd|group.
     root: Path | None = None
     #: Where the engine keeps its own state (drift history, backups) for this node.
     state_dir: Path = Path("/var/lib/steward")

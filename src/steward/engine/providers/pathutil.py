@@ -41,15 +41,48 @@ _GROUP_BY_GID = "steward.ids.group_by_gid"
 
 
 def real_path(ctx: Context, path: Any) -> str:
-    """The on-disk path for a catalog path: ``ctx.path`` without building a Path when unrooted."""
+    """The on-disk path for a catalog path, confined under ``--root``.
+
+    Under a root, every parent component is resolved (symlinks followed) and the result must
+    stay under the root: a symlink leading out of it (``/etc/app -> /tmp/x``, then a file
+    ``/etc/app/conf``) fails the resource instead of writing outside. The path returned has no
+    symlink left in its parents, so the kernel cannot follow one out either; the last
+    component is never followed (a symlink resource manages the link itself, and files are
+    opened with O_NOFOLLOW). What remains is a race with a process that swaps a component for
+    a link between this check and the write (docs/engine.md#confinement).
+    """
     if not isinstance(path, str) or not path:
         raise ProviderError(f"path {path!r} is not a string")
     if ctx.root is None and path[0] == "/":
         return path
     try:
-        return str(ctx.path(path))
+        mapped = str(ctx.path(path))
     except ValueError as exc:
         raise ProviderError(str(exc)) from None
+    if ctx.root is None:
+        return mapped
+    root = os.path.realpath(ctx.root)
+    parent, name = os.path.split(mapped)
+    resolved = os.path.realpath(parent)
+    if resolved != root and not resolved.startswith(root + os.sep):
+        raise ProviderError(_escape_message(str(ctx.root), root, path))
+    return os.path.join(resolved, name) if name else resolved
+
+
+def _escape_message(given: str, root: str, path: str) -> str:
+    """Which component of ``path`` is the symlink that leads out of the root, in words."""
+    current = root
+    parts = [p for p in os.path.normpath(path).split("/") if p][:-1]
+    for index, part in enumerate(parts):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            target = os.path.realpath(current)
+            if target != root and not target.startswith(root + os.sep):
+                shown = "/" + "/".join(parts[:index + 1])
+                return (f"{shown} is a symlink leading outside --root {given} (to {target}); "
+                        f"refusing to manage {path} through it")
+        current = os.path.realpath(current)
+    return f"{path} resolves outside --root {given}; refusing to manage it"
 
 
 def lstat_or_none(real: str) -> os.stat_result | None:
@@ -188,8 +221,43 @@ def _cache(ctx: Context, key: str) -> dict[Any, Any]:
 
 def forget_ids(ctx: Context) -> None:
     """Drop cached user/group lookups (for providers that create or change accounts)."""
-    for key in (_UID_BY_NAME, _GID_BY_NAME, _USER_BY_UID, _GROUP_BY_GID):
+    for key in (_UID_BY_NAME, _GID_BY_NAME, _USER_BY_UID, _GROUP_BY_GID, _ROOT_USERS,
+                _ROOT_GROUPS):
         ctx.cache.pop(key, None)
+
+
+_ROOT_USERS = "steward.ids.root_passwd"
+_ROOT_GROUPS = "steward.ids.root_group"
+
+
+def _root_table(ctx: Context, key: str, name: str) -> dict[str, int] | None:
+    """Name → id from ``<root>/etc/passwd`` or ``<root>/etc/group``; None when the run has no
+    root or the root has no such file (the host's databases are used then)."""
+    if ctx.root is None:
+        return None
+    if key not in ctx.cache:
+        table: dict[str, int] | None = None
+        try:
+            with open(os.path.join(os.path.realpath(ctx.root), "etc", name), "rb") as handle:
+                text = handle.read(1 << 22).decode("utf-8", "replace")
+        except OSError:
+            text = None
+        if text is not None:
+            table = {}
+            for line in text.splitlines():
+                fields = line.split(":")
+                if len(fields) >= 3 and fields[0] and fields[2].isdigit():
+                    table.setdefault(fields[0], int(fields[2]))
+        ctx.cache[key] = table
+    found: dict[str, int] | None = ctx.cache[key]
+    return found
+
+
+def _root_name(ctx: Context, key: str, name: str, number: int) -> str | None:
+    table = _root_table(ctx, key, name)
+    if table is None:
+        return None
+    return next((n for n, i in table.items() if i == number), str(number))
 
 
 def resolve_uid(ctx: Context, owner: str | int) -> int:
@@ -205,10 +273,17 @@ def resolve_uid(ctx: Context, owner: str | int) -> int:
         if owner.isdigit():
             uid = int(owner)
         else:
-            try:
-                uid = pwd.getpwnam(owner).pw_uid
-            except KeyError:
-                raise Unresolved(f"user {owner!r} does not exist") from None
+            users = _root_table(ctx, _ROOT_USERS, "passwd")
+            if users is not None:
+                uid = users.get(owner)
+                if uid is None:
+                    raise Unresolved(f"user {owner!r} does not exist in "
+                                     f"{ctx.root}/etc/passwd (--root)")
+            else:
+                try:
+                    uid = pwd.getpwnam(owner).pw_uid
+                except KeyError:
+                    raise Unresolved(f"user {owner!r} does not exist") from None
         table[owner] = uid
     return uid
 
@@ -223,10 +298,17 @@ def resolve_gid(ctx: Context, group: str | int) -> int:
         if group.isdigit():
             gid = int(group)
         else:
-            try:
-                gid = grp.getgrnam(group).gr_gid
-            except KeyError:
-                raise Unresolved(f"group {group!r} does not exist") from None
+            groups = _root_table(ctx, _ROOT_GROUPS, "group")
+            if groups is not None:
+                gid = groups.get(group)
+                if gid is None:
+                    raise Unresolved(f"group {group!r} does not exist in "
+                                     f"{ctx.root}/etc/group (--root)")
+            else:
+                try:
+                    gid = grp.getgrnam(group).gr_gid
+                except KeyError:
+                    raise Unresolved(f"group {group!r} does not exist") from None
         table[group] = gid
     return gid
 
@@ -236,10 +318,12 @@ def user_name(ctx: Context, uid: int) -> str:
     table = _cache(ctx, _USER_BY_UID)
     name: str | None = table.get(uid)
     if name is None:
-        try:
-            name = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            name = str(uid)
+        name = _root_name(ctx, _ROOT_USERS, "passwd", uid)
+        if name is None:
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                name = str(uid)
         table[uid] = name
     return name
 
@@ -249,10 +333,12 @@ def group_name(ctx: Context, gid: int) -> str:
     table = _cache(ctx, _GROUP_BY_GID)
     name: str | None = table.get(gid)
     if name is None:
-        try:
-            name = grp.getgrgid(gid).gr_name
-        except KeyError:
-            name = str(gid)
+        name = _root_name(ctx, _ROOT_GROUPS, "group", gid)
+        if name is None:
+            try:
+                name = grp.getgrgid(gid).gr_name
+            except KeyError:
+                name = str(gid)
         table[gid] = name
     return name
 
