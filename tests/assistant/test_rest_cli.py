@@ -117,7 +117,7 @@ def test_no_model_configured(site: Site, capsys: pytest.CaptureFixture[str]) -> 
     assert not (site.config.data_dir / CONFIG_FILE).exists()
     response = site.client.post("/api/v1/ask", headers=site.headers(),
                                 json={"question": "which nodes failed?"})
-    assert response.status_code == 503
+    assert response.status_code == 409
     message = response.json()["error"]
     assert "no model is configured" in message
     assert "steward assistant configure --model" in message
@@ -151,7 +151,7 @@ def test_configured_model_that_cannot_be_reached(site: Site,
                     "openai:gpt-4o-mini", "--api-key-env", "STEWARD_TEST_NO_SUCH_KEY"]) == 0
         response = site.client.post("/api/v1/ask", headers=site.headers(),
                                     json={"question": "which nodes failed?"})
-        assert response.status_code == 503
+        assert response.status_code == 409
         assert "STEWARD_TEST_NO_SUCH_KEY" in response.json()["error"]
     finally:
         (site.config.data_dir / CONFIG_FILE).unlink()

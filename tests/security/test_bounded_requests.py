@@ -159,7 +159,7 @@ def test_authentication_comes_before_the_body(site: Site, token: str | None) -> 
     answer = raw(site.server, "POST", "/api/v1/nodes/web1/reports", headers)
     assert answer.status == 401, answer
     message = json.loads(answer.body)["error"]
-    assert message.startswith("invalid credentials:" if token else "authentication required")
+    assert message.startswith("invalid credentials (" if token else "authentication required")
 
 
 def test_a_bad_token_at_enrollment_is_refused_before_the_body(site: Site) -> None:
@@ -234,6 +234,26 @@ def test_an_mcp_message_over_the_body_limit_is_a_413(site: Site) -> None:
         response = client.post(f"{site.server.url}/mcp", content=b"x" * (5 * MIB), headers={
             "Authorization": f"Bearer {site.planner}", "Content-Type": "application/json"})
     assert response.status_code == 413, response.text
+
+
+@pytest.mark.parametrize("token", [None, "stwg_not-a-real-token"])
+def test_an_mcp_message_without_a_valid_token_is_refused_unread(site: Site,
+                                                                token: str | None) -> None:
+    """1 MiB announced (under the limit), not a byte sent: the SDK's 401 comes at once."""
+    headers = {"Content-Length": str(MIB)}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    answer = raw(site.server, "POST", "/mcp", headers)
+    assert answer.status == 401, answer
+    assert json.loads(answer.body)["error"] == "invalid_token", answer
+
+
+def test_a_chunked_mcp_message_over_the_body_limit_is_a_413(site: Site) -> None:
+    answer = raw(site.server, "POST", "/mcp", {"Authorization": f"Bearer {site.planner}"},
+                 chunks=[b"x" * MIB] * 5)
+    assert answer.status == 413, answer
+    assert "POST /mcp accepts at most 4194304 bytes (server setting max_request_bytes" \
+        in answer.body
 
 
 @pytest.mark.parametrize(("arguments", "problem"), [

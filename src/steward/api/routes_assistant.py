@@ -5,7 +5,7 @@ Needs ``query``; the generated query is authorised again for every entity it nam
 the server's authoriser, so a question reads nothing its asker could not query. The model
 is the data directory's ``assistant.toml`` (read per request, so configuring needs no
 restart), or ``extras["assistant_model"]`` when the embedding application supplies one.
-Without a model the answer is 503 with how to configure one; ``/pdb/query/v4`` is
+Without a model the answer is 409 with how to configure one; ``/pdb/query/v4`` is
 unaffected.
 """
 
@@ -50,7 +50,7 @@ def install(app: FastAPI) -> None:
         try:
             model, output = model_for(request)
         except AssistantConfigError as exc:
-            return _json({"error": str(exc)}, 503)
+            return _json({"error": str(exc)}, 409)  # the server's configuration, not a fault
         try:
             result = answer(body.question, identity=identity, services=_services(request),
                             model=model, authorizer=_state(request).authorizer,

@@ -90,7 +90,8 @@ class RequestLimits:
         headers = _headers(scope)
         token = _token(headers)
         limit, setting = self._limit(path, token)
-        if path.startswith(_AUTHENTICATED_PREFIXES) and not (path in _OPEN and token is None):
+        steward_route = path.startswith(_AUTHENTICATED_PREFIXES)
+        if steward_route and not (path in _OPEN and token is None):
             identity = await self._authenticate(scope, token, send)
             if identity is None:
                 return
@@ -103,6 +104,12 @@ class RequestLimits:
             if int(declared) > limit:
                 await _too_large(send, method, path, limit, setting)
                 return
+        if not steward_route and not await self._valid(token):
+            # /mcp authenticates in the SDK's middleware, from the headers: a caller without a
+            # valid token is passed on unread (the SDK answers 401 with its resource-metadata
+            # challenge), the guard only a backstop should anything read it.
+            await self._guarded(scope, receive, send, limit, setting)
+            return
         try:
             body = await _read_body(receive, limit)
         except RequestTooLarge:
@@ -122,6 +129,42 @@ class RequestLimits:
                 return int(getattr(self.limits, field)), setting
         return self.limits.default, "max_request_bytes"
 
+    async def _valid(self, token: str | None) -> bool:
+        """Whether ``token`` is a live Steward token (nothing audited: the route audits)."""
+        if token is None:
+            return False
+        try:
+            await run_in_threadpool(self.services().tokens.authenticate, token)
+        except AuthenticationError:
+            return False
+        return True
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, limit: int,
+                       setting: str) -> None:
+        """Run the app on the unbuffered body, answering 413 once it reads past ``limit``."""
+        size = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal size
+            message = await receive()
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise RequestTooLarge
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except RequestTooLarge:
+            if started:
+                raise
+            await _too_large(send, scope["method"], scope["path"], limit, setting)
+
     async def _authenticate(self, scope: Scope, token: str | None,
                             send: Send) -> Identity | None:
         """The caller's identity, or None once a 401 has been sent (and a bad token audited)."""
@@ -134,7 +177,7 @@ class RequestLimits:
         try:
             identity: Identity = await run_in_threadpool(services.tokens.authenticate, token)
         except AuthenticationError as exc:
-            reason = f"invalid credentials: {exc}"
+            reason = f"invalid credentials ({exc})"
             client = scope.get("client")
             await run_in_threadpool(
                 lambda: services.audit.record(
