@@ -5,7 +5,7 @@ import rego.v1
 pgpass(sensitive) := {
 	"resource": "file[/var/lib/postgresql/.pgpass]", "type": "file",
 	"title": "/var/lib/postgresql/.pgpass", "action": "modify", "sensitive": sensitive,
-	"properties": [{"name": "content", "before": "[sensitive]", "after": "[sensitive]",
+	"properties": [{"name": "content", "before": "[redacted]", "after": "[redacted]",
 		"sensitive": true, "digest_changed": true}],
 	"nodes": ["db1", "db2"],
 }

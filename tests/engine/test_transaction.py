@@ -187,7 +187,7 @@ def test_sensitive_values_never_reach_the_report(tmp_path: Path) -> None:
     assert SYSTEM.values["/db.conf"] == secret
     text = json.dumps(report)
     assert secret not in text
-    assert report["resources"][0]["events"][0]["new_value"] == "<redacted>"
+    assert report["resources"][0]["events"][0]["new_value"] == "[redacted]"
 
 
 def test_missing_sensitive_value_fails_that_resource_clearly(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from steward.mcpserver.data import REDACTED, SECRET_NAME, UNTRUSTED_NOTE, from_nodes, redact
+from steward.catalog.redaction import is_secret_key
+from steward.mcpserver.data import REDACTED, UNTRUSTED_NOTE, from_nodes, redact
 
 SECRET = "hunter2-do-not-leak"
 keys = st.sampled_from(["name", "path", "value", "os", "kernel", "db_password", "api_token",
@@ -22,7 +23,7 @@ json_values = st.recursive(
 def _plant(value: Any) -> Any:
     """The same structure with SECRET under every secret-looking key."""
     if isinstance(value, dict):
-        return {k: (SECRET if SECRET_NAME.search(k) else _plant(v)) for k, v in value.items()}
+        return {k: (SECRET if is_secret_key(k) else _plant(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [_plant(v) for v in value]
     return value

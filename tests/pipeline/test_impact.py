@@ -396,18 +396,18 @@ def test_secrets_never_appear(base_dir: Path, store: Store, secrets: SecretStore
     db1 = nodes_of(report)["db1"]
     password = resource(db1, "file[/etc/steward/db_password]")
     [content] = [p for p in password["properties"] if p["name"] == "content"]
-    assert content == {"name": "content", "before": "[sensitive]", "after": "[sensitive]",
+    assert content == {"name": "content", "before": "[redacted]", "after": "[redacted]",
                        "sensitive": True, "digest_changed": True}
     # The whole content is the secret: its line shows as changed, masked.
     assert password["sensitive"] is True
     assert password["content_diff"] == ("--- /etc/steward/db_password\n"
                                         "+++ /etc/steward/db_password\n@@ -1 +1 @@\n"
-                                        "-[sensitive line]\n+[sensitive line]\n")
+                                        "-[redacted]\n+[redacted]\n")
     dsn = resource(db1, "file[/etc/steward/db_dsn]")
-    assert {p["name"]: p["after"] for p in dsn["properties"]}["content"] == "[sensitive]"
+    assert {p["name"]: p["after"] for p in dsn["properties"]}["content"] == "[redacted]"
     assert report["summary"]["risk"] in ("medium", "high")
     assert any("sensitive value" in r for r in report["summary"]["risk_reasons"])
-    assert "[sensitive]" in render_text(report)
+    assert "[redacted]" in render_text(report)
 
 
 def test_sensitive_value_unchanged_is_not_listed(
@@ -441,7 +441,7 @@ def test_an_edit_around_a_secret_is_a_change_with_its_secret_lines_masked(
     assert pgpass["content_diff"] == (
         "--- /var/lib/postgresql/.pgpass\n+++ /var/lib/postgresql/.pgpass\n@@ -1,2 +1,5 @@\n"
         " # hostname:port:database:username:password\n"
-        "-[sensitive line]\n+[sensitive line]\n+[sensitive line]\n+[sensitive line]\n"
+        "-[redacted]\n+[redacted]\n+[redacted]\n+[redacted]\n"
         "+# port 5432\n")
     text_out = report_json(report) + render_text(report)
     for form in (SECRET.upper(), SECRET[::-1]):

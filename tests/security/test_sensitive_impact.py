@@ -179,15 +179,15 @@ def test_an_edit_around_a_secret_is_reported_and_needs_a_human(site: Site, attac
         entry = next(e for e in node["resources"] if e["resource"] == target)
         assert entry["sensitive"] is True
         [content] = [p for p in entry["properties"] if p["name"] == "content"]
-        assert content == {"name": "content", "before": "[sensitive]", "after": "[sensitive]",
+        assert content == {"name": "content", "before": "[redacted]", "after": "[redacted]",
                            "sensitive": True, "digest_changed": True}
         diff = entry["content_diff"]
-        assert "[sensitive line]" in diff
+        assert "[redacted]" in diff
         if target == PGPASS:  # the comment line holds no secret: it is shown
             assert "# hostname:port:database:username:password" in diff
         if attack == "template-transformed-secret":
             assert "+# unrelated" in diff
-            assert "+[sensitive line]" in diff
+            assert "+[redacted]" in diff
     # The policy input marks it; the built-in policy makes every approval a human's.
     policy = change["policy"]
     assert policy["blocking"] == [], policy  # nothing is denied ...

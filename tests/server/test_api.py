@@ -37,7 +37,7 @@ def test_bearer_and_x_authentication_headers(env: Env) -> None:
 def test_an_unknown_token_is_refused_and_audited(env: Env) -> None:
     response = env.client.get("/api/v1/nodes", headers=env.headers("stwo_not-a-real-token"))
     assert response.status_code == 401
-    assert response.json()["error"] == "invalid credentials: unknown token"
+    assert response.json()["error"] == "invalid credentials (unknown token)"
     audit = env.client.get("/api/v1/audit", headers=env.headers(),
                            params={"outcome": "denied", "actor": "anonymous"}).json()
     assert any(a["action"] == "GET /api/v1/nodes" and "unknown token" in a["reason"]
@@ -80,7 +80,7 @@ def test_operators_cannot_mint_operator_tokens_but_can_mint_join_tokens(env: Env
                               json={"kind": "operator", "name": "escalate"})
     assert refused.status_code == 403
     assert refused.json() == {
-        "error": "only an admin can create operator tokens: operator:op2 lacks permission "
+        "error": "operator tokens are created by an admin only: operator:op2 lacks permission "
                  "admin: only an admin token holds it",
         "permission": "admin", "environment": None,
     }

@@ -88,7 +88,7 @@ def test_init_explains_bad_databases_and_repositories(tmp_path: Path) -> None:
         init_data_dir(tmp_path / "e", database_url="postgresql://nobody:pw@127.0.0.1:1/none")
     message = str(unreachable.value)
     assert message.startswith("cannot set up the database "
-                              "postgresql+psycopg://nobody:***@127.0.0.1:1/none: ")
+                              "postgresql+psycopg://nobody:[redacted]@127.0.0.1:1/none: ")
     assert "Connection refused" in message
     assert "pw@" not in message
     # Nothing but the (empty) directory was written: init can simply be run again.

@@ -273,7 +273,7 @@ def test_token_managers_revoke_join_user_and_agent_tokens_only(env: Env) -> None
     node = next(t for t in env.admin("GET", "/api/v1/tokens") if t["kind"] == "node")
     kept = env.client.delete(f"/api/v1/tokens/{node['id']}", headers=env.headers("operator"))
     assert kept.status_code == 403
-    assert kept.json()["error"].startswith("only an admin can revoke node tokens: ")
+    assert kept.json()["error"].startswith("node tokens are revoked by an admin only: ")
     assert kept.json()["permission"] == "admin"
 
 

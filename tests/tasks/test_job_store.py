@@ -51,7 +51,7 @@ def _create(store: JobStore, parts: list[NodePart], *, secret: dict[str, Any] | 
             concurrency: int = 10) -> str:
     secret = secret or {}
     stored: dict[str, Any] = {"name": "nginx",
-                              **dict.fromkeys(secret, "Sensitive [value redacted]")}
+                              **dict.fromkeys(secret, "[redacted]")}
     return store.create(task="check", environment=",".join(sorted({p.environment
                                                                    for p in parts})),
                         noop=False, stored_params=stored, secret_params=secret,
@@ -146,7 +146,7 @@ def test_a_sensitive_part_is_served_only_by_the_process_holding_the_values(
     job = creator.get(job_id)
     assert job["state"] == "finished"
     assert job["counts"] == {"failed": 1, "succeeded": 1}
-    assert job["parameters"] == {"name": "nginx", "password": "Sensitive [value redacted]"}
+    assert job["parameters"] == {"name": "nginx", "password": "[redacted]"}
     assert not creator.holds_secrets_for(job_id)  # dropped once the job finished
 
 

@@ -97,6 +97,9 @@ def build_app(config: ServerConfig, *, services: Services | None = None) -> Fast
     async def _change_error(_request: Any, exc: ChangeError) -> Any:
         from fastapi.responses import JSONResponse
 
-        return JSONResponse({"error": str(exc)}, status_code=change_error_status(exc))
+        from steward.server.errors import public_message
+
+        return JSONResponse({"error": public_message(exc)},
+                            status_code=change_error_status(exc))
 
     return app

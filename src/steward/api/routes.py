@@ -18,8 +18,9 @@ from steward.pipeline.deploy import ServerNodeRunner, Strategy
 from steward.pipeline.impact import render_text
 from steward.pipeline.live import LivePredictor
 from steward.pipeline.service import Pipeline
-from steward.server.app import Authenticated, _json, _state
+from steward.server.app import MAX_TOKEN_SECONDS, Authenticated, _json, _state
 from steward.server.auth import Identity
+from steward.server.errors import public_message
 
 
 class ProposeBody(BaseModel):
@@ -103,7 +104,8 @@ class IdentityCreate(BaseModel):
     kind: Literal["human", "agent"]
     roles: list[str] = Field(default_factory=list,
                              description="ROLE or ROLE@ENVIRONMENT (default every environment)")
-    expires_in: float | None = Field(default=None, gt=0, description="Seconds")
+    expires_in: float | None = Field(default=None, gt=0, le=MAX_TOKEN_SECONDS,
+                                     description="Seconds (at most ten years)")
 
 
 class GrantBody(BaseModel):
@@ -181,7 +183,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StaleApprovalError)
     async def stale(_request: Request, exc: StaleApprovalError) -> Response:
         """409 with the change's current head and digest as fields, to review again."""
-        return _json({"error": str(exc), "head": exc.head, "digest": exc.digest}, 409)
+        return _json({"error": public_message(exc), "head": exc.head, "digest": exc.digest},
+                     409)
 
     @app.post("/api/v1/changes/{change_id}/approve", tags=tags)
     def approve(request: Request, change_id: str, body: ReviewBody,

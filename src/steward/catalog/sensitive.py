@@ -4,13 +4,16 @@ A sensitive parameter value never appears in a catalog document. In its place st
 placeholder ``{"__sensitive__": KEY}``; the catalog's ``sensitive`` map holds a keyed digest
 of each value (so a rotation still changes the catalog hash), and the values themselves
 travel only in a separate delivery bundle that is never stored, printed or diffed.
+Wherever a sensitive value would be displayed, the one marker of
+:mod:`steward.catalog.redaction` stands instead.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-REDACTED = "<redacted>"
+from steward.catalog.redaction import REDACTED as REDACTED  # noqa: PLC0414 (the one marker)
+
 SENSITIVE_KEY = "__sensitive__"
 
 

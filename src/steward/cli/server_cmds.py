@@ -169,6 +169,7 @@ def server(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the control-plane server (HTTPS, with the data directory's certificate)."""
+    import contextlib
     import os
 
     from steward.server.config import load_config, make_private
@@ -185,8 +186,9 @@ def server(
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
     from steward.api.app import build_app
+    from steward.catalog.redaction import install_log_redaction
     from steward.server.db import redact_url
-    from steward.server.errors import ConfigError
+    from steward.server.errors import UVICORN_LOGGERS, ConfigError
     from steward.server.services import build_services
 
     try:
@@ -204,12 +206,20 @@ def server(
     typer.echo(f"Steward server on {config.server_url} (database "
                f"{redact_url(config.database_url)}, repository {config.repo_path})", err=True)
     try:
-        uvicorn.run(
+        settings = uvicorn.Config(
             build_app(config, services=services),
             host=config.host, port=config.port,
             ssl_certfile=str(config.tls_cert), ssl_keyfile=str(config.tls_key),
             log_level=log_level, timeout_graceful_shutdown=3, ws="none",
         )
+        # uvicorn has configured logging now: every handler scrubs credentials from then on
+        # (a token in a query string, a password in an error), with the one marker.
+        install_log_redaction(*UVICORN_LOGGERS)
+        running = uvicorn.Server(settings)
+        with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run
+            running.run()
+        if not running.started:
+            raise SystemExit(3)  # uvicorn's STARTUP_FAILURE, as uvicorn.run exits with
     finally:
         services.close()
 

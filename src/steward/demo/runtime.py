@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from steward.catalog.redaction import REDACTED, scrub_text
 from steward.errors import StewardError
 
 #: The sandboxed nodes: two web servers (web2 is the staging canary) and a database server.
@@ -129,10 +130,12 @@ class Demo:
     # -- output ----------------------------------------------------------------------------
 
     def redact(self, text: str) -> str:
+        """``text`` without the demo's tokens (shown as their kind prefix and the one marker)
+        nor any other credential it spells out."""
         for token in self.redactions:
             if token:
-                text = text.replace(token, token[:5] + "…(redacted)")
-        return text
+                text = text.replace(token, token[:5] + REDACTED)
+        return scrub_text(text)
 
     def say(self, text: str = "", indent: int = 0) -> None:
         text = self.redact(text)

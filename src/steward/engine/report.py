@@ -3,21 +3,23 @@
 Field names follow Puppet's report format and PuppetDB's events where they exist
 (``noop_pending``, ``corrective_change``, ``old_value``/``new_value``); the schema is in
 ``schemas/report.schema.json``. Secret values are scrubbed from every string in the report,
-as a last line of defence behind the per-property redaction.
+as a last line of defence behind the per-property redaction, and log messages lose the
+credentials they spell out; both leave the one marker (:mod:`steward.catalog.redaction`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from steward import __version__
-from steward.catalog.sensitive import REDACTED
+from steward.catalog.redaction import cut_secrets_json, scrub_text, secret_forms
 from steward.engine.transaction import ResourceResult, RunResult
 
 REPORT_FORMAT = 1
+#: Shorter secret values are not cut out of every string (they would shred the report).
+MIN_SECRET_LENGTH = 4
 
 EXIT_CHANGED = 2
 EXIT_FAILED = 4
@@ -116,23 +118,14 @@ def build_report(run: RunResult) -> dict[str, Any]:
                 "total": round(run.end - run.start, 6),
             },
         },
-        "logs": run.logs,
+        "logs": [_log_json(entry) for entry in run.logs],
         "exit_code": exit_code(run),
     }
-    secrets = sorted((s for s in run.sensitive if len(s) >= 4), key=len, reverse=True)
-    return _scrub(report, secrets) if secrets else report
+    secrets = secret_forms(run.sensitive, min_length=MIN_SECRET_LENGTH)
+    return cut_secrets_json(report, secrets) if secrets else report
 
 
-def _scrub(value: Any, secrets: Iterable[str]) -> Any:
-    """Replace any occurrence of a secret value inside any string of the report."""
-    secrets = list(secrets)
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, list):
-        return [_scrub(v, secrets) for v in value]
-    if isinstance(value, dict):
-        return {k: _scrub(v, secrets) for k, v in value.items()}
-    return value
+def _log_json(entry: dict[str, Any]) -> dict[str, Any]:
+    """A log entry whose message no longer spells out a credential (``password=...``)."""
+    message = entry.get("message")
+    return {**entry, "message": scrub_text(message)} if isinstance(message, str) else entry

@@ -8,7 +8,8 @@ Like Bolt: the parameters arrive as one JSON object on stdin *and* as ``PT_<name
 environment variables; ``_noop`` is set when the job is a noop run (the server only sends
 those for tasks declaring ``supports_noop``). The script's stdout, when it is a JSON object,
 is the structured result; otherwise it is kept as text. Values of sensitive parameters are
-cut out of anything sent back, and nothing about them is logged.
+cut out of anything sent back (replaced by the one marker, :mod:`steward.catalog.redaction`),
+and nothing about them is logged.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from steward.catalog.redaction import cut_secrets, cut_secrets_json, secret_forms
+
 OUTPUT_LIMIT = 64_000
-REDACTED = "[sensitive value redacted]"
 #: Seconds to collect the output of a killed task's processes.
 _DRAIN_SECONDS = 5.0
 
@@ -37,28 +39,7 @@ def sensitive_forms(task: Mapping[str, Any]) -> list[str]:
     if not isinstance(params, Mapping):
         return []
     names = task.get("sensitive") or ()
-    values = [str(params[n]) for n in names if isinstance(n, str) and n in params]
-    forms = {form for value in values if value
-             for form in (value, json.dumps(value)[1:-1],
-                          json.dumps(value, ensure_ascii=False)[1:-1])}
-    return sorted(forms, key=lambda form: (-len(form), form))
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, REDACTED)
-    return text
-
-
-def redact_json(value: Any, secrets: list[str]) -> Any:
-    """``value`` with the secrets cut out of every string in it, keys included."""
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, dict):
-        return {redact(str(k), secrets): redact_json(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_json(item, secrets) for item in value]
-    return value
+    return secret_forms(params[n] for n in names if isinstance(n, str) and n in params)
 
 
 def _run(command: list[str], stdin: str, env: dict[str, str], cwd: str,
@@ -112,8 +93,8 @@ def run_task(task: dict[str, Any], *, root: Path | None = None) -> dict[str, Any
         except OSError as exc:
             return {"state": "failed", "exit_code": None, "result": None,
                     "output": f"could not start the task: {exc}"}
-    stdout = redact(raw_out, sensitive)
-    stderr = redact(raw_err, sensitive)
+    stdout = cut_secrets(raw_out, sensitive)
+    stderr = cut_secrets(raw_err, sensitive)
     if code is None:
         return {"state": "timeout", "exit_code": None, "result": None,
                 "output": stdout[-OUTPUT_LIMIT:] + f"\n(task killed after {timeout:g} seconds)"}
@@ -121,7 +102,7 @@ def run_task(task: dict[str, Any], *, root: Path | None = None) -> dict[str, Any
     try:
         parsed = json.loads(raw_out)
         if isinstance(parsed, dict):
-            result = redact_json(parsed, sensitive)
+            result = cut_secrets_json(parsed, sensitive)
     except ValueError:
         pass
     output = stdout + (f"\n[stderr]\n{stderr}" if stderr.strip() else "")

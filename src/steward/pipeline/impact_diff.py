@@ -5,15 +5,15 @@ differ (compared as JSON, so ``1`` and ``true`` differ), and edges are compared 
 ``(source, target, relationship)``. A resource that only moved to another file or line, or
 only changed tags, is not a change on the machine and is not listed.
 
-Sensitive values never leave this module: a parameter holding a placeholder
-``{"__sensitive__": key}`` is shown as ``[sensitive]``, and whether it changed is decided by
-the keyed digests in each catalog's ``sensitive`` map (a rotation shows as a change without
+Sensitive values never leave this module: a parameter holding a placeholder ``{"__sensitive__":
+key}`` is shown as ``[redacted]`` (the one marker), and whether it changed is decided by the
+keyed digests in each catalog's ``sensitive`` map (a rotation shows as a change without
 revealing anything). Two placeholders with the same key are *not* the same value: an edit to
-the template around a secret keeps the key (``param:<ref>:content``) and changes the digest,
-so equal parameters still count as a change when a placeholder's digest differs. A resource
-that carries a sensitive value on either side is marked ``sensitive``; its content diff, when
-the caller can say which lines depend on a secret (:class:`LineMasker`), shows the other lines
-and masks those.
+the template around a secret keeps the key (``param:<ref>:content``) and changes the digest, so
+equal parameters still count as a change when a placeholder's digest differs. A resource that
+carries a sensitive value on either side is marked ``sensitive``; its content diff, when the
+caller can say which lines depend on a secret (:class:`LineMasker`), shows the other lines and
+masks those.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from steward.pipeline.impact_model import SENSITIVE_TEXT
 #: Parameters whose text is shown as a unified diff as well as before → after.
 CONTENT_PARAMS = ("content",)
 #: What stands in a content diff for a line that holds (or depends on) a secret.
-MASKED_LINE = "[sensitive line]"
+MASKED_LINE = SENSITIVE_TEXT
 
 Side = Literal["before", "after"]
 
@@ -209,7 +209,7 @@ def _property(
 
 
 def redact(value: Any) -> tuple[Any, bool]:
-    """``value`` with every sensitive placeholder replaced by ``[sensitive]``, and whether
+    """``value`` with every sensitive placeholder replaced by ``[redacted]``, and whether
     there was one."""
     if is_sensitive_placeholder(value):
         return SENSITIVE_TEXT, True
@@ -296,7 +296,7 @@ def masked_unified_diff(
 ) -> str:
     """:func:`unified_diff` of the real texts (so a change on a secret's line shows as a
     change), with every line in ``mask_before`` / ``mask_after`` (0-based) shown as
-    ``[sensitive line]``; a context line is masked when either side masks it."""
+    ``[redacted]``; a context line is masked when either side masks it."""
     a, b = split_lines(before), split_lines(after)
     out: list[str] = []
     for group in difflib.SequenceMatcher(None, a, b, autojunk=False).get_grouped_opcodes(3):

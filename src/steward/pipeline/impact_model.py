@@ -11,12 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from steward.catalog.redaction import REDACTED
 from steward.errors import StewardError
 
 #: Version of the impact report document (``format``); see schemas/impact-report.schema.json.
 REPORT_FORMAT = 1
-#: What stands in for a sensitive value anywhere in a report.
-SENSITIVE_TEXT = "[sensitive]"
+#: What stands in for a sensitive value anywhere in a report: the one marker.
+SENSITIVE_TEXT = REDACTED
 
 
 class ImpactError(StewardError):

@@ -242,7 +242,7 @@ class LivePredictor:
                           detail=f"noop run reported {found.status}")
 
     def _clean(self, value: Any) -> Any:
-        """Any value containing a secret becomes ``[sensitive]`` (defence in depth)."""
+        """Any value containing a secret becomes ``[redacted]`` (defence in depth)."""
         if not self._secret_values or value is None:
             return value
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

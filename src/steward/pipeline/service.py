@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from steward.catalog.redaction import redact, scrub_text
 from steward.errors import StewardError
 from steward.gitrepo import Author, DesiredStateRepo, GitError
 from steward.pipeline.actor import Actor
@@ -224,6 +225,8 @@ class Pipeline:
                 edits: Mapping[str, str | bytes | None] | None = None,
                 patch: str | None = None, base: str | None = None, title: str,
                 message: str = "", analyse: bool = True) -> ChangeView:
+        # Shown to every reviewer and agent (and in git): no credential spelled out in them.
+        title, message = scrub_text(title), scrub_text(message)
         env = self._environment(environment)
         actor = self.authorise(identity, "change:propose", env, action="change.propose",
                                target=f"environment:{env}")
@@ -356,6 +359,7 @@ class Pipeline:
         ``head``/``digest`` are what the caller read: if the change has moved on, the
         override is refused (409, audited) and nothing is recorded.
         """
+        reason = scrub_text(reason)
         change = self.changes.get(change_id)
         # Who may override is the policy's own list of roles (policies.yaml), not a
         # permission: an sshd exception needs security, a blast radius an approver.
@@ -405,6 +409,7 @@ class Pipeline:
         and nothing else is recorded.
         """
         change = self.changes.get(change_id)
+        comment = scrub_text(comment) if comment else comment
         action = "change.approve" if verdict == "approve" else "change.reject"
         actor = self.actor(identity)
         analysis = self._analysis(change)
@@ -437,6 +442,7 @@ class Pipeline:
         An analysed change gets a recorded verdict when the caller's role counts for it;
         otherwise (or before any analysis) ``change:reject`` closes the change.
         """
+        reason = scrub_text(reason)
         change = self.changes.get(change_id)
         if change.state in ("analysed", "approved") and change.impact_digest:
             try:
@@ -660,7 +666,7 @@ class Pipeline:
                                f"{MAX_TRANSCRIPT_BYTES} (clip tool results before sending)")
         step = {"agent": agent, "identity": actor.name, "kind": kind, "content": dict(content)}
         self._audit(actor, "agent.transcript", f"change:{change_id}", parameters=step)
-        return step
+        return dict(redact(step))  # as the trail holds it
 
     # -- tracing ---------------------------------------------------------------------------
 

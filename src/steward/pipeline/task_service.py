@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from steward.catalog.redaction import REDACTED
 from steward.errors import StewardError
 from steward.pipeline.jobs import JobStore, NodePart
 from steward.pipeline.service import Pipeline
@@ -106,7 +107,7 @@ class TaskService:
         first_env = sorted(specs)[0]
         sensitive = frozenset().union(*(s.sensitive() for s in specs.values()))
         values = checked[first_env]
-        stored = {k: ("Sensitive [value redacted]" if k in sensitive else v)
+        stored = {k: (REDACTED if k in sensitive else v)
                   for k, v in sorted(values.items())}
         secret = {k: v for k, v in values.items() if k in sensitive}
         parts = [NodePart(certname, env, specs[env].commit, specs[env].script_name,

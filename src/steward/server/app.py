@@ -45,7 +45,7 @@ from steward.server.authz import Authorizer, Forbidden, kind_authorizer
 from steward.server.config import ServerConfig
 from steward.server.db import utcnow
 from steward.server.enrollment import check_certname
-from steward.server.errors import ConfigError, EnrollmentError, NotFoundError
+from steward.server.errors import ConfigError, EnrollmentError, NotFoundError, public_message
 from steward.server.limits import IDENTITY_KEY, RequestLimits, limits_of
 from steward.server.runs import LiveCatalogRefused, RunSignals, live_catalog
 from steward.server.scheduler import SshScheduler, TaskHooks
@@ -108,13 +108,19 @@ class FactsUpload(BaseModel):
     producer_timestamp: datetime | None = None
 
 
+#: The longest a token may be minted for: ten years (a date past year 9999 is no date).
+MAX_TOKEN_SECONDS = 10 * 366 * 24 * 3600
+
+
 class TokenCreate(BaseModel):
     kind: Literal["join", "operator"]
     name: str = Field(min_length=1, max_length=255)
     expires_in: float | None = Field(
-        default=None, gt=0, description="Seconds; join tokens default to 24 hours"
+        default=None, gt=0, le=MAX_TOKEN_SECONDS,
+        description="Seconds (at most ten years); join tokens default to 24 hours"
     )
-    max_uses: int | None = Field(default=None, ge=1, description="Join tokens only")
+    max_uses: int | None = Field(default=None, ge=1, le=2**31 - 1,
+                                 description="Join tokens only")
 
 
 class SshNode(BaseModel):
@@ -204,7 +210,7 @@ def authenticated(
     try:
         return _services(request).tokens.authenticate(token)
     except AuthenticationError as exc:
-        _deny(request, None, _action(request), None, f"invalid credentials: {exc}", status=401)
+        _deny(request, None, _action(request), None, f"invalid credentials ({exc})", status=401)
 
 
 Authenticated = Annotated[Identity, Depends(authenticated)]
@@ -216,7 +222,8 @@ def authorise(request: Request, identity: Identity, permission: str,
     """Ask the application's authoriser; a refusal is audited, then raised (HTTP 403).
 
     ``context`` says why the permission is needed when the route alone does not (e.g.
-    "only an admin can create operator tokens"); it prefixes the message.
+    "operator tokens are created by an admin only"); it prefixes the message. (Not "...
+    tokens: ...": prose that reads as a secret-keyed pair would be redacted.)
     """
     try:
         _state(request).authorizer(identity, permission, environment)
@@ -360,7 +367,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def steward_error(request: Request, exc: StewardError) -> Response:
         extra = _state(request).error_statuses
         status = next((code for cls, code in [*extra, *statuses] if isinstance(exc, cls)), 400)
-        body: dict[str, Any] = {"error": str(exc)}
+        body: dict[str, Any] = {"error": public_message(exc)}
         permission = getattr(exc, "permission", None)
         if status == 403 and isinstance(permission, str):
             # Any layer's refusal (Forbidden, the pipeline's PermissionDenied) names what is
@@ -371,7 +378,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
-        return _json({"error": exc.detail}, exc.status_code, headers=dict(exc.headers or {}))
+        detail = public_message(exc.detail) if isinstance(exc.detail, str) else exc.detail
+        return _json({"error": detail}, exc.status_code, headers=dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> Response:
@@ -620,7 +628,7 @@ def _operator_routes(app: FastAPI) -> None:
         if body.kind == "operator":
             authorise(request, identity, "admin", action="token.create",
                       target=f"operator:{body.name}",
-                      context="only an admin can create operator tokens")
+                      context="operator tokens are created by an admin only")
         if body.max_uses is not None and body.kind != "join":
             raise HTTPException(400, "max_uses applies to join tokens only")
         expires_in = body.expires_in
@@ -650,7 +658,7 @@ def _operator_routes(app: FastAPI) -> None:
         token = svc.tokens.get(token_id)
         if token["kind"] not in _MANAGED_TOKEN_KINDS:
             authorise(request, identity, "admin", action="token.revoke", target=token_id,
-                      context=f"only an admin can revoke {token['kind']} tokens")
+                      context=f"{token['kind']} tokens are revoked by an admin only")
         result = svc.tokens.revoke(token_id)
         _allowed(request, identity, "token.revoke", token_id)
         return result

@@ -25,9 +25,7 @@ import fcntl
 import hashlib
 import json
 import logging
-import math
 import os
-import re
 import subprocess
 import threading
 import urllib.error
@@ -57,6 +55,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from steward.catalog.canonical import canonical_json, encode_string
+from steward.catalog.redaction import REDACTED as REDACTED  # noqa: PLC0414 (re-export)
+from steward.catalog.redaction import is_secret_key, scrub_text
+from steward.catalog.redaction import redact as redact_value
 from steward.errors import StewardError
 from steward.server import db
 from steward.server.db import utcnow
@@ -75,7 +76,6 @@ WITNESS_FILE = "audit-witness.jsonl"
 DEFAULT_CHECKPOINT_INTERVAL = 1.0
 #: How long an external witness (command or URL) may take to accept a checkpoint.
 WITNESS_TIMEOUT = 10.0
-REDACTED = "[redacted]"
 #: Longest stored string inside parameters, and the longest parameters document.
 MAX_PARAMETER_STRING = 2000
 MAX_PARAMETERS = 65536
@@ -103,80 +103,20 @@ class Actor(Protocol):
 
 
 # -- redaction -----------------------------------------------------------------------------
+# The rule, the marker and the walk are steward.catalog.redaction's (one for all of Steward);
+# what is audit-specific is the cut of long strings.
 
-#: Steward tokens (``stwa_``, ``stwo_``, ``stwn_`` ... followed by 32 random bytes, base64url).
-_TOKEN = re.compile(r"\bstw[a-z]_[A-Za-z0-9_-]{20,}")
-_URL_PASSWORD = re.compile(r"(://[^/@:\s]+):[^/@\s]+@")
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
-_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
-#: A key is sensitive if one of its words is one of these ...
-_SENSITIVE_WORDS = frozenset({
-    "password", "passwd", "passphrase", "pass", "pwd", "secret", "secrets", "token", "tokens",
-    "key", "keys", "apikey", "privatekey", "credential", "credentials", "authorization",
-    "cookie",
-})
-#: ... unless its last word says it is only about one (``token_id``) ...
-_DESCRIPTIVE_WORDS = frozenset({"id", "ids", "kind", "type", "name", "names"})
-_ID_CREDENTIALS = frozenset({"secret_id"})
-#: ... or if it contains one of these anywhere.
-_SENSITIVE_PARTS = ("password", "passwd", "secret", "token", "apikey", "api_key",
-                    "privatekey", "private_key", "credential")
+#: The one secret-looking-key rule (kept under its old name for callers of this module).
+sensitive_key = is_secret_key
+#: Steward tokens, URL passwords, bearer credentials and ``password=...`` pairs in text.
+scrub = scrub_text
 
 
-def sensitive_key(name: str) -> bool:
-    """Keys named like a credential (``password``, ``api_token``, ``sshKey``, ``client-secret``).
-
-    Names *about* a credential are not (``token_id``, ``key_kind``, ``secret_name``): they are
-    what an audit trail needs. Vault's ``secret_id`` is the exception: it is a credential.
+def redact(value: Any) -> Any:
+    """A JSON-safe copy of ``value`` with credentials replaced by :data:`REDACTED`, and
+    strings cut at :data:`MAX_PARAMETER_STRING` (see :func:`steward.catalog.redaction.redact`).
     """
-    words = [word.lower() for word in _WORDS.findall(name)]
-    if words and words[-1] in _DESCRIPTIVE_WORDS and "_".join(words) not in _ID_CREDENTIALS:
-        return False
-    lowered = name.lower()
-    if any(part in lowered for part in _SENSITIVE_PARTS):
-        return True
-    return any(word in _SENSITIVE_WORDS for word in words)
-
-
-def scrub(text: str) -> str:
-    """``text`` with Steward tokens, URL passwords and bearer credentials replaced."""
-    if "stw" in text:
-        text = _TOKEN.sub(REDACTED, text)
-    if "://" in text:
-        text = _URL_PASSWORD.sub(rf"\1:{REDACTED}@", text)
-    if "earer" in text or "EARER" in text:
-        text = _BEARER.sub(rf"\1 {REDACTED}", text)
-    return text
-
-
-def redact(value: Any, _depth: int = 0) -> Any:
-    """A JSON-safe copy of ``value`` with credentials replaced by ``"[redacted]"``.
-
-    Values under sensitive keys are replaced whatever they are; strings anywhere lose the
-    tokens and passwords they contain. Other types become their ``str()``; non-finite
-    numbers become strings too (canonical JSON has no NaN).
-    """
-    if _depth > 32:
-        return "[too deep]"
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, str):
-        cleaned = scrub(value)
-        if len(cleaned) > MAX_PARAMETER_STRING:
-            cleaned = cleaned[:MAX_PARAMETER_STRING] + "...[truncated]"
-        return cleaned
-    if isinstance(value, Mapping):
-        return {
-            str(k): REDACTED if sensitive_key(str(k)) else redact(v, _depth + 1)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [redact(v, _depth + 1) for v in value]
-    if isinstance(value, set | frozenset):
-        return sorted((redact(v, _depth + 1) for v in value), key=canonical_json)
-    return redact(str(value), _depth + 1)
+    return redact_value(value, max_string=MAX_PARAMETER_STRING)
 
 
 def encode_parameters(parameters: Mapping[str, Any] | None) -> str | None:

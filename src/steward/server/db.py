@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
+from steward.catalog.redaction import REDACTED
 from steward.server.errors import ConfigError
 from steward.store.db import create_private_sqlite
 
@@ -213,9 +214,13 @@ def normalise_url(url: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
+    """The URL without its password (the one marker in its place), for messages and logs."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        if parsed.password is None:
+            return parsed.render_as_string(hide_password=False)
+        hidden = parsed.render_as_string(hide_password=True)  # user:***@
+        return hidden.replace(":***@", f":{REDACTED}@", 1)
     except Exception:  # an unparsable URL is shown as a placeholder, never verbatim
         return "<unparsable database URL>"
 

@@ -45,7 +45,8 @@ from typing import Any, Generic, TypeVar
 
 import asyncssh
 
-from steward.engine.tasks import redact, redact_json, sensitive_forms
+from steward.catalog.redaction import cut_secrets, cut_secrets_json
+from steward.engine.tasks import sensitive_forms
 from steward.errors import StewardError, UsageError
 from steward.transport import TransportError
 from steward.transport.bundle import MIN_PYTHON, SECRETS_ON_STDIN, Bundle, build_bundle
@@ -563,7 +564,7 @@ class NodeSession:
             document = self._parse(done, f"the task runner for {name!r}")
         except TransportError as exc:
             # Not chained: the original message could hold a value the redaction removed.
-            raise TransportError(redact(str(exc), secrets)) from None
+            raise TransportError(cut_secrets(str(exc), secrets)) from None
         state = document.get("state")
         exit_code = document.get("exit_code")
         output = document.get("output")
@@ -575,8 +576,8 @@ class NodeSession:
                 "(state, exit_code, output)"
             )
         result = document.get("result")
-        return {"state": state, "exit_code": exit_code, "result": redact_json(result, secrets),
-                "output": redact(output, secrets)}
+        return {"state": state, "exit_code": exit_code, "result": cut_secrets_json(result, secrets),
+                "output": cut_secrets(output, secrets)}
 
 
 @asynccontextmanager

@@ -218,7 +218,7 @@ def test_sensitive_comment_is_redacted(sandbox: Sandbox) -> None:
     changes, _ = sandbox.run("host", Case(
         "secret", host(ip="10.0.0.5", comment="ticket-SECRET-2"),
         before={"etc/hosts": F("10.0.0.5 db # ticket-SECRET-1\n")},
-        changes=[("comment", "<redacted>", "<redacted>")],
+        changes=[("comment", "[redacted]", "[redacted]")],
         after={"etc/hosts": F("10.0.0.5\tdb\t# ticket-SECRET-2\n")},
         sensitive=frozenset({"comment"}),
     ))

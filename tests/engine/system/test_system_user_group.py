@@ -205,7 +205,7 @@ def test_password_change_is_redacted(node: Node, fresh: ChrootSession) -> None:
     noop = node.apply(full_user(), USER_EDGES, noop=True, secrets=secrets)
     real = node.apply(full_user(), USER_EDGES, secrets=secrets)
     assert_noop_predicts(noop, real)
-    assert real.changes() == [("user[alice]", "password", "<redacted>", "<redacted>")]
+    assert real.changes() == [("user[alice]", "password", "[redacted]", "[redacted]")]
     assert shadow_hash(debian_root, "alice") == HASH_2
     for run in (noop, real):
         text = run.stdout + run.stderr
