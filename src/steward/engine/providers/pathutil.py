@@ -14,6 +14,7 @@ import hashlib
 import os
 import pwd
 import stat
+from collections.abc import Callable
 from typing import Any
 
 from steward.catalog.sensitive import REDACTED
@@ -265,52 +266,40 @@ def resolve_uid(ctx: Context, owner: str | int) -> int:
 
     Only successful lookups are cached: a user created later in the run must be found.
     """
-    if isinstance(owner, int):
-        return owner
-    table = _cache(ctx, _UID_BY_NAME)
-    uid: int | None = table.get(owner)
-    if uid is None:
-        if owner.isdigit():
-            uid = int(owner)
-        else:
-            users = _root_table(ctx, _ROOT_USERS, "passwd")
-            if users is not None:
-                uid = users.get(owner)
-                if uid is None:
-                    raise Unresolved(f"user {owner!r} does not exist in "
-                                     f"{ctx.root}/etc/passwd (--root)")
-            else:
-                try:
-                    uid = pwd.getpwnam(owner).pw_uid
-                except KeyError:
-                    raise Unresolved(f"user {owner!r} does not exist") from None
-        table[owner] = uid
-    return uid
+    return _resolve_id(ctx, owner, "user", _UID_BY_NAME, _ROOT_USERS, "passwd",
+                       lambda name: pwd.getpwnam(name).pw_uid)
 
 
 def resolve_gid(ctx: Context, group: str | int) -> int:
     """A gid for a name or id; a missing group is Unresolved (a group resource may create it)."""
-    if isinstance(group, int):
-        return group
-    table = _cache(ctx, _GID_BY_NAME)
-    gid: int | None = table.get(group)
-    if gid is None:
-        if group.isdigit():
-            gid = int(group)
+    return _resolve_id(ctx, group, "group", _GID_BY_NAME, _ROOT_GROUPS, "group",
+                       lambda name: grp.getgrnam(name).gr_gid)
+
+
+def _resolve_id(ctx: Context, name: str | int, what: str, cache_key: str, root_key: str,
+                root_file: str, host: Callable[[str], int]) -> int:
+    """An id from a number, the root's own file (under ``--root``) or the host's database."""
+    if isinstance(name, int):
+        return name
+    table = _cache(ctx, cache_key)
+    found: int | None = table.get(name)
+    if found is None:
+        if name.isdigit():
+            found = int(name)
         else:
-            groups = _root_table(ctx, _ROOT_GROUPS, "group")
-            if groups is not None:
-                gid = groups.get(group)
-                if gid is None:
-                    raise Unresolved(f"group {group!r} does not exist in "
-                                     f"{ctx.root}/etc/group (--root)")
+            rooted = _root_table(ctx, root_key, root_file)
+            if rooted is not None:
+                found = rooted.get(name)
+                if found is None:
+                    raise Unresolved(f"{what} {name!r} does not exist in "
+                                     f"{ctx.root}/etc/{root_file} (--root)")
             else:
                 try:
-                    gid = grp.getgrnam(group).gr_gid
+                    found = host(name)
                 except KeyError:
-                    raise Unresolved(f"group {group!r} does not exist") from None
-        table[group] = gid
-    return gid
+                    raise Unresolved(f"{what} {name!r} does not exist") from None
+        table[name] = found
+    return found
 
 
 def user_name(ctx: Context, uid: int) -> str:
