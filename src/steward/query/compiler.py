@@ -33,8 +33,10 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     ColumnElement,
+    Float,
     Select,
     Table,
     Text,
@@ -238,7 +240,15 @@ def _timestamp(field_name: str, value: Any) -> datetime:
     except ValueError:
         raise QueryError(f"field {field_name!r}: {value!r} is not an ISO 8601 timestamp "
                          "(e.g. 2024-05-01T12:00:00Z)") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        # In UTC now, not in the driver: 0001-01-01T00:00:00+01:00 is before year 1 there
+        # (an OverflowError, a 500).
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise QueryError(f"field {field_name!r}: {value!r} is out of range (years 1 to "
+                         "9999, in UTC)") from None
 
 
 def _is_number(value: Any) -> bool:
@@ -331,7 +341,15 @@ class Compiler:
         return CompiledQuery(parts.entity, statement, columns, expansions)
 
     def _scope(self, entity: Entity) -> Scope:
-        return Scope(entity, self.tables, self.dialect)
+        scope = Scope(entity, self.tables, self.dialect)
+        if entity.base not in self.tables:
+            # The audit log and the pipeline's tables are registered by the server (the
+            # pipeline's only with a git repository of desired state): the entity's own
+            # check names what it needs, before any column of it is touched (a KeyError, 500).
+            if entity.where is not None:
+                entity.where(scope)
+            raise QueryError(f"the '{entity.name}' entity is not available on this server")
+        return scope
 
     def _implicit(self, scope: Scope, active_only: bool) -> list[ColumnElement[bool]]:
         conditions = []
@@ -448,7 +466,12 @@ class Compiler:
         if kind is Kind.NUMBER:
             if not _is_number(value):
                 raise QueryError(f"field {found.name!r} is a number; got {_describe(value)}")
-            return _COMPARE[op](column, value)  # type: ignore[no-any-return]
+            # Bound as the value's own type, not the column's: PostgreSQL would cast it to the
+            # column's (``line = 10^18`` an "integer out of range", a 500; ``line = 1.5``
+            # rounded to 2).
+            typed = bindparam(None, value, type_=BigInteger() if isinstance(value, int)
+                              else Float(), unique=True)
+            return _COMPARE[op](column, typed)  # type: ignore[no-any-return]
         if kind is Kind.BOOLEAN:
             if op != "=" or not isinstance(value, bool):
                 raise QueryError(f"field {found.name!r} is a boolean; compare it with "
@@ -557,6 +580,13 @@ class Compiler:
                                                           Kind.DOCUMENT):
                     raise QueryError(f"field {found.name!r} of {where.entity.name!r} cannot "
                                      "be compared in 'in'")
+            if outer_field.kind is not inner_field.kind:
+                # PostgreSQL has no ``integer = text`` (an UndefinedFunction, a 500).
+                raise QueryError(
+                    f"'in' compares {outer_field.name!r} of {scope.entity.name!r} (a "
+                    f"{outer_field.kind.value}) with {inner_field.name!r} of "
+                    f"{inner.entity.name!r} (a {inner_field.kind.value}): compare fields of "
+                    "one kind")
             if outer_field.key is not None and inner_field.key is not None:
                 # Both are node ids underneath: compare ids, no join to nodes needed.
                 outer_exprs.append(outer_field.key(scope))
@@ -706,6 +736,10 @@ class Compiler:
                 # The typed readings depend on the value; grouping by them too lets ORDER BY
                 # use them (PostgreSQL accepts only grouped expressions there).
                 return [self._sql(scope, found), *self._value_order(scope, found)]
+            if found.kind is Kind.PATH:
+                # A path orders by its key (one per path): grouped too, or PostgreSQL
+                # refuses ORDER BY path (a GroupingError, a 500).
+                return [self._sql(scope, found), self._path_key(scope, found)]
             return [self._sql(scope, found)]
         if isinstance(item, list) and len(item) >= 2 and item[0] == "function" \
                 and item[1] == "to_string":

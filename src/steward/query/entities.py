@@ -331,6 +331,10 @@ def _tag(s: Scope, op: str, value: Any) -> ColumnElement[bool]:
     column = s.c("resources", "tags")
     if op == "=":
         return array_any(column, s.dialect, equals=value)
+    try:
+        re.compile(value)  # else SQLite's Python function fails mid-query (a 500)
+    except re.error as exc:
+        raise QueryError(f"invalid regular expression {value!r} for 'tag': {exc}") from None
     return array_any(column, s.dialect, matches=value)
 
 

@@ -21,8 +21,8 @@ from lark.exceptions import (
     VisitError,
 )
 
-from steward.query.errors import QuerySyntaxError
-from steward.query.limits import check_text
+from steward.query.errors import QueryError, QuerySyntaxError
+from steward.query.limits import check_ast, check_text, parse_float, parse_int, parse_page
 
 #: How expected terminals are named in error messages (literal ones are shown quoted).
 _TERMINAL_WORDS = {
@@ -51,9 +51,10 @@ def parse_pql(text: str) -> list[Any]:
     except UnexpectedInput as exc:
         raise _syntax_error(text, exc) from None
     except VisitError as exc:
-        if isinstance(exc.orig_exc, QuerySyntaxError):
+        if isinstance(exc.orig_exc, QueryError):
             raise exc.orig_exc from None
         raise
+    check_ast(result)  # the AST's own limits, whoever compiles it
     return result
 
 
@@ -189,10 +190,10 @@ class _ToAst(Transformer[Token, Any]):
         return [str(field), str(direction)] if direction is not None else str(field)
 
     def limit(self, value: Token) -> tuple[str, list[Any]]:
-        return ("paging", ["limit", int(value)])
+        return ("paging", ["limit", parse_page(str(value), "limit")])
 
     def offset(self, value: Token) -> tuple[str, list[Any]]:
-        return ("paging", ["offset", int(value)])
+        return ("paging", ["offset", parse_page(str(value), "offset")])
 
     # -- boolean structure ---------------------------------------------------------------
     def or_(self, *terms: Any) -> list[Any]:
@@ -256,10 +257,10 @@ class _ToAst(Transformer[Token, Any]):
 
     # -- literals --------------------------------------------------------------------------
     def integer(self, token: Token) -> int:
-        return int(token)
+        return parse_int(str(token))
 
     def real(self, token: Token) -> float:
-        return float(token)
+        return parse_float(str(token))
 
     def true(self, _token: Token) -> bool:
         return True

@@ -27,7 +27,7 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from steward.errors import StewardError
-from steward.query.limits import MAX_QUERY_CHARS, loads_ast
+from steward.query.limits import MAX_QUERY_CHARS, loads_ast, page_param
 from steward.query.parser import parse_pql
 from steward.server.auth import Identity
 from steward.server.authz import Forbidden, entity_permissions
@@ -65,15 +65,9 @@ def _parse_query(value: Any) -> Any:
 
 
 def _int_param(value: Any, name: str) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise QueryInputError(f"{name} must be a non-negative integer, not {value!r}") from None
-    if number < 0:
-        raise QueryInputError(f"{name} must be a non-negative integer, not {number}")
-    return number
+    """``limit``/``offset``: 0 to 2^31-1 (docs/query.md#limits); ``1e400``, ``Infinity``,
+    ``true`` and ``1.5`` are 400s, not an overflow (a 500) or a silent truncation."""
+    return page_param(name, value)
 
 
 def _order_by(value: Any) -> list[tuple[str, str]] | None:
