@@ -14,17 +14,17 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "steward"
 STDLIB_ONLY = ("catalog", "engine", "facts", "agent")
 #: What each node-side package may import from steward itself.
 ALLOWED_INTERNAL = {
-    "catalog": {"steward.catalog", "steward.errors"},
-    "engine": {"steward.catalog", "steward.errors", "steward.engine", "steward.facts",
+    "catalog": {"steward.catalog", "steward.errors", "steward.clock"},
+    "engine": {"steward.catalog", "steward.errors", "steward.clock", "steward.engine", "steward.facts",
                "steward"},
-    "facts": {"steward.facts", "steward.errors", "steward"},
+    "facts": {"steward.facts", "steward.errors", "steward.clock", "steward"},
     "agent": {"steward.agent", "steward.catalog", "steward.engine", "steward.facts",
-              "steward.errors", "steward"},
+              "steward.errors", "steward.clock", "steward"},
 }
 #: Layer order: a package may import only from packages at the same or an earlier position.
 #: (``query`` precedes ``store``: the store runs the query compiler; the compiler needs no store.)
-LAYERS = ["errors", "catalog", "language", "secrets", "compiler", "facts", "engine", "agent",
-          "transport", "query", "store", "gitrepo", "server", "pipeline", "assistant", "mcpserver",
+LAYERS = ["errors", "clock", "catalog", "language", "secrets", "compiler", "facts", "engine", "agent",
+          "transport", "query", "store", "gitrepo", "access", "server", "pipeline", "tasks", "assistant", "mcpserver",
           "agentflow", "api", "demo", "cli"]
 
 

@@ -170,11 +170,11 @@ def test_log_records_are_scrubbed() -> None:
 
 
 def test_one_marker_everywhere() -> None:
+    from steward.access.audit import REDACTED as AUDIT_REDACTED
     from steward.engine.tasks import cut_secrets as task_cut
     from steward.mcpserver.data import REDACTED as MCP_REDACTED
-    from steward.pipeline.impact_diff import MASKED_LINE
-    from steward.pipeline.impact_model import SENSITIVE_TEXT
-    from steward.server.audit import REDACTED as AUDIT_REDACTED
+    from steward.pipeline.impact.diff import MASKED_LINE
+    from steward.pipeline.impact.model import SENSITIVE_TEXT
     from steward.server.db import redact_url
 
     assert REDACTED == "[redacted]"

@@ -25,10 +25,10 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
+from steward.access.tokens import Identity
 from steward.api.app import build_app
 from steward.api.routes_assistant import MODEL_EXTRA
 from steward.assistant.fleet import Clock, Fleet, seed
-from steward.server.auth import Identity
 from steward.server.config import ServerConfig, init_data_dir, load_config
 from steward.server.services import Services, build_services
 from tests.e2e.harness import database_url, free_port, write_repo

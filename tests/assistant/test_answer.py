@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from steward.access.authorize import Forbidden, kind_authorizer
 from steward.assistant import MAX_ATTEMPTS, AskError, answer
 from steward.assistant.core import deterministic_summary
 from steward.assistant.fleet import FAILED
 from steward.assistant.prompt import instructions, read_context
-from steward.server.authz import Forbidden, kind_authorizer
 from tests.assistant.conftest import OPERATOR, Script, Site
 
 Make = Callable[..., Script]
@@ -151,7 +151,7 @@ def test_permissions_of_the_caller_apply(site: Site, script: Make) -> None:
 
 
 def test_without_an_authoriser_user_tokens_are_refused(site: Site, script: Make) -> None:
-    from steward.server.auth import Identity
+    from steward.access.tokens import Identity
 
     user = Identity(kind="user", token_id="u", name="someone")
     with pytest.raises(Forbidden):

@@ -307,7 +307,7 @@ def make_node(tmp: Path, certname: str, server: Server) -> AgentNode:
 def pipeline_server(tmp: Path, repo: Path, database: str, *,
                     policies: bool = True) -> Iterator[Server]:
     """A running server on a versioned data directory (desired.git, environment branches)."""
-    from steward.pipeline.policy import install_default_policies
+    from steward.pipeline.policy.evaluate import install_default_policies
     from steward.secrets.store import SecretStore
     from steward.server.config import init_data_dir as init
 

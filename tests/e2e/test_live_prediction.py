@@ -158,7 +158,7 @@ def test_live_prediction_shows_drift_the_static_diff_cannot_see(
         # The static diff is unchanged; the digest covers the live results and is new.
         web1_entry = next(n for n in report["nodes"] if n["certname"] == "web1")
         assert web1_entry["resources"] == web1_static["resources"]
-        from steward.pipeline.impact import verify_digest
+        from steward.pipeline.impact.analysis import verify_digest
 
         assert verify_digest(report)
         assert report["digest"] != static["digest"]

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from mcp.server.mcpserver import MCPServer
 
+from steward.access.tokens import Identity
 from steward.assistant.config import resolve_model
 from steward.mcpserver import Rollouts, build_mcp
 from steward.mcpserver.task_tools import TaskAccess
 from steward.pipeline.service import Pipeline
-from steward.pipeline.task_service import TaskService
-from steward.server.auth import Identity
 from steward.server.config import init_data_dir, load_config
 from steward.server.runs import RunSignals
 from steward.server.services import Services, build_services
+from steward.tasks.service import TaskService
 from tests.e2e.harness import database_url, free_port
 
 #: Agents and the roles they hold (in every environment); "alice" is a human approver.
@@ -103,10 +103,10 @@ class Fleet:
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Fleet]:
-    from steward.pipeline.change_model import changes
-    from steward.pipeline.deploy import deployments
-    from steward.pipeline.jobs import job_results, jobs
+    from steward.pipeline.changes.model import changes
+    from steward.pipeline.deploy.rollout import deployments
     from steward.pipeline.schema import migrate
+    from steward.tasks.jobs import job_results, jobs
 
     backend = str(request.param)
     tmp = tmp_path_factory.mktemp(f"mcp-{backend}")

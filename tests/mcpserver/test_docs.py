@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from steward.access.rbac import BUILTIN_ROLES
 from steward.mcpserver import TOOL_PERMISSIONS
-from steward.pipeline.rbac import BUILTIN_ROLES
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "agents.md").read_text(encoding="utf-8")
 

@@ -18,8 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine
 
-from steward.pipeline.actor import Actor
-from steward.pipeline.approvals import (
+from steward.access.principal import Actor
+from steward.access.rbac import PermissionDenied, Rbac, load_roles
+from steward.access.tokens import Identity
+from steward.pipeline.approvals.records import (
     ApprovalError,
     ApprovalRules,
     ApprovalRulesError,
@@ -30,9 +32,7 @@ from steward.pipeline.approvals import (
     load_approval_rules,
     parse_approval_rules,
 )
-from steward.pipeline.rbac import PermissionDenied, Rbac, load_roles
 from steward.pipeline.schema import create_all
-from steward.server.auth import Identity
 from tests.e2e.harness import database_url
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,19 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, delete, func, select
 
+from steward.access.principal import Actor
 from steward.gitrepo import Author, DesiredStateRepo
-from steward.pipeline.actor import Actor
-from steward.pipeline.change_model import change_counter, change_history
-from steward.pipeline.change_model import changes as changes_table
-from steward.pipeline.change_states import (
-    STATES,
-    TERMINAL_STATES,
-    TRANSITIONS,
-    ChangeState,
-    action_for,
-    next_states,
-)
-from steward.pipeline.changes import (
+from steward.pipeline.changes.model import change_counter, change_history
+from steward.pipeline.changes.model import changes as changes_table
+from steward.pipeline.changes.records import (
     Change,
     ChangeConflict,
     ChangeError,
@@ -38,6 +30,14 @@ from steward.pipeline.changes import (
     IllegalTransition,
     InvalidProposal,
     StaleProposal,
+)
+from steward.pipeline.changes.states import (
+    STATES,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    ChangeState,
+    action_for,
+    next_states,
 )
 from steward.pipeline.schema import create_all
 from steward.server.errors import NotFoundError

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from steward.pipeline.deploy import (
+from steward.pipeline.deploy.rollout import (
     DeployError,
     Deployments,
     EnvironmentLocked,

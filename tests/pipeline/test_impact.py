@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from steward.compiler import compile_catalog
 from steward.gitrepo.repo import Author, DesiredStateRepo
 from steward.language import Repository, load_repository
-from steward.pipeline.impact import (
+from steward.pipeline.impact.analysis import (
     ChangeInfo,
     StoreFleet,
     analyse_impact,
@@ -35,9 +35,9 @@ from steward.pipeline.impact import (
     report_json,
     verify_digest,
 )
-from steward.pipeline.impact_compile import analyse_nodes, make_sides
-from steward.pipeline.impact_model import NodeTask
-from steward.pipeline.impact_select import scope_change
+from steward.pipeline.impact.compile import analyse_nodes, make_sides
+from steward.pipeline.impact.model import NodeTask
+from steward.pipeline.impact.select import scope_change
 from steward.secrets import SecretStore, init_store
 from steward.store import Store
 from tests.e2e.harness import database_url
@@ -450,7 +450,7 @@ def test_an_edit_around_a_secret_is_a_change_with_its_secret_lines_masked(
 
 def test_a_placeholder_without_a_digest_counts_as_changed() -> None:
     from steward.catalog.model import Catalog, Resource
-    from steward.pipeline.impact_diff import diff_catalogs
+    from steward.pipeline.impact.diff import diff_catalogs
 
     def catalog(digests: dict[str, str]) -> Catalog:
         params = {"path": "/etc/x", "content": {"__sensitive__": "param:file[/etc/x]:content"}}

@@ -28,7 +28,7 @@ from steward.catalog.model import Catalog
 from steward.catalog.sensitive import is_sensitive_placeholder, placeholder_key
 from steward.compiler import compile_catalog
 from steward.language import Repository, load_repository
-from steward.pipeline.impact import ChangeInfo, StoreFleet, analyse_impact
+from steward.pipeline.impact.analysis import ChangeInfo, StoreFleet, analyse_impact
 from steward.secrets import SecretStore, init_store
 from steward.store import Store
 from tests.pipeline.test_impact import (

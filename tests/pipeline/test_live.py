@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from steward.pipeline.impact import verify_digest
-from steward.pipeline.impact_render import render_text
-from steward.pipeline.live import LiveResult, attach_results, live_counts, live_targets
+from steward.pipeline.impact.analysis import verify_digest
+from steward.pipeline.impact.live import LiveResult, attach_results, live_counts, live_targets
+from steward.pipeline.impact.render import render_text
 from steward.server.db import make_engine
 from steward.server.migrate import migrate
 from steward.server.runs import RunSignals

@@ -15,24 +15,24 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from steward.cli.policy_cmds import register
-from steward.pipeline.policy import (
+from steward.pipeline.policy.errors import (
+    PolicyConfigError,
+    RegoSyntaxError,
+)
+from steward.pipeline.policy.evaluate import (
     DEFAULT_POLICIES_DIR,
     evaluate,
     install_default_policies,
     load_policy_set,
 )
-from steward.pipeline.policy_errors import (
-    PolicyConfigError,
-    RegoSyntaxError,
-)
-from steward.pipeline.policy_input import (
+from steward.pipeline.policy.inputs import (
     policy_input,
     project,
     referenced_paths,
     resource_changes,
 )
-from steward.pipeline.policy_rego import RegoModule
-from steward.pipeline.policy_tests import run_policy_tests
+from steward.pipeline.policy.opa_tests import run_policy_tests
+from steward.pipeline.policy.rego import RegoModule
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from steward.cli.main import app
-from steward.pipeline.policy import check_policy_set, evaluate, load_policy_set
-from steward.pipeline.policy_errors import PolicyError, PolicyRuntimeError
-from steward.pipeline.policy_rego import RegoLimits, RegoModule, RegoProgram
+from steward.pipeline.policy.errors import PolicyError, PolicyRuntimeError
+from steward.pipeline.policy.evaluate import check_policy_set, evaluate, load_policy_set
+from steward.pipeline.policy.rego import RegoLimits, RegoModule, RegoProgram
 
 HEADER = "package steward.policies.{name}\n\nimport rego.v1\n\n"
 #: Grows until the sandbox's memory limit stops it (rego-cpp has no memory limit of its own).

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine
 
-from steward.pipeline.actor import Actor
-from steward.pipeline.rbac import (
+from steward.access.principal import Actor
+from steward.access.rbac import (
     PERMISSIONS,
     BindingNotFound,
     PermissionDenied,
@@ -29,9 +29,9 @@ from steward.pipeline.rbac import (
     actor_for,
     load_roles,
 )
+from steward.access.tokens import PREFIXES, AuthenticationError, Identity, Tokens
 from steward.pipeline.schema import create_all
 from steward.server import db as server_db
-from steward.server.auth import PREFIXES, AuthenticationError, Identity, Tokens
 from tests.e2e.harness import database_url
 
 ROOT = Path(__file__).resolve().parents[2]

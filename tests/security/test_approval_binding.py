@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
+from steward.access.principal import Actor
 from steward.api.app import build_app
-from steward.pipeline.actor import Actor
-from steward.pipeline.policy import install_default_policies
+from steward.pipeline.policy.evaluate import install_default_policies
 from steward.pipeline.service import Pipeline
 from steward.secrets.store import SecretStore
 from steward.server.config import ServerConfig, init_data_dir, load_config
@@ -338,7 +338,7 @@ def test_the_cli_shows_and_sends_what_it_approves(site: Site) -> None:
 def test_every_reviewer_role_reads_the_reports_it_reviews() -> None:
     """Each built-in role that gives verdicts, overrides or deploys reads the full report
     (desired_state:read); none needs change:impact for it."""
-    from steward.pipeline.rbac import BUILTIN_ROLES
+    from steward.access.rbac import BUILTIN_ROLES
 
     acting = {"change:approve", "change:reject", "policy:override", "change:deploy",
               "change:rollback"}

@@ -26,10 +26,10 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
+from steward.access.audit import KEY_FILE, AuditLog, Checkpoint, Witness
 from steward.cli.main import run
 from steward.server import db
 from steward.server.app import create_app
-from steward.server.audit import KEY_FILE, AuditLog, Checkpoint, Witness
 from steward.server.config import ServerConfig, load_config
 from steward.server.db import make_engine
 from steward.server.errors import ConfigError

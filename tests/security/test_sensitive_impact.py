@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from steward.api.app import build_app
-from steward.pipeline.policy import install_default_policies
+from steward.pipeline.policy.evaluate import install_default_policies
 from steward.secrets.store import SecretStore
 from steward.server.config import init_data_dir, load_config
 from tests.e2e.harness import database_url, free_port

@@ -26,9 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, insert, select, text, update
 
-from steward.catalog.canonical import canonical_json
-from steward.server import db
-from steward.server.audit import (
+from steward.access.audit import (
     ENTRY_DOMAIN,
     GENESIS_HASH,
     REDACTED,
@@ -45,8 +43,10 @@ from steward.server.audit import (
     key_id,
     sensitive_key,
 )
-from steward.server.auth import AuditLog as ReexportedAuditLog
-from steward.server.auth import Identity, new_token
+from steward.access.tokens import AuditLog as ReexportedAuditLog
+from steward.access.tokens import Identity, new_token
+from steward.catalog.canonical import canonical_json
+from steward.server import db
 from steward.server.db import QUERY_TABLES, make_engine
 from steward.server.migrate import MIGRATIONS, migrate
 from tests.e2e.harness import database_url

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+from steward.access.authorize import Forbidden, entity_permissions, kind_authorizer
+from steward.access.tokens import Identity
 from steward.api.app import build_app
-from steward.server.auth import Identity
-from steward.server.authz import Forbidden, entity_permissions, kind_authorizer
 from steward.server.config import init_data_dir, load_config
 from tests.e2e.harness import database_url, free_port, write_repo
 from tests.server.serving import serving

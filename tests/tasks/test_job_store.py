@@ -18,9 +18,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, insert, inspect, select, text
 
-from steward.pipeline.jobs import JobError, JobStore, NodePart, job_results, job_scripts, jobs
 from steward.pipeline.schema import MIGRATIONS, VERSION_TABLE, create_all
 from steward.server.db import make_engine, utcnow
+from steward.tasks.jobs import JobError, JobStore, NodePart, job_results, job_scripts, jobs
 from tests.e2e.harness import database_url
 
 SECRET = "pa55-never-stored-7f3c"

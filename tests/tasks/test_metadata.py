@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from steward.pipeline.tasks import TaskError, TaskSpec, parse_task
+from steward.tasks.definitions import TaskError, TaskSpec, parse_task
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "repo" / "tasks"
 

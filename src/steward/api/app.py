@@ -3,7 +3,7 @@
 ``steward server`` serves :func:`build_app`. The pipeline plugs into the server through
 :class:`PipelineExtension` (the server layer cannot import the layers above it): it adds the
 pipeline's routes and replaces the server's authoriser by
-:func:`steward.pipeline.rbac.rbac_authorizer`, so the server's own endpoints answer user and
+:func:`steward.access.rbac.rbac_authorizer`, so the server's own endpoints answer user and
 agent tokens by their roles too.
 """
 
@@ -17,18 +17,18 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from steward.access.authorize import kind_authorizer
+from steward.access.rbac import PermissionDenied, RbacError, rbac_authorizer
 from steward.api import routes, routes_assistant
 from steward.api.routes_tasks import TaskExtension
 from steward.gitrepo import GitError
 from steward.mcpserver.http import McpExtension
-from steward.pipeline.analyses import AnalysisMissing
-from steward.pipeline.approvals import ApprovalError, StaleApprovalError
-from steward.pipeline.change_errors import ChangeError
-from steward.pipeline.deploy import DeployError, EnvironmentLocked
-from steward.pipeline.rbac import PermissionDenied, RbacError, rbac_authorizer
+from steward.pipeline.approvals.records import ApprovalError, StaleApprovalError
+from steward.pipeline.changes.analyses import AnalysisMissing
+from steward.pipeline.changes.errors import ChangeError
+from steward.pipeline.deploy.rollout import DeployError, EnvironmentLocked
 from steward.pipeline.service import GateError, Pipeline
 from steward.server.app import AppState, create_app
-from steward.server.authz import kind_authorizer
 from steward.server.config import ServerConfig
 from steward.server.services import Services
 
@@ -74,8 +74,8 @@ def _build(services: Services) -> Pipeline | None:
     if services.catalogs.desired is None:
         # A plain-directory repository (tests, experiments): no pipeline, the rest works.
         return None
-    from steward.pipeline.change_model import changes
-    from steward.pipeline.deploy import deployments
+    from steward.pipeline.changes.model import changes
+    from steward.pipeline.deploy.rollout import deployments
     from steward.pipeline.schema import migrate
 
     migrate(services.engine)

@@ -13,13 +13,13 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from steward.pipeline.approvals import StaleApprovalError
-from steward.pipeline.deploy import ServerNodeRunner, Strategy
-from steward.pipeline.impact import render_text
-from steward.pipeline.live import LivePredictor
+from steward.access.tokens import Identity
+from steward.pipeline.approvals.records import StaleApprovalError
+from steward.pipeline.deploy.rollout import ServerNodeRunner, Strategy
+from steward.pipeline.impact.analysis import render_text
+from steward.pipeline.impact.live import LivePredictor
 from steward.pipeline.service import Pipeline
 from steward.server.app import MAX_TOKEN_SECONDS, Authenticated, _json, _state
-from steward.server.auth import Identity
 from steward.server.errors import public_message
 
 

@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from steward.access.tokens import Identity
 from steward.assistant.config import MODEL_EXTRA, AssistantConfigError, resolve_model
 from steward.assistant.core import (
     DEFAULT_LIMIT,
@@ -26,7 +27,6 @@ from steward.assistant.core import (
     answer,
 )
 from steward.server.app import _json, _services, _state, require
-from steward.server.auth import Identity
 
 
 class AskBody(BaseModel):

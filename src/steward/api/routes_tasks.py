@@ -1,4 +1,4 @@
-"""Tasks over REST (thin; the rules live in :class:`steward.pipeline.task_service.TaskService`).
+"""Tasks over REST (thin; the rules live in :class:`steward.tasks.service.TaskService`).
 
 ``GET /api/v1/tasks``, ``GET /api/v1/tasks/{name}``, ``POST /api/v1/tasks/{name}/run`` and
 ``GET /api/v1/jobs/{id}``. :class:`TaskExtension` also plugs the job store into the server's
@@ -16,10 +16,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from steward.mcpserver.task_tools import TASK_SERVICE
-from steward.pipeline.jobs import JobError, JobNotFound, job_results, jobs
-from steward.pipeline.task_service import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, TaskService
-from steward.pipeline.tasks import TaskError, TaskNotFound
 from steward.server.app import AppState, Authenticated, _state
+from steward.tasks.definitions import TaskError, TaskNotFound
+from steward.tasks.jobs import JobError, JobNotFound, job_results, jobs
+from steward.tasks.service import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, TaskService
 
 SERVICE = TASK_SERVICE
 

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
+from steward.access.authorize import Authorizer, Forbidden, entity_permissions, kind_authorizer
+from steward.access.tokens import Identity
 from steward.assistant.prompt import (
     FleetContext,
     QueryStore,
@@ -30,8 +32,6 @@ from steward.assistant.prompt import (
 from steward.errors import StewardError
 from steward.query.errors import QueryError, QuerySyntaxError
 from steward.query.parser import parse_pql
-from steward.server.auth import Identity
-from steward.server.authz import Authorizer, Forbidden, entity_permissions, kind_authorizer
 
 log = logging.getLogger("steward.assistant")
 
@@ -130,7 +130,7 @@ async def answer_async(question: str, *, identity: Identity, services: AskServic
     ``authorizer`` is the server's (``app.state.steward.authorizer``); None applies the
     token-kind rules only, which refuse user and agent tokens (fail closed). Needs
     ``query``, plus ``report:read`` etc. for the entities the query names
-    (:data:`steward.server.authz.ENTITY_PERMISSIONS`): a refusal raises
+    (:data:`steward.access.authorize.ENTITY_PERMISSIONS`): a refusal raises
     :class:`Forbidden` and is audited. ``output`` is how the model returns the query
     (:data:`~steward.assistant.config.OUTPUT_MODES`). The store and the audit log are
     called synchronously (short, indexed reads and one insert).

@@ -25,11 +25,11 @@ from typing import Any
 
 import yaml
 
+from steward.access.tokens import Identity
 from steward.assistant.config import AssistantConfigError, build_model, parse_spec
 from steward.assistant.core import Answer, AskError, answer_async, run_limited
 from steward.assistant.fleet import Clock, seed
 from steward.errors import StewardError
-from steward.server.auth import Identity
 from steward.store import Store
 
 #: Where the evaluation set lives in a source checkout.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from steward.server.audit import AuditLog
+    from steward.access.audit import AuditLog
 
 DataDirOption = Annotated[
     Path,
@@ -38,7 +38,7 @@ def _open_log(data_dir: Path) -> Iterator[AuditLog]:
     """The audit log of the data directory's database; its key is never created here."""
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-    from steward.server.audit import KEY_FILE, AuditError, AuditLog
+    from steward.access.audit import KEY_FILE, AuditError, AuditLog
     from steward.server.config import load_config
     from steward.server.db import make_engine, redact_url
     from steward.server.services import audit_witness
@@ -76,8 +76,8 @@ def verify(
     Exit status: 0 the log is intact, 1 problems were found (listed), 2 it could not be
     checked (no database, no key).
     """
+    from steward.access.audit import load_verify_key
     from steward.errors import StewardError
-    from steward.server.audit import load_verify_key
 
     try:
         key = load_verify_key(public_key) if public_key is not None else None

@@ -18,11 +18,11 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from steward.access.rbac import rbac_authorizer
 from steward.assistant.config import AssistantConfigError
 from steward.assistant.core import DEFAULT_LIMIT, MAX_LIMIT, AskError, answer
 from steward.errors import StewardError
 from steward.mcpserver.data import from_nodes
-from steward.pipeline.rbac import rbac_authorizer
 
 #: Gives the model to answer with and its output mode; raises AssistantConfigError (saying
 #: how to configure one) when there is none.

@@ -17,8 +17,8 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from starlette.concurrency import run_in_threadpool
 
+from steward.access.tokens import PRINCIPAL_KINDS, AuthenticationError, Identity
 from steward.errors import StewardError
-from steward.server.auth import PRINCIPAL_KINDS, AuthenticationError, Identity
 from steward.server.services import Services
 
 #: Turns the request's access token (None over stdio or in process) into the caller.

@@ -27,9 +27,9 @@ from steward.mcpserver.auth import StewardTokenVerifier, identity_from_access_to
 from steward.mcpserver.server import Rollouts, build_mcp
 from steward.mcpserver.task_tools import TASK_SERVICE, TaskAccess
 from steward.pipeline.service import Pipeline
-from steward.pipeline.task_service import TaskService
 from steward.server.app import AppState
 from steward.server.config import ServerConfig
+from steward.tasks.service import TaskService
 
 MCP_PATH = "/mcp"
 

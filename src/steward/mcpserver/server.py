@@ -38,6 +38,10 @@ from starlette.requests import Request
 
 import steward
 from steward import __version__
+from steward.access.authorize import ENTITY_PERMISSIONS, entity_permissions
+from steward.access.principal import Actor
+from steward.access.rbac import PERMISSIONS, PermissionDenied
+from steward.access.tokens import Identity
 from steward.catalog.types import TYPES
 from steward.errors import StewardError
 from steward.gitrepo import check_path
@@ -46,16 +50,12 @@ from steward.mcpserver.ask_tool import ModelProvider, register_ask_tool
 from steward.mcpserver.auth import IdentityResolver, request_access_token
 from steward.mcpserver.data import file_content, from_nodes
 from steward.mcpserver.task_tools import TaskAccess, register_task_tools
-from steward.pipeline.actor import Actor
-from steward.pipeline.deploy import ServerNodeRunner, Strategy
-from steward.pipeline.rbac import PERMISSIONS, PermissionDenied
+from steward.pipeline.deploy.rollout import ServerNodeRunner, Strategy
 from steward.pipeline.service import Pipeline
 from steward.query.entities import ENTITIES
 from steward.query.examples import REFERENCE_EXAMPLES
 from steward.query.limits import loads_ast
 from steward.query.parser import parse_pql
-from steward.server.auth import Identity
-from steward.server.authz import ENTITY_PERMISSIONS, entity_permissions
 from steward.server.errors import NotFoundError
 from steward.server.pdb import AUDITED_KINDS, _audit_query
 from steward.server.runs import RunSignals

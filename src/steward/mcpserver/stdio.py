@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from steward.access.tokens import AuthenticationError
 from steward.assistant.config import resolve_model
 from steward.errors import StewardError
 from steward.mcpserver.auth import authenticate_principal, token_resolver
@@ -25,11 +26,10 @@ from steward.mcpserver.server import Rollouts, build_mcp
 from steward.mcpserver.task_tools import TaskAccess
 from steward.pipeline.schema import migrate
 from steward.pipeline.service import Pipeline
-from steward.pipeline.task_service import TaskService
-from steward.server.auth import AuthenticationError
 from steward.server.config import load_config
 from steward.server.runs import RunSignals
 from steward.server.services import build_services
+from steward.tasks.service import TaskService
 
 log = logging.getLogger("steward.mcp")
 
@@ -53,8 +53,8 @@ def serve_stdio(data_dir: Path, token: str | None) -> None:
         if services.catalogs.desired is None:
             raise StewardError(f"{services.config.repo_path} is a plain directory: the MCP "
                                "server needs the change pipeline (desired.git)")
-        from steward.pipeline.change_model import changes
-        from steward.pipeline.deploy import deployments
+        from steward.pipeline.changes.model import changes
+        from steward.pipeline.deploy.rollout import deployments
 
         migrate(services.engine)
         services.store.add_query_tables({changes.name: changes, deployments.name: deployments})

@@ -1,6 +1,6 @@
 """The task tools of the MCP server: ``list_tasks``, ``run_task`` and ``get_job``.
 
-They call :class:`steward.pipeline.task_service.TaskService`, like ``POST /api/v1/tasks/…``,
+They call :class:`steward.tasks.service.TaskService`, like ``POST /api/v1/tasks/…``,
 so the rules (RBAC per task and environment, noop refusal, parameters checked before any job
 exists, sensitive values never stored or returned) live in one place. What a task printed on
 a node comes back inside the ``untrusted_data_from_nodes`` envelope: a task's output is
@@ -21,12 +21,12 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from steward.access.tokens import Identity
 from steward.errors import StewardError
 from steward.mcpserver.data import from_nodes
-from steward.pipeline.task_service import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, TaskService
-from steward.pipeline.tasks import TaskNotFound
-from steward.server.auth import Identity
 from steward.server.runs import RunSignals
+from steward.tasks.definitions import TaskNotFound
+from steward.tasks.service import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, TaskService
 
 #: Where the server keeps its TaskService (``AppState.extras``), set by the tasks extension.
 TASK_SERVICE: Final = "task_service"

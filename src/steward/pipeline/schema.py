@@ -16,7 +16,9 @@ VERSION_TABLE = "steward_pipeline_version"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: Serialises concurrent server starts migrating one PostgreSQL database.
 _PG_LOCK_KEY = 0x5374_6570
-_MODULES = ("change_model", "rbac", "approvals", "deploy", "analyses", "jobs")
+_MODULES = ("steward.pipeline.changes.model", "steward.access.rbac",
+            "steward.pipeline.approvals.records", "steward.pipeline.deploy.rollout",
+            "steward.pipeline.changes.analyses", "steward.tasks.jobs")
 
 
 def load_metadata() -> MetaData:
@@ -26,7 +28,7 @@ def load_metadata() -> MetaData:
     from steward.pipeline.tables import metadata
 
     for module in _MODULES:
-        importlib.import_module(f"steward.pipeline.{module}")
+        importlib.import_module(module)
     return metadata
 
 

@@ -9,7 +9,7 @@ gates between states are all here:
   no hard-mandatory policy failing, every failing soft-mandatory policy overridden (for that
   digest) by a role allowed to, and no node whose proposed catalog fails to compile;
 * ``deploying`` needs the environment branch still at the change's base (so what is merged
-  is exactly what was analysed), then the rollout of :mod:`steward.pipeline.deploy`.
+  is exactly what was analysed), then the rollout of :mod:`steward.pipeline.deploy.rollout`.
 """
 
 from __future__ import annotations
@@ -21,27 +21,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from steward.access.principal import Actor
+from steward.access.rbac import PermissionDenied, Rbac, actor_for
+from steward.access.tokens import Identity
 from steward.catalog.redaction import redact, scrub_text
 from steward.errors import StewardError
 from steward.gitrepo import Author, DesiredStateRepo, GitError
-from steward.pipeline.actor import Actor
-from steward.pipeline.analyses import Analyses, Analysis
-from steward.pipeline.approvals import (
+from steward.pipeline.approvals.records import (
     Approvals,
     StaleApprovalError,
     check_reviewed,
     load_approval_rules,
 )
-from steward.pipeline.change_model import Change
-from steward.pipeline.changes import Changes
-from steward.pipeline.deploy import Deployment, Deployments, NodeRunner, Strategy
-from steward.pipeline.impact import StoreFleet, analyse_impact
-from steward.pipeline.impact_model import ChangeInfo
-from steward.pipeline.live import LivePredictor, live_counts
-from steward.pipeline.policy import PolicySet, evaluate, load_policy_set
-from steward.pipeline.policy_input import policy_input
-from steward.pipeline.rbac import PermissionDenied, Rbac, actor_for
-from steward.server.auth import Identity
+from steward.pipeline.changes.analyses import Analyses, Analysis
+from steward.pipeline.changes.model import Change
+from steward.pipeline.changes.records import Changes
+from steward.pipeline.deploy.rollout import Deployment, Deployments, NodeRunner, Strategy
+from steward.pipeline.impact.analysis import StoreFleet, analyse_impact
+from steward.pipeline.impact.live import LivePredictor, live_counts
+from steward.pipeline.impact.model import ChangeInfo
+from steward.pipeline.policy.evaluate import PolicySet, evaluate, load_policy_set
+from steward.pipeline.policy.inputs import policy_input
 from steward.server.services import Services
 
 log = logging.getLogger("steward.pipeline")

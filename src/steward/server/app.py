@@ -38,10 +38,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from steward import __version__
+from steward.access.authorize import Authorizer, Forbidden, kind_authorizer
+from steward.access.tokens import AuthenticationError, Identity
 from steward.errors import StewardError
 from steward.server import pdb
-from steward.server.auth import AuthenticationError, Identity
-from steward.server.authz import Authorizer, Forbidden, kind_authorizer
 from steward.server.config import ServerConfig
 from steward.server.db import utcnow
 from steward.server.enrollment import check_certname

@@ -144,7 +144,7 @@ run_requests = Table(
 audit = Table(
     "steward_audit",
     metadata,
-    # Gapless: entry n+1 is appended under the head lock (see steward.server.audit).
+    # Gapless: entry n+1 is appended under the head lock (see steward.access.audit).
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
            autoincrement=False),
     Column("at", UTCDateTime(), nullable=False),

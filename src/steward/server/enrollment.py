@@ -19,8 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
-from steward.server import db
-from steward.server.auth import (
+from steward.access.tokens import (
     Identity,
     consume_token,
     insert_token,
@@ -28,6 +27,7 @@ from steward.server.auth import (
     new_id,
     revoke_certname_tokens,
 )
+from steward.server import db
 from steward.server.db import utcnow
 from steward.server.errors import EnrollmentError, NotFoundError
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from steward.server.auth import AuthenticationError, Identity
+from steward.access.tokens import AuthenticationError, Identity
 
 if TYPE_CHECKING:
     from steward.server.services import Services

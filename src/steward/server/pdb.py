@@ -8,7 +8,7 @@ the parser's message as plain text, as PuppetDB answers.
 
 Every route needs the ``query`` permission, and a query that reads the audit log, run
 reports or the pipeline's records (in its own entity or any subquery) needs the permission
-that guards them elsewhere too (:data:`steward.server.authz.ENTITY_PERMISSIONS`): PQL is no way
+that guards them elsewhere too (:data:`steward.access.authorize.ENTITY_PERMISSIONS`): PQL is no way
 around ``audit:read``. Queries made with an *agent* token are audited
 (action ``query``, the entity as target, the query text cut to :data:`AUDITED_QUERY_CHARS`
 and the row count as parameters): what an agent looked at is part of its trail. Node,
@@ -26,11 +26,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from steward.access.authorize import Forbidden, entity_permissions
+from steward.access.tokens import Identity
 from steward.errors import StewardError
 from steward.query.limits import MAX_QUERY_CHARS, loads_ast, page_param
 from steward.query.parser import parse_pql
-from steward.server.auth import Identity
-from steward.server.authz import Forbidden, entity_permissions
 from steward.server.services import Services
 
 #: Longest query text an audit entry keeps.

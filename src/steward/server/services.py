@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
+from steward.access.audit import KEY_FILE as AUDIT_KEY_FILE
+from steward.access.audit import Witness
+from steward.access.tokens import AuditLog, Tokens
 from steward.secrets.store import SecretStore
-from steward.server.audit import KEY_FILE as AUDIT_KEY_FILE
-from steward.server.audit import Witness
-from steward.server.auth import AuditLog, Tokens
 from steward.server.catalogs import CatalogService
 from steward.server.config import ServerConfig
 from steward.server.db import QUERY_TABLES, make_engine

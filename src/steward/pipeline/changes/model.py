@@ -24,8 +24,8 @@ from sqlalchemy import (
     Text,
 )
 
-from steward.pipeline.actor import ActorKind
-from steward.pipeline.change_states import ChangeKind, ChangeState, transition_targets
+from steward.access.principal import ActorKind
+from steward.pipeline.changes.states import ChangeKind, ChangeState, transition_targets
 from steward.pipeline.tables import metadata
 from steward.server.db import UTCDateTime
 

@@ -48,10 +48,10 @@ from sqlalchemy import (
     update,
 )
 
+from steward.access.tokens import iso
 from steward.errors import StewardError
 from steward.pipeline.tables import metadata
 from steward.server import db
-from steward.server.auth import iso
 from steward.server.db import UTCDateTime, utcnow
 
 jobs = Table(

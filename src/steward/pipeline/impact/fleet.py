@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from steward.pipeline.impact_model import FleetNode, ImpactError
+from steward.pipeline.impact.model import FleetNode, ImpactError
 from steward.store.db import read_transaction
 from steward.store.models import TABLES
 

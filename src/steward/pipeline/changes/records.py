@@ -2,7 +2,7 @@
 
 A change is a pair of commits in the desired-state repository (``base`` and ``head``, the
 head on the branch ``changes/<id>``) plus a row in the server's database that the state
-machine of :mod:`steward.pipeline.change_states` moves along. This module is the only
+machine of :mod:`steward.pipeline.changes.states` moves along. This module is the only
 writer of both, and keeps them consistent: a proposal whose head does not load, or whose
 branch cannot be created, leaves neither a record nor a branch behind.
 
@@ -37,6 +37,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from steward.access.principal import Actor
 from steward.errors import StewardError
 from steward.gitrepo import (
     Author,
@@ -48,8 +49,7 @@ from steward.gitrepo import (
     UnknownRefError,
     check_path,
 )
-from steward.pipeline.actor import Actor
-from steward.pipeline.change_errors import (
+from steward.pipeline.changes.errors import (
     ChangeConflict,
     ChangeError,
     ChangeNotFound,
@@ -57,7 +57,7 @@ from steward.pipeline.change_errors import (
     InvalidProposal,
     StaleProposal,
 )
-from steward.pipeline.change_model import (
+from steward.pipeline.changes.model import (
     Change,
     HistoryEntry,
     Proposer,
@@ -65,7 +65,7 @@ from steward.pipeline.change_model import (
     change_history,
     changes,
 )
-from steward.pipeline.change_states import (
+from steward.pipeline.changes.states import (
     MERGED_STATES,
     OPEN_STATES,
     ChangeKind,

@@ -19,7 +19,7 @@ We call regopy's C-level functions (``regopy.rego_shared``) instead of its ``Int
 rego-cpp has no step, time or memory limit of its own (``numbers.range(1, 1e9)`` runs and
 grows until the machine runs out), and it reports recursion only when evaluation reaches it.
 So :class:`RegoProgram` runs the engine (:class:`RegoEngine`) in a child process of its own
-(:mod:`steward.pipeline.policy_sandbox`) with a memory limit (``RLIMIT_AS``, set once the
+(:mod:`steward.pipeline.policy.sandbox`) with a memory limit (``RLIMIT_AS``, set once the
 engine's allocator is initialised) and a wall-clock limit per rule: a rule that runs too long
 or too big kills that child, fails with a message naming its policy file, and the next
 evaluation starts a fresh child. A crash of the engine cannot take the server down either.
@@ -43,7 +43,7 @@ from typing import Any
 
 from regopy import rego_shared as _rs  # type: ignore[import-untyped]
 
-from steward.pipeline.policy_errors import PolicyRuntimeError, RegoSyntaxError
+from steward.pipeline.policy.errors import PolicyRuntimeError, RegoSyntaxError
 
 _SET_INPUT_JSON = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_char_p)(
     ("regoSetInputJSON", _rs.rego)
@@ -369,7 +369,7 @@ class _Child:
     def __init__(self, modules: Sequence[RegoModule], rules: Sequence[str],
                  limits: RegoLimits) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "steward.pipeline.policy_sandbox"],
+            [sys.executable, "-m", "steward.pipeline.policy.sandbox"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

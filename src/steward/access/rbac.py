@@ -28,14 +28,14 @@ from typing import Any, Final, cast
 from sqlalchemy import Column, Engine, PrimaryKeyConstraint, String, Table, and_, delete, select
 from sqlalchemy.exc import IntegrityError
 
+from steward.access.authorize import Authorizer, Forbidden, kind_authorizer
+from steward.access.principal import Actor, ActorKind
+from steward.access.tokens import Identity
 from steward.errors import StewardError, describe_value
 from steward.language.errors import did_you_mean
 from steward.language.yamlsource import SourceMap, load_yaml
-from steward.pipeline.actor import Actor, ActorKind
 from steward.pipeline.tables import metadata
 from steward.server import db
-from steward.server.auth import Identity
-from steward.server.authz import Authorizer, Forbidden, kind_authorizer
 from steward.server.db import UTCDateTime, utcnow
 from steward.server.errors import NotFoundError
 

@@ -8,16 +8,16 @@
 
 The stages, each in its own module:
 
-1. :mod:`~steward.pipeline.impact_select` — which nodes the change can affect, from the
+1. :mod:`~steward.pipeline.impact.select` — which nodes the change can affect, from the
    ``inputs`` recorded in each node's current catalog (cost follows the change, not the
    fleet); classification or settings changes recompile the whole environment;
-2. :mod:`~steward.pipeline.impact_compile` — each candidate compiled at base and at head
+2. :mod:`~steward.pipeline.impact.compile` — each candidate compiled at base and at head
    with its latest facts (a process pool for large sets); a failing compile is that node's
    ``failed`` entry;
-3. :mod:`~steward.pipeline.impact_diff` — resource by resource, property by property, file
+3. :mod:`~steward.pipeline.impact.diff` — resource by resource, property by property, file
    content as a unified diff, secrets redacted, provenance of both sides;
-4. :mod:`~steward.pipeline.impact_summary` — counts, blast radius, risk with reasons;
-5. :mod:`~steward.pipeline.impact_render` — the text a person reads.
+4. :mod:`~steward.pipeline.impact.summary` — counts, blast radius, risk with reasons;
+5. :mod:`~steward.pipeline.impact.render` — the text a person reads.
 
 The report is canonical JSON: the same change, fleet and secrets give the same bytes, and
 ``digest`` (``sha256:`` of the canonical JSON of everything else) is what approvals bind to.
@@ -33,15 +33,15 @@ from typing import Any, Protocol
 
 from steward.catalog.canonical import canonical_json, content_hash
 from steward.language import Repository
-from steward.pipeline.impact_compile import (
+from steward.pipeline.impact.compile import (
     PARALLEL_MIN_NODES,
     analyse_nodes,
     as_batches,
     default_workers,
     make_sides,
 )
-from steward.pipeline.impact_fleet import FACTS_BATCH, StoreFleet
-from steward.pipeline.impact_model import (
+from steward.pipeline.impact.fleet import FACTS_BATCH, StoreFleet
+from steward.pipeline.impact.model import (
     REPORT_FORMAT,
     ChangeInfo,
     FleetNode,
@@ -49,9 +49,9 @@ from steward.pipeline.impact_model import (
     NodeTask,
     Timings,
 )
-from steward.pipeline.impact_render import render_text
-from steward.pipeline.impact_select import Selection, scope_change, select_nodes
-from steward.pipeline.impact_summary import summarise
+from steward.pipeline.impact.render import render_text
+from steward.pipeline.impact.select import Selection, scope_change, select_nodes
+from steward.pipeline.impact.summary import summarise
 from steward.secrets.store import SecretStore
 
 __all__ = [

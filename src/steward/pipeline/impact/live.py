@@ -40,7 +40,7 @@ from sqlalchemy import Engine, and_, select
 from starlette.concurrency import run_in_threadpool
 
 from steward.catalog.canonical import content_hash
-from steward.pipeline.impact_model import SENSITIVE_TEXT
+from steward.pipeline.impact.model import SENSITIVE_TEXT
 from steward.secrets.store import SecretStore
 from steward.server.enrollment import Enrollment
 from steward.server.runs import RunSignals

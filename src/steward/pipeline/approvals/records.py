@@ -39,11 +39,8 @@ from sqlalchemy import (
     select,
 )
 
-from steward.errors import StewardError, describe_value
-from steward.language.errors import did_you_mean
-from steward.language.yamlsource import load_yaml
-from steward.pipeline.actor import Actor
-from steward.pipeline.rbac import (
+from steward.access.principal import Actor
+from steward.access.rbac import (
     BUILTIN_ROLES,
     TOKEN_ROLES,
     PermissionDenied,
@@ -52,9 +49,12 @@ from steward.pipeline.rbac import (
     actor_for,
     parse_principal,
 )
+from steward.access.tokens import Identity
+from steward.errors import StewardError, describe_value
+from steward.language.errors import did_you_mean
+from steward.language.yamlsource import load_yaml
 from steward.pipeline.tables import metadata
 from steward.server import db
-from steward.server.auth import Identity
 from steward.server.db import UTCDateTime, utcnow
 
 Verdict = Literal["approve", "reject"]

@@ -38,7 +38,7 @@ from steward.language.repository import (
     Repository,
 )
 from steward.language.values import Const
-from steward.pipeline.impact_model import FleetNode
+from steward.pipeline.impact.model import FleetNode
 
 TEMPLATES_PREFIX = "templates/"
 FILES_PREFIX = f"{FILES_DIR}/"

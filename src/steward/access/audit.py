@@ -62,7 +62,7 @@ from steward.errors import StewardError
 from steward.server import db
 from steward.server.db import utcnow
 
-log = logging.getLogger("steward.server.audit")
+log = logging.getLogger("steward.access.audit")
 
 #: ``prev_hash`` of the first entry.
 GENESIS_HASH = "0" * 64
@@ -93,7 +93,7 @@ class AuditError(StewardError):
 
 
 class Actor(Protocol):
-    """Who acted: :class:`steward.server.auth.Identity`, or any object with these two."""
+    """Who acted: :class:`steward.access.tokens.Identity`, or any object with these two."""
 
     @property
     def label(self) -> str: ...

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+from steward.access.tokens import Identity
 from steward.errors import StewardError
-from steward.server.auth import Identity
 
 
 class Forbidden(StewardError):

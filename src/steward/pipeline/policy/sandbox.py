@@ -1,5 +1,5 @@
-"""The Rego sandbox process: ``python -m steward.pipeline.policy_sandbox`` (see
-:class:`steward.pipeline.policy_rego.RegoProgram`).
+"""The Rego sandbox process: ``python -m steward.pipeline.policy.sandbox`` (see
+:class:`steward.pipeline.policy.rego.RegoProgram`).
 
 Reads JSON lines on stdin: first ``{"modules": [[path, source], ...], "rules": [...],
 "memory": bytes}`` (answered ``{"ok": true}`` or an error), then any number of ``{"input":
@@ -17,8 +17,8 @@ import sys
 from typing import Any
 
 from steward.errors import StewardError
-from steward.pipeline.policy_errors import RegoSyntaxError
-from steward.pipeline.policy_rego import UNDEFINED, RegoEngine, RegoModule
+from steward.pipeline.policy.errors import RegoSyntaxError
+from steward.pipeline.policy.rego import UNDEFINED, RegoEngine, RegoModule
 
 
 def _error(exc: StewardError) -> dict[str, Any]:

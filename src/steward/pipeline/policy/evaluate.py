@@ -4,7 +4,7 @@ Rego is the language of OPA, Conftest and Spacelift, so policies (and the people
 them) port across; regopy runs it in-process through Microsoft's rego-cpp, with the v1
 syntax (``deny contains msg if``). A policy set is a directory (``<data>/policies`` on the
 server, outside the desired-state repository so no change can edit its own rules):
-``policies.yaml`` lists the policies (see :mod:`steward.pipeline.policy_config`), each a module
+``policies.yaml`` lists the policies (see :mod:`steward.pipeline.policy.config`), each a module
 ``package steward.policies.<name>`` whose ``deny`` set must be empty for the policy to pass.
 
 Levels: ``advisory`` failures are warnings; ``soft-mandatory`` failures block unless a holder
@@ -25,24 +25,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steward.pipeline.policy_config import (
+from steward.pipeline.policy.config import (
     CONFIG_FILE,
     Level,
     PolicySpec,
     load_policy_config,
 )
-from steward.pipeline.policy_errors import PolicyConfigError, PolicyError, PolicyRuntimeError
-from steward.pipeline.policy_input import (
+from steward.pipeline.policy.errors import PolicyConfigError, PolicyError, PolicyRuntimeError
+from steward.pipeline.policy.inputs import (
     InputPath,
     needs,
     project,
     referenced_paths,
     resource_changes,
 )
-from steward.pipeline.policy_rego import UNDEFINED, RegoModule, RegoProgram, package_of
+from steward.pipeline.policy.rego import UNDEFINED, RegoModule, RegoProgram, package_of
 
 #: The built-in policies, installed into ``<data>/policies`` by ``steward init``.
-DEFAULT_POLICIES_DIR = Path(__file__).resolve().parents[3] / "examples" / "policies"
+DEFAULT_POLICIES_DIR = Path(__file__).resolve().parents[4] / "examples" / "policies"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ class PolicySet:
     directory: Path
     policies: tuple[PolicySpec, ...]
     program: RegoProgram | None = field(repr=False)
-    #: The input paths the modules can read (see :mod:`steward.pipeline.policy_input`).
+    #: The input paths the modules can read (see :mod:`steward.pipeline.policy.inputs`).
     input_paths: frozenset[InputPath]
 
     def applicable(self, environment: str) -> tuple[PolicySpec, ...]:

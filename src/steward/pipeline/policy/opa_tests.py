@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from steward.errors import UsageError
-from steward.pipeline.policy import load_policy_set, read_module
-from steward.pipeline.policy_config import CONFIG_FILE
-from steward.pipeline.policy_errors import PolicyRuntimeError
-from steward.pipeline.policy_rego import (
+from steward.pipeline.policy.config import CONFIG_FILE
+from steward.pipeline.policy.errors import PolicyRuntimeError
+from steward.pipeline.policy.evaluate import load_policy_set, read_module
+from steward.pipeline.policy.rego import (
     UNDEFINED,
     RegoModule,
     RegoProgram,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
-from steward.pipeline.change_errors import ChangeError
+from steward.pipeline.changes.errors import ChangeError
 
 ChangeState = Literal[
     "proposed", "analysed", "approved", "deploying", "deployed", "failed", "rolled_back",

@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 
 from steward.catalog.model import Catalog, Resource
 from steward.catalog.sensitive import SENSITIVE_KEY, is_sensitive_placeholder
-from steward.pipeline.impact_model import SENSITIVE_TEXT
+from steward.pipeline.impact.model import SENSITIVE_TEXT
 
 #: Parameters whose text is shown as a unified diff as well as before → after.
 CONTENT_PARAMS = ("content",)

@@ -1,6 +1,6 @@
 """Who acts in the pipeline: a named human or agent (or Steward itself), with its roles.
 
-The server authenticates tokens into :class:`steward.server.auth.Identity`; the pipeline
+The server authenticates tokens into :class:`steward.access.tokens.Identity`; the pipeline
 reasons about *actors*, because separation of duties is about people and agents, not
 about token kinds (an AI agent is always an author, never its own approver).
 """

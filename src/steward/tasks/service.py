@@ -11,12 +11,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from steward.access.tokens import Identity
 from steward.catalog.redaction import REDACTED
 from steward.errors import StewardError
-from steward.pipeline.jobs import JobStore, NodePart
 from steward.pipeline.service import Pipeline
-from steward.pipeline.tasks import TaskCatalog, TaskError, TaskSpec
-from steward.server.auth import Identity
+from steward.tasks.definitions import TaskCatalog, TaskError, TaskSpec
+from steward.tasks.jobs import JobStore, NodePart
 
 #: How many nodes run one job's task at the same time, unless the caller asks fewer.
 DEFAULT_CONCURRENCY = 10

@@ -4,7 +4,7 @@ A token is 32 random bytes behind a prefix naming its kind (``stwa_`` admin, ``s
 operator, ``stwu_`` user (a human), ``stwg_`` agent, ``stwn_`` node, ``stwj_`` join, ``stwe_``
 enrollment poll), so a leaked one is recognisable by secret scanners. User and agent tokens
 carry no power of their own: what they may do comes from role bindings
-(:mod:`steward.pipeline.rbac`). The server stores only its SHA-256: the tokens are random,
+(:mod:`steward.access.rbac`). The server stores only its SHA-256: the tokens are random,
 not passwords, so a fast hash is as strong as a slow one and keeps every request cheap.
 Tokens are looked up on every request (no cache), which is what makes revocation take effect
 on the very next request.
@@ -21,9 +21,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
+from steward.access.audit import AuditLog as AuditLog  # noqa: PLC0414 (re-export)
 from steward.errors import StewardError
 from steward.server import db
-from steward.server.audit import AuditLog as AuditLog  # noqa: PLC0414 (re-export)
 from steward.server.db import utcnow
 from steward.server.errors import NotFoundError
 

@@ -23,7 +23,7 @@ from typing import Any, Literal, cast
 from steward.errors import StewardError
 from steward.language.errors import did_you_mean
 from steward.language.yamlsource import SourceMap, load_yaml
-from steward.pipeline.policy_errors import PolicyConfigError
+from steward.pipeline.policy.errors import PolicyConfigError
 
 Level = Literal["advisory", "soft-mandatory", "hard-mandatory"]
 LEVELS: tuple[Level, ...] = ("advisory", "soft-mandatory", "hard-mandatory")

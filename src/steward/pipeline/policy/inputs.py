@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from steward.pipeline.policy_rego import RegoModule, blank_strings_and_comments
+from steward.pipeline.policy.rego import RegoModule, blank_strings_and_comments
 
 #: Keys of a per-node resource diff that ``resource_changes`` copies (plus ``nodes``).
 RESOURCE_KEYS = ("resource", "type", "title", "action", "before", "after", "properties",

@@ -44,14 +44,14 @@ from steward.compiler.context import MIN_SCANNED_SECRET, FactView, NodeContext
 from steward.errors import SecretError, StewardError
 from steward.language import Repository, load_repository
 from steward.language.values import Const
-from steward.pipeline.impact_diff import (
+from steward.pipeline.impact.diff import (
     Side,
     classification_change,
     diff_catalogs,
     placeholder_keys,
     split_lines,
 )
-from steward.pipeline.impact_model import SENSITIVE_TEXT, ImpactError, NodeTask
+from steward.pipeline.impact.model import SENSITIVE_TEXT, ImpactError, NodeTask
 from steward.secrets.store import SecretStore
 
 #: Below this many nodes a pool's start-up (two repository loads per worker) is not worth it.
