@@ -5,5 +5,5 @@
 # Cache: ${STEWARD_TEST_CACHE:-/var/cache/steward-tests}; --rebuild forces a new build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/python -m tests.engine.system.debian_root "$@"
-exec .venv/bin/python -m tests.engine.system.rpm_root "$@"
+.venv/bin/python -m tests.engine.providers.debian_root "$@"
+exec .venv/bin/python -m tests.engine.providers.rpm_root "$@"

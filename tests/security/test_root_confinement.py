@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import Server, database_url, init_data_dir, make_node
-from tests.engine.paths.test_confinement import snapshot
+from tests.engine.providers.test_pathutil import snapshot
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -53,5 +53,5 @@ def test_a_hostile_catalog_cannot_write_outside_the_root(backend: str, tmp_path:
             assert not any(title == "/etc/app/conf" for title, _ in written), written
         finally:
             server.stop()
-        # The failure's message is tests/engine/paths/test_confinement.py's to check: a failed
+        # The failure's message is tests/engine/providers/test_pathutil.py's to check: a failed
         # resource yields no event in the stored report yet (issue 13, failure events).

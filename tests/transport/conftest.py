@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from steward.transport.bundle import Bundle, build_bundle
-from tests.engine.system.debian_root import RootUnavailable, remove_tree, unpack_root
+from tests.engine.providers.debian_root import RootUnavailable, remove_tree, unpack_root
 from tests.transport.sshd import SSHNode, generate_key, sshd_unavailable_reason, sudo_deb
 
 

@@ -1,6 +1,6 @@
 """Agentless test nodes: a real OpenSSH sshd whose sessions land in a private Debian root.
 
-Each node is an unpacked copy of the cached bookworm root (``tests/engine/system``) and one
+Each node is an unpacked copy of the cached bookworm root (``tests/engine/providers``) and one
 ``/usr/sbin/sshd -D -e -f CONFIG`` on 127.0.0.1 with its own port, generated host key and
 ``AuthorizedKeysFile``. sshd runs under ``unshare --fork --pid --mount --kill-child`` and, in
 that private mount namespace only:
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from steward.transport.ssh import SSHTarget
-from tests.engine.system.debian_root import ChrootSession, cache_dir, unavailable_reason
+from tests.engine.providers.debian_root import ChrootSession, cache_dir, unavailable_reason
 
 SSHD = Path("/usr/sbin/sshd")
 MOUNT_POINT = "/run/steward-node"

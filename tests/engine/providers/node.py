@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.engine.system.debian_root import ChrootSession
+from tests.engine.providers.debian_root import ChrootSession
 
 #: Runs steward's node CLI with a runner that records each argv to $STEWARD_CALLS.
 RECORDER = '''\
@@ -45,7 +45,7 @@ EXIT_CHANGED, EXIT_FAILED, EXIT_PENDING = 2, 4, 8
 
 def resource(type_name: str, title: str, **parameters: Any) -> dict[str, Any]:
     return {"type": type_name, "title": title, "parameters": parameters, "tags": [],
-            "file": "tests/engine/system", "line": None}
+            "file": "tests/engine/providers", "line": None}
 
 
 def edge(source: str, target: str, relationship: str = "before") -> dict[str, str]:

@@ -11,7 +11,7 @@ leak onto the host's mount table, even if the test run is killed.
 
 Run as a script to build (or check) the cache ahead of a test run::
 
-    python -m tests.engine.system.debian_root [--rebuild]
+    python -m tests.engine.providers.debian_root [--rebuild]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ ReplayRunner.
 
 The dnf/rpm transcripts (``fixtures/dnf``) were captured from the real engine running
 Debian's rpm 4.18 and dnf 4.14 in the rpm test root (see ``fixtures/dnf/README.md``;
-``test_system_dnf.py`` checks they still match). The apk transcripts below follow apk's
+``test_dnf_system.py`` checks they still match). The apk transcripts below follow apk's
 documented output formats (``apk info -v``/``apk search``); unlike the apt, dnf and systemctl
 fixtures they were not captured on a real system.
 """
@@ -30,7 +30,7 @@ from steward.engine.providers.package import (
     rpmvercmp,
 )
 from steward.engine.testing import ReplayRunner
-from tests.engine.system.replay import FIXTURES, Transcript, make_provider
+from tests.engine.providers.replay import FIXTURES, Transcript, make_provider
 
 APT = FIXTURES / "apt"
 

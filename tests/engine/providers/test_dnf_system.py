@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
-from tests.engine.system.debian_root import ChrootSession, private_root
-from tests.engine.system.node import (
+from tests.engine.providers.debian_root import ChrootSession, private_root
+from tests.engine.providers.node import (
     Node,
     Run,
     assert_noop_predicts,
     assert_unchanged,
     resource,
 )
-from tests.engine.system.rpm_root import unpack_rpm_root
-from tests.engine.system.rpms import (
+from tests.engine.providers.rpm_root import unpack_rpm_root
+from tests.engine.providers.rpms import (
     FIXTURES,
     Packages,
     build_packages,
@@ -345,7 +345,7 @@ def test_the_captured_transcripts_are_what_rpm_and_dnf_print_here(
 ) -> None:
     """The fixtures the unit tests replay (``fixtures/dnf``) still match the real tools:
     the same engine commands, exit codes and output. Re-capture with
-    ``python -m tests.engine.system.rpms --capture`` when this fails after an update."""
+    ``python -m tests.engine.providers.rpms --capture`` when this fails after an update."""
     captured = capture(clean, packages)
     stored = {path.stem: json.loads(path.read_text()) for path in FIXTURES.glob("*.json")}
     assert sorted(captured) == sorted(stored)

@@ -17,7 +17,7 @@ from steward.engine.provider import Change, ProviderError, Unresolved
 from steward.engine.providers.service import ServiceProvider, parse_show, show_command
 from steward.engine.testing import ReplayRunner
 from steward.engine.transaction import apply_catalog
-from tests.engine.system.replay import Transcript, load_commands, make_provider
+from tests.engine.providers.replay import Transcript, load_commands, make_provider
 
 MANY = ["cron", "steward-demo", "steward-static", "nosuch", "console-getty", "sshd",
         "e2scrub_reap"]

@@ -13,7 +13,7 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tests.engine.system.debian_root import ChrootSession
+from tests.engine.providers.debian_root import ChrootSession
 
 
 def build_deb(

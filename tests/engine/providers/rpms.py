@@ -7,7 +7,7 @@ configured to see that repository and nothing else.
 Run as a script to re-capture the dnf/rpm transcripts under ``fixtures/dnf/`` (needs root
 and the rpm root of ``rpm_root.py``)::
 
-    python -m tests.engine.system.rpms --capture
+    python -m tests.engine.providers.rpms --capture
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.engine.system.debian_root import ChrootSession, remove_tree
-from tests.engine.system.rpm_root import installed_versions, unpack_rpm_root
+from tests.engine.providers.debian_root import ChrootSession, remove_tree
+from tests.engine.providers.rpm_root import installed_versions, unpack_rpm_root
 
 TOPDIR = "/srv/rpmbuild"
 REPO = "/srv/rpmrepo"
@@ -37,7 +37,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "dnf"
 #: the local repository is ever consulted, and loud (skip_if_unavailable=False) if that
 #: repository is broken.
 DNF_CONF = """\
-# Steward test root: written by tests/engine/system/rpms.py
+# Steward test root: written by tests/engine/providers/rpms.py
 [main]
 gpgcheck=True
 installonly_limit=3
@@ -129,7 +129,7 @@ def spec_text(
         *header,
         "",
         "%description",
-        f"Steward test package {name}, built by tests/engine/system/rpms.py.",
+        f"Steward test package {name}, built by tests/engine/providers/rpms.py.",
         "",
         "%prep",
         "%build",
@@ -315,7 +315,7 @@ def transcribe_apply(session: ChrootSession, resources: Sequence[Mapping[str, An
 def _package(title: str, ensure: str) -> dict[str, Any]:
     return {"type": "package", "title": title, "parameters": {"ensure": ensure,
                                                                "provider": "dnf"},
-            "tags": [], "file": "tests/engine/system/rpms.py", "line": None}
+            "tags": [], "file": "tests/engine/providers/rpms.py", "line": None}
 
 
 @dataclass(frozen=True)

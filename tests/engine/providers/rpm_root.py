@@ -14,7 +14,7 @@ database, as on Fedora and RHEL, whatever ``$HOME`` the engine runs with.
 The cache is rebuilt when this recipe changes or when the base root was rebuilt. Run as a
 script to build (or check) it ahead of a test run::
 
-    python -m tests.engine.system.rpm_root [--rebuild]
+    python -m tests.engine.providers.rpm_root [--rebuild]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.engine.system.debian_root import (
+from tests.engine.providers.debian_root import (
     SUITE,
     ChrootError,
     ChrootSession,
@@ -45,7 +45,7 @@ from tests.engine.system.debian_root import (
     unpack_root,
     unpack_tarball,
 )
-from tests.engine.system.debian_root import cached_info as base_cached_info
+from tests.engine.providers.debian_root import cached_info as base_cached_info
 
 #: Installed into the copy of the base root. ``rpm`` brings ``rpmbuild``; ``file`` is what
 #: rpmbuild's dependency generators call to classify packaged files.

@@ -7,7 +7,7 @@ which is why this is a maintainer tool and not a test), boots it, drives a few t
 through the states the provider must understand, and writes every command with its exact
 argv, exit code, stdout and stderr to ``fixtures/systemctl/*.json``.
 
-    python -m tests.engine.system.capture_systemctl
+    python -m tests.engine.providers.capture_systemctl
 
 Killing the namespace's PID 1 at the end takes every process and mount with it.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from steward.engine.providers.service import show_command
-from tests.engine.system.debian_root import ROOT_PATH, remove_tree, unpack_root
+from tests.engine.providers.debian_root import ROOT_PATH, remove_tree, unpack_root
 
 FIXTURES = Path(__file__).parent / "fixtures" / "systemctl"
 

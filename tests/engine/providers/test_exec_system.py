@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from tests.engine.system.debian_root import ChrootSession
-from tests.engine.system.node import (
+from tests.engine.providers.debian_root import ChrootSession
+from tests.engine.providers.node import (
     EXIT_FAILED,
     EXIT_PENDING,
     Node,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.engine.system.debian_root import ChrootSession
-from tests.engine.system.debs import build_deb, write_flat_repo
-from tests.engine.system.node import (
+from tests.engine.providers.debian_root import ChrootSession
+from tests.engine.providers.debs import build_deb, write_flat_repo
+from tests.engine.providers.node import (
     EXIT_PENDING,
     Node,
     assert_noop_predicts,

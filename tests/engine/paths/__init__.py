@@ -1,1 +1,0 @@
-"""Table-driven tests of the path-based providers against real temporary directories."""
