@@ -19,7 +19,8 @@ from steward.pipeline.deploy.rollout import ServerNodeRunner, Strategy
 from steward.pipeline.impact.analysis import render_text
 from steward.pipeline.impact.live import LivePredictor
 from steward.pipeline.service import Pipeline
-from steward.server.app import MAX_TOKEN_SECONDS, Authenticated, _json, _state
+from steward.server.app import MAX_TOKEN_SECONDS
+from steward.server.deps import Authenticated, json_response, state
 from steward.server.errors import public_message
 
 
@@ -114,7 +115,7 @@ class GrantBody(BaseModel):
 
 
 def _pipeline(request: Request) -> Pipeline:
-    pipeline = _state(request).extras.get("pipeline")
+    pipeline = state(request).extras.get("pipeline")
     if pipeline is None:
         raise HTTPException(503, "the change pipeline is not available: the server's "
                                  "repository is a plain directory, not desired.git")
@@ -140,13 +141,13 @@ def install(app: FastAPI) -> None:
         else:
             view = p.propose(identity, body.environment, edits=body.edits, patch=body.patch,
                              base=body.base, title=body.title, message=body.message)
-        return _json(view.to_json(), 201)
+        return json_response(view.to_json(), 201)
 
     @app.get("/api/v1/changes", tags=tags)
     def list_changes(request: Request, identity: Authenticated, state: str | None = None,
                      environment: str | None = None) -> Response:
         changes = _pipeline(request).list(identity, state=state, environment=environment)
-        return _json([c.to_json() for c in changes])
+        return json_response([c.to_json() for c in changes])
 
     @app.get("/api/v1/changes/{change_id}", tags=tags)
     def get_change(request: Request, change_id: str, identity: Authenticated) -> Response:
@@ -154,7 +155,7 @@ def install(app: FastAPI) -> None:
         document = p.view(identity, change_id).to_json()
         document["history"] = [h.to_json() for h in p.changes.history(change_id)]
         document["deployments"] = [d.to_json() for d in p.deployments.for_change(change_id)]
-        return _json(document)
+        return json_response(document)
 
     @app.get("/api/v1/changes/{change_id}/impact", tags=tags)
     def impact(request: Request, change_id: str, identity: Authenticated,
@@ -162,7 +163,7 @@ def install(app: FastAPI) -> None:
         report = _pipeline(request).impact_report(identity, change_id)
         if format == "text":
             return PlainTextResponse(render_text(report))
-        return _json(report)
+        return json_response(report)
 
     @app.post("/api/v1/changes/{change_id}/analyse", tags=tags)
     async def analyse(request: Request, change_id: str, identity: Authenticated,
@@ -170,7 +171,7 @@ def install(app: FastAPI) -> None:
         """Re-run the impact analysis; with ``live``, ask the affected nodes too."""
         p = _pipeline(request)
         if body is not None and body.live:
-            signals = _state(request).signals
+            signals = state(request).signals
             assert signals is not None
             predictor = LivePredictor(signals, p.services.engine, p.services.enrollment,
                                       secrets=p.services.catalogs.secrets)
@@ -178,12 +179,12 @@ def install(app: FastAPI) -> None:
         else:
             await run_in_threadpool(p.analyse, identity, change_id)
         view = await run_in_threadpool(p.view, identity, change_id)
-        return _json(view.to_json())
+        return json_response(view.to_json())
 
     @app.exception_handler(StaleApprovalError)
     async def stale(_request: Request, exc: StaleApprovalError) -> Response:
         """409 with the change's current head and digest as fields, to review again."""
-        return _json({"error": public_message(exc), "head": exc.head, "digest": exc.digest},
+        return json_response({"error": public_message(exc), "head": exc.head, "digest": exc.digest},
                      409)
 
     @app.post("/api/v1/changes/{change_id}/approve", tags=tags)
@@ -192,7 +193,7 @@ def install(app: FastAPI) -> None:
         """Approve the head and impact digest the caller reviewed (409 if either moved on)."""
         view = _pipeline(request).approve(identity, change_id, head=body.head,
                                           digest=body.digest, comment=body.comment)
-        return _json(view.to_json())
+        return json_response(view.to_json())
 
     @app.post("/api/v1/changes/{change_id}/reject", tags=tags)
     def reject(request: Request, change_id: str, body: RejectBody,
@@ -200,7 +201,7 @@ def install(app: FastAPI) -> None:
         """Reject the head and impact digest the caller reviewed (409 if either moved on)."""
         view = _pipeline(request).reject(identity, change_id, body.reason, head=body.head,
                                          digest=body.digest)
-        return _json(view.to_json())
+        return json_response(view.to_json())
 
     @app.post("/api/v1/changes/{change_id}/override", tags=tags)
     def override(request: Request, change_id: str, body: OverrideBody,
@@ -208,19 +209,19 @@ def install(app: FastAPI) -> None:
         """Override a soft-mandatory policy on the report the caller reviewed."""
         view = _pipeline(request).override_policy(identity, change_id, body.policy, body.reason,
                                                   head=body.head, digest=body.digest)
-        return _json(view.to_json())
+        return json_response(view.to_json())
 
     @app.post("/api/v1/changes/{change_id}/validate", tags=tags)
     def validate(request: Request, change_id: str, body: ValidateBody,
                  identity: Authenticated) -> Response:
-        return _json(_pipeline(request).record_validation(identity, change_id, body.verdict,
+        return json_response(_pipeline(request).record_validation(identity, change_id, body.verdict,
                                                           body.evidence))
 
     @app.post("/api/v1/changes/{change_id}/transcript", tags=tags, status_code=201)
     def transcript(request: Request, change_id: str, body: TranscriptBody,
                    identity: Authenticated) -> Response:
         """One step of an agent's work, filed in the change's audit trail as its caller."""
-        return _json(_pipeline(request).record_transcript(identity, change_id, body.agent,
+        return json_response(_pipeline(request).record_transcript(identity, change_id, body.agent,
                                                           body.kind, body.content), 201)
 
     @app.post("/api/v1/changes/{change_id}/deploy", tags=tags, status_code=202)
@@ -229,20 +230,20 @@ def install(app: FastAPI) -> None:
         """Merge and start the rollout of the head and digest the change was approved at
         (409 if they are not the ones sent); poll GET /api/v1/deployments/ID for progress."""
         p = _pipeline(request)
-        state = _state(request)
+        app_state = state(request)
         strategy = Strategy.from_json(body.strategy)
         deployment = await run_in_threadpool(functools.partial(
             p.start_deploy, identity, change_id, strategy, head=body.head, digest=body.digest))
         actor = p.actor(identity)
-        signals = state.signals
+        signals = app_state.signals
         assert signals is not None
         runner = ServerNodeRunner(signals, p.services.engine)
-        tasks: set[asyncio.Task[Any]] = state.extras["pipeline_tasks"]
+        tasks: set[asyncio.Task[Any]] = app_state.extras["pipeline_tasks"]
         task = asyncio.create_task(p.run_deploy(deployment.id, runner, actor),
                                    name=f"deploy-{deployment.id}")
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-        return _json(deployment.to_json(), 202)
+        return json_response(deployment.to_json(), 202)
 
     @app.get("/api/v1/deployments/{deployment_id}", tags=tags)
     def get_deployment(request: Request, deployment_id: str,
@@ -253,17 +254,17 @@ def install(app: FastAPI) -> None:
                     action="deployment.read", target=f"deployment:{deployment_id}")
         document = deployment.to_json()
         document["change_state"] = p.changes.get(deployment.change_id).state
-        return _json(document)
+        return json_response(document)
 
     @app.post("/api/v1/changes/{change_id}/rollback", tags=tags, status_code=201)
     def rollback(request: Request, change_id: str, identity: Authenticated) -> Response:
-        return _json(_pipeline(request).rollback(identity, change_id).to_json(), 201)
+        return json_response(_pipeline(request).rollback(identity, change_id).to_json(), 201)
 
     @app.post("/api/v1/changes/{change_id}/promote", tags=tags, status_code=201)
     def promote(request: Request, change_id: str, body: PromoteBody,
                 identity: Authenticated) -> Response:
         view = _pipeline(request).promote(identity, change_id, body.environment)
-        return _json(view.to_json(), 201)
+        return json_response(view.to_json(), 201)
 
     @app.get("/api/v1/changes/{change_id}/trace", tags=tags)
     def trace(request: Request, change_id: str, identity: Authenticated) -> Response:
@@ -271,7 +272,7 @@ def install(app: FastAPI) -> None:
         change = p.changes.get(change_id)
         p.authorise(identity, "audit:read", change.environment, action="audit.trace",
                     target=f"change:{change_id}")
-        return _json(p.trace(change_id))
+        return json_response(p.trace(change_id))
 
     # -- identities ------------------------------------------------------------------------
 
@@ -302,14 +303,14 @@ def install(app: FastAPI) -> None:
         p.services.audit.record(actor=identity, action="identity.create", target=target,
                                 outcome="succeeded",
                                 parameters={"roles": body.roles, "token_id": created["id"]})
-        return _json({**created, "roles": [b.to_json() for b in p.rbac.bindings(target)]}, 201,
-                     headers={"Cache-Control": "no-store"})
+        return json_response({**created, "roles": [b.to_json() for b in p.rbac.bindings(target)]},
+                             201, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/v1/identities", tags=id_tags)
     def list_identities(request: Request, identity: Authenticated) -> Response:
         p = _pipeline(request)
         _manager(p, identity, "identity.list", None)
-        return _json([b.to_json() for b in p.rbac.bindings()])
+        return json_response([b.to_json() for b in p.rbac.bindings()])
 
     @app.post("/api/v1/identities/{principal}/roles", tags=id_tags, status_code=201)
     def grant(request: Request, principal: str, body: GrantBody,
@@ -323,7 +324,7 @@ def install(app: FastAPI) -> None:
         p.services.audit.record(actor=identity, action="role.grant", target=principal,
                                 outcome="succeeded",
                                 parameters={"role": body.role, "environment": body.environment})
-        return _json(binding.to_json(), 201)
+        return json_response(binding.to_json(), 201)
 
     @app.delete("/api/v1/identities/{principal}/roles/{role}", tags=id_tags)
     def revoke_role(request: Request, principal: str, role: str, identity: Authenticated,
@@ -334,11 +335,11 @@ def install(app: FastAPI) -> None:
         p.services.audit.record(actor=identity, action="role.revoke", target=principal,
                                 outcome="succeeded",
                                 parameters={"role": role, "environment": environment})
-        return _json({"revoked": {"identity": principal, "role": role,
+        return json_response({"revoked": {"identity": principal, "role": role,
                                   "environment": environment}})
 
     @app.get("/api/v1/audit/verify", tags=["audit"])
     def audit_verify(request: Request, identity: Authenticated) -> Response:
         p = _pipeline(request)
         p.authorise(identity, "audit:read", None, action="audit.verify", target=None)
-        return _json(p.services.audit.verify().to_json())
+        return json_response(p.services.audit.verify().to_json())

@@ -26,7 +26,7 @@ from steward.assistant.core import (
     ModelFailed,
     answer,
 )
-from steward.server.app import _json, _services, _state, require
+from steward.server.deps import json_response, require, services, state
 
 
 class AskBody(BaseModel):
@@ -38,8 +38,8 @@ class AskBody(BaseModel):
 def model_for(request: Request) -> tuple[Any, str]:
     """The application's model, else the data directory's configured one; and its output
     mode."""
-    state = _state(request)
-    return resolve_model(state.config.data_dir, state.extras.get(MODEL_EXTRA))
+    app_state = state(request)
+    return resolve_model(app_state.config.data_dir, app_state.extras.get(MODEL_EXTRA))
 
 
 def install(app: FastAPI) -> None:
@@ -50,14 +50,15 @@ def install(app: FastAPI) -> None:
         try:
             model, output = model_for(request)
         except AssistantConfigError as exc:
-            return _json({"error": str(exc)}, 409)  # the server's configuration, not a fault
+            # The server's configuration, not a fault.
+            return json_response({"error": str(exc)}, 409)
         try:
-            result = answer(body.question, identity=identity, services=_services(request),
-                            model=model, authorizer=_state(request).authorizer,
+            result = answer(body.question, identity=identity, services=services(request),
+                            model=model, authorizer=state(request).authorizer,
                             limit=body.limit, output=output)
         except AskError as exc:
-            return _json({"error": str(exc),
+            return json_response({"error": str(exc),
                           "attempts": [{"query": a.query, "error": a.error, "stage": a.stage}
                                        for a in exc.attempts]},
                          502 if isinstance(exc, ModelFailed) else 422)
-        return _json(result.to_json())
+        return json_response(result.to_json())

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from steward.mcpserver.task_tools import TASK_SERVICE
-from steward.server.app import AppState, Authenticated, _state
+from steward.server.app import AppState
+from steward.server.deps import Authenticated, state
 from steward.tasks.definitions import TaskError, TaskNotFound
 from steward.tasks.jobs import JobError, JobNotFound, job_results, jobs
 from steward.tasks.service import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, TaskService
@@ -41,7 +42,7 @@ class ResultBody(BaseModel):
 
 
 def _service(request: Request) -> TaskService:
-    service = _state(request).extras.get(SERVICE)
+    service = state(request).extras.get(SERVICE)
     if service is None:
         raise HTTPException(503, "tasks need the change pipeline: the server's repository is "
                                  "a plain directory, not desired.git")
@@ -98,7 +99,7 @@ def _routes(app: FastAPI) -> None:
         service = _service(request)
         job = await run_in_threadpool(service.run, identity, name, body.nodes, body.params,
                                       noop=body.noop, concurrency=body.concurrency)
-        signals = _state(request).signals
+        signals = state(request).signals
         if signals is not None:
             for result in job["results"]:
                 if result["state"] == "pending":

@@ -57,7 +57,7 @@ from steward.query.examples import REFERENCE_EXAMPLES
 from steward.query.limits import loads_ast
 from steward.query.parser import parse_pql
 from steward.server.errors import NotFoundError
-from steward.server.pdb import AUDITED_KINDS, _audit_query
+from steward.server.pdb import AUDITED_KINDS, audit_query
 from steward.server.runs import RunSignals
 
 #: The permission each tool needs; the tool list a caller sees is filtered by these, and a
@@ -336,16 +336,16 @@ def build_mcp(pipeline: Callable[[], Pipeline | None], identity: IdentityResolve
             except json.JSONDecodeError as exc:
                 error = f"the query is not valid JSON: {exc.msg} at column {exc.colno}"
                 if audited:
-                    _audit_query(svc, c.request, c.identity, entity, params, error=error)
+                    audit_query(svc, c.request, c.identity, entity, params, error=error)
                 raise StewardError(error) from None
             except StewardError as exc:
                 if audited and not isinstance(exc, PermissionDenied):  # audited already
-                    _audit_query(svc, c.request, c.identity, entity, params, error=str(exc))
+                    audit_query(svc, c.request, c.identity, entity, params, error=str(exc))
                 raise
             truncated = len(rows) > limit
             rows = rows[:limit]
             if audited:
-                _audit_query(svc, c.request, c.identity, entity, params, rows=len(rows))
+                audit_query(svc, c.request, c.identity, entity, params, rows=len(rows))
             return from_nodes(rows, entity=entity, rows=len(rows), limit=limit,
                               truncated=truncated)
 

@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, NoReturn, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -41,21 +40,30 @@ from steward import __version__
 from steward.access.authorize import Authorizer, Forbidden, kind_authorizer
 from steward.access.tokens import AuthenticationError, Identity
 from steward.errors import StewardError
-from steward.server import pdb
+from steward.server import deps, pdb
 from steward.server.config import ServerConfig
 from steward.server.db import utcnow
+from steward.server.deps import (
+    AuditRead,
+    Authenticated,
+    NodeManage,
+    NodeOrQuery,
+    NodeSelf,
+    QueryPermission,
+    TokenManage,
+    authenticated,
+    authorise,
+    require,
+)
 from steward.server.enrollment import check_certname
 from steward.server.errors import ConfigError, EnrollmentError, NotFoundError, public_message
-from steward.server.limits import IDENTITY_KEY, RequestLimits, limits_of
+from steward.server.limits import RequestLimits, limits_of
 from steward.server.runs import LiveCatalogRefused, RunSignals, live_catalog
 from steward.server.scheduler import SshScheduler, TaskHooks
 from steward.server.services import Services, build_services
 
 log = logging.getLogger("steward.server")
 
-_bearer = HTTPBearer(auto_error=False, description="A Steward token")
-_x_auth = APIKeyHeader(name="X-Authentication", auto_error=False,
-                       description="A Steward token, as PuppetDB/PE clients send it")
 
 
 class AppExtension(Protocol):
@@ -144,145 +152,6 @@ class RunRequestBody(BaseModel):
     noop: bool = False
 
 
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.steward
-    return state
-
-
-def _services(request: Request) -> Services:
-    return _state(request).services
-
-
-def _remote(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
-def _deny(request: Request, identity: Identity | None, action: str, target: str | None,
-          reason: str, status: int = 403) -> NoReturn:
-    _services(request).audit.record(actor=identity, action=action, target=target,
-                                    outcome="denied", reason=reason, remote=_remote(request))
-    raise HTTPException(status_code=status, detail=reason)
-
-
-def _allowed(request: Request, identity: Identity, action: str, target: str | None,
-             reason: str | None = None) -> None:
-    _services(request).audit.record(actor=identity, action=action, target=target,
-                                    outcome="allowed", reason=reason, remote=_remote(request))
-
-
-def _token(bearer: HTTPAuthorizationCredentials | None, x_auth: str | None) -> str | None:
-    if bearer is not None and bearer.credentials:
-        return bearer.credentials
-    return x_auth or None
-
-
-def _action(request: Request) -> str:
-    return f"{request.method} {request.url.path}"
-
-
-def _json(document: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str),
-                    status_code=status, media_type="application/json", headers=headers)
-
-
-# -- authentication and authorisation dependencies -----------------------------------------
-
-
-def authenticated(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    x_auth: Annotated[str | None, Depends(_x_auth)],
-) -> Identity:
-    known: Identity | None = getattr(request.state, IDENTITY_KEY, None)
-    if known is not None:  # authenticated by RequestLimits before the body was read
-        return known
-    token = _token(bearer, x_auth)
-    if token is None:
-        raise HTTPException(
-            status_code=401,
-            detail="authentication required: send 'Authorization: Bearer TOKEN' "
-                   "(or 'X-Authentication: TOKEN')",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    try:
-        return _services(request).tokens.authenticate(token)
-    except AuthenticationError as exc:
-        _deny(request, None, _action(request), None, f"invalid credentials ({exc})", status=401)
-
-
-Authenticated = Annotated[Identity, Depends(authenticated)]
-
-
-def authorise(request: Request, identity: Identity, permission: str,
-              environment: str | None = None, *, action: str | None = None,
-              target: str | None = None, context: str | None = None) -> None:
-    """Ask the application's authoriser; a refusal is audited, then raised (HTTP 403).
-
-    ``context`` says why the permission is needed when the route alone does not (e.g.
-    "operator tokens are created by an admin only"); it prefixes the message. (Not "...
-    tokens: ...": prose that reads as a secret-keyed pair would be redacted.)
-    """
-    try:
-        _state(request).authorizer(identity, permission, environment)
-    except Forbidden as exc:
-        reason = f"{context}: {exc}" if context else str(exc)
-        _services(request).audit.record(
-            actor=identity, action=action or _action(request), target=target,
-            outcome="denied", reason=reason, remote=_remote(request),
-            parameters={"environment": environment, "permission": permission})
-        raise Forbidden(reason, permission=permission, environment=environment) from None
-
-
-#: Path parameters that name what a request acts on, for the audit trail.
-_TARGET_PARAMS = ("certname", "token_id", "entity")
-
-
-def require(permission: str) -> Callable[..., Identity]:
-    """A dependency admitting the identities that hold ``permission`` (globally)."""
-
-    def dependency(request: Request, identity: Authenticated) -> Identity:
-        params = request.path_params
-        target = next((str(params[k]) for k in _TARGET_PARAMS if k in params), None)
-        authorise(request, identity, permission, None, target=target)
-        return identity
-
-    dependency.__name__ = f"require_{permission.replace(':', '_')}"
-    dependency.__doc__ = f"Needs permission {permission}."
-    return dependency
-
-
-def node_self(request: Request, certname: str, identity: Authenticated) -> Identity:
-    """Only the node itself: a node credential is bound to exactly one certname."""
-    if identity.kind == "node" and identity.certname == certname:
-        return identity
-    if identity.kind == "node":
-        reason = (f"node {identity.certname!r} may not act for node {certname!r}: a node "
-                  "credential reaches only its own catalog, facts and reports")
-    else:
-        reason = f"only node {certname!r} itself may use this endpoint"
-    _deny(request, identity, _action(request), certname, reason)
-
-
-def node_or_query(request: Request, certname: str, identity: Authenticated) -> Identity:
-    """The node itself, or whoever holds ``query`` (what the store says of it is no secret)."""
-    if identity.kind == "node" and identity.certname == certname:
-        return identity
-    authorise(request, identity, "query", None, target=certname,
-              context=f"{identity.label} may not read node {certname!r}")
-    return identity
-
-
-QueryPermission = Annotated[Identity, Depends(require("query"))]
-NodeManage = Annotated[Identity, Depends(require("node:manage"))]
-TokenManage = Annotated[Identity, Depends(require("token:manage"))]
-AuditRead = Annotated[Identity, Depends(require("audit:read"))]
-NodeSelf = Annotated[Identity, Depends(node_self)]
-NodeOrQuery = Annotated[Identity, Depends(node_or_query)]
-
-
 # -- the factory -----------------------------------------------------------------------------
 
 
@@ -340,7 +209,7 @@ def create_app(config: ServerConfig, *, services: Services | None = None,
 
     @app.get("/api/v1/status", tags=["identity"])
     def status(request: Request, _identity: QueryPermission) -> dict[str, Any]:
-        svc = _services(request)
+        svc = deps.services(request)
         return {"version": __version__, "repo": str(config.repo_path),
                 "catalog_cache": {"hits": svc.catalogs.hits, "misses": svc.catalogs.misses},
                 "nodes": len(svc.enrollment.list_nodes())}
@@ -349,7 +218,7 @@ def create_app(config: ServerConfig, *, services: Services | None = None,
     _node_routes(app, config)
     _operator_routes(app)
     app.include_router(pdb.build_router(
-        _services, require("query"),
+        deps.services, require("query"),
         lambda request, identity, permission, entity: authorise(
             request, identity, permission, None, target=entity)))
     for extension in extensions:
@@ -365,7 +234,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StewardError)
     async def steward_error(request: Request, exc: StewardError) -> Response:
-        extra = _state(request).error_statuses
+        extra = deps.state(request).error_statuses
         status = next((code for cls, code in [*extra, *statuses] if isinstance(exc, cls)), 400)
         body: dict[str, Any] = {"error": public_message(exc)}
         permission = getattr(exc, "permission", None)
@@ -374,12 +243,13 @@ def _install_error_handlers(app: FastAPI) -> None:
             # missing as fields too, so clients need not parse the message.
             body["permission"] = permission
             body["environment"] = getattr(exc, "environment", None)
-        return _json(body, status)
+        return deps.json_response(body, status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
         detail = public_message(exc.detail) if isinstance(exc.detail, str) else exc.detail
-        return _json({"error": detail}, exc.status_code, headers=dict(exc.headers or {}))
+        return deps.json_response({"error": detail}, exc.status_code,
+                                  headers=dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> Response:
@@ -388,7 +258,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg')}"
             for error in exc.errors()
         )
-        return _json({"error": f"invalid request: {problems}"}, 422)
+        return deps.json_response({"error": f"invalid request: {problems}"}, 422)
 
 
 def _enrollment_routes(app: FastAPI) -> None:
@@ -396,41 +266,41 @@ def _enrollment_routes(app: FastAPI) -> None:
     def enroll(
         request: Request,
         body: EnrollRequest,
-        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        x_auth: Annotated[str | None, Depends(_x_auth)],
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(deps.bearer_scheme)],
+        x_auth: Annotated[str | None, Depends(deps.x_auth_scheme)],
     ) -> Response:
         """Ask to enroll. With a join token: approved at once (200, the node credential).
 
         Without a token: a pending request (202, a poll token for GET /api/v1/enroll/{id}).
         """
-        svc = _services(request)
+        svc = deps.services(request)
         join: Identity | None = None
-        token = _token(bearer, x_auth)
+        token = deps.token_of(bearer, x_auth)
         if token is not None:
             join = authenticated(request, bearer, x_auth)
             if join.kind != "join":
-                _deny(request, join, "enroll", body.certname,
+                deps.deny(request, join, "enroll", body.certname,
                       "only a join token (or no token) can be used to enroll")
         try:
             result = svc.enrollment.request(body.certname, body.facts, join=join,
-                                            remote=_remote(request))
+                                            remote=deps.remote(request))
         except EnrollmentError as exc:
             svc.audit.record(actor=join, action="enroll", target=body.certname[:255],
-                             outcome="denied", reason=str(exc), remote=_remote(request))
+                             outcome="denied", reason=str(exc), remote=deps.remote(request))
             raise
         svc.audit.record(actor=join, action="enroll", target=body.certname,
-                         outcome="allowed", reason=result["status"], remote=_remote(request))
-        return _json(result, 200 if result["status"] == "approved" else 202,
+                         outcome="allowed", reason=result["status"], remote=deps.remote(request))
+        return deps.json_response(result, 200 if result["status"] == "approved" else 202,
                      headers={"Cache-Control": "no-store"})
 
     @app.get("/api/v1/enroll/{request_id}", tags=["enrollment"])
     def enroll_status(request: Request, request_id: str, identity: Authenticated) -> Response:
         """Poll a pending request with its poll token; collects the credential once approved."""
         if identity.kind != "enrollment":
-            _deny(request, identity, "enroll.poll", request_id,
+            deps.deny(request, identity, "enroll.poll", request_id,
                   "only the request's own poll token can read an enrollment request")
-        result = _services(request).enrollment.collect(request_id, identity)
-        return _json(result, headers={"Cache-Control": "no-store"})
+        result = deps.services(request).enrollment.collect(request_id, identity)
+        return deps.json_response(result, headers={"Cache-Control": "no-store"})
 
 
 def _node_routes(app: FastAPI, config: ServerConfig) -> None:
@@ -438,7 +308,7 @@ def _node_routes(app: FastAPI, config: ServerConfig) -> None:
     def put_facts(request: Request, certname: str, body: FactsUpload,
                   _identity: NodeSelf) -> dict[str, Any]:
         """Replace the node's facts (the input of its next catalog)."""
-        svc = _services(request)
+        svc = deps.services(request)
         node = svc.enrollment.get(certname)
         environment = (body.environment or node["environment"] or node["last_environment"]
                        or svc.catalogs.default_environment())
@@ -465,28 +335,28 @@ def _node_routes(app: FastAPI, config: ServerConfig) -> None:
         With ``commit`` (live prediction): that commit's catalog, only while a claimed
         run-now request of this node grants it; it is neither stored nor cached.
         """
-        svc = _services(request)
+        svc = deps.services(request)
         node = svc.enrollment.get(certname)
         facts = svc.store.latest_facts(certname)
         if facts is None:
             raise HTTPException(409, f"no facts for node {certname!r} yet: upload facts "
                                      "(PUT /api/v1/nodes/{certname}/facts) first")
         if commit is not None:
-            signals = _state(request).signals
+            signals = deps.state(request).signals
             assert signals is not None
             try:
                 live = live_catalog(svc.catalogs, signals, certname, facts,
                                     node["environment"], commit)
             except LiveCatalogRefused as exc:
-                _deny(request, identity, "catalog.live", certname, str(exc))
+                deps.deny(request, identity, "catalog.live", certname, str(exc))
             except StewardError as exc:
                 raise HTTPException(422, f"compiling the catalog of {certname!r} at commit "
                                          f"{commit[:12]} failed: {exc}") from None
             if live is not None:
-                _allowed(request, identity, "catalog.live", certname,
+                deps.allowed(request, identity, "catalog.live", certname,
                          reason=f"commit {commit} of {live.grant.change_id or 'a change'} "
                                 f"(request {live.grant.request_id})")
-                return _json(
+                return deps.json_response(
                     {"catalog": live.compiled.result.catalog.to_json(),
                      "sensitive_values": live.sensitive_values,
                      "input_hash": live.compiled.input_hash, "cached": False,
@@ -506,7 +376,7 @@ def _node_routes(app: FastAPI, config: ServerConfig) -> None:
             svc.store.replace_catalog(document, utcnow())
             svc.enrollment.touch(certname, last_catalog_hash=catalog.hash,
                                  last_environment=catalog.environment)
-        return _json(
+        return deps.json_response(
             {"catalog": document, "sensitive_values": compiled.result.sensitive_values,
              "input_hash": compiled.input_hash, "cached": compiled.cached},
             headers={"Cache-Control": "no-store"},
@@ -517,13 +387,13 @@ def _node_routes(app: FastAPI, config: ServerConfig) -> None:
                     report: Annotated[dict[str, Any], Body()],
                     identity: NodeSelf) -> Response:
         """Store a run report (idempotent on its transaction_uuid)."""
-        svc = _services(request)
+        svc = deps.services(request)
         if report.get("node") != certname:
-            _deny(request, identity, "report.submit", certname,
+            deps.deny(request, identity, "report.submit", certname,
                   f"the report is for node {str(report.get('node'))[:255]!r}, not {certname!r}")
         stored = svc.store.store_report(report)
         svc.enrollment.touch(certname, last_seen_at=utcnow(), last_run_at=utcnow())
-        return _json({"certname": certname, "stored": stored,
+        return deps.json_response({"certname": certname, "stored": stored,
                       "transaction_uuid": report.get("transaction_uuid")}, 201)
 
     @app.get("/api/v1/nodes/{certname}/run-wait", tags=["nodes"])
@@ -534,10 +404,10 @@ def _node_routes(app: FastAPI, config: ServerConfig) -> None:
         timeout: Annotated[float, Query(ge=0, le=300)] = 25.0,
     ) -> dict[str, Any]:
         """Long poll: answers as soon as an operator asks this node to run, or at timeout."""
-        signals = _state(request).signals
+        signals = deps.state(request).signals
         assert signals is not None
         claimed = await signals.wait(certname, min(timeout, config.long_poll_seconds),
-                                     _state(request).extras.get("task_claim"))
+                                     deps.state(request).extras.get("task_claim"))
         if claimed is None:
             return {"run": False}
         if isinstance(claimed, dict):
@@ -555,7 +425,7 @@ def _node_routes(app: FastAPI, config: ServerConfig) -> None:
     def post_job_result(request: Request, certname: str, job: str, _identity: NodeSelf,
                         body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         """The node's outcome of its part of a task job (docs/tasks.md)."""
-        complete = _state(request).extras.get("task_complete")
+        complete = deps.state(request).extras.get("task_complete")
         if complete is None:
             raise NotFoundError("tasks need the change pipeline (a git repository of desired "
                                 "state)")
@@ -563,7 +433,7 @@ def _node_routes(app: FastAPI, config: ServerConfig) -> None:
 
     @app.get("/api/v1/nodes/{certname}", tags=["nodes"])
     def get_node(request: Request, certname: str, _identity: NodeOrQuery) -> dict[str, Any]:
-        return _services(request).enrollment.get(certname)
+        return deps.services(request).enrollment.get(certname)
 
 
 #: Token kinds that ``token:manage`` alone may revoke (the ones it may mint).
@@ -575,48 +445,48 @@ def _operator_routes(app: FastAPI) -> None:
     def list_nodes(request: Request, _identity: QueryPermission,
                    status: str | None = None) -> list[dict[str, Any]]:
         """Every node with its enrollment status, including pending requests."""
-        return _services(request).enrollment.list_nodes(status=status)
+        return deps.services(request).enrollment.list_nodes(status=status)
 
     @app.post("/api/v1/nodes", tags=["operators"], status_code=201)
     def add_ssh_node(request: Request, body: SshNode, identity: NodeManage) -> dict[str, Any]:
         """Add an agentless node, reached over SSH by the server's scheduler."""
         check_certname(body.certname)
-        result = _services(request).enrollment.register_ssh(
+        result = deps.services(request).enrollment.register_ssh(
             body.certname,
             body.model_dump(exclude={"certname", "environment"}),
             identity, body.environment,
         )
-        _allowed(request, identity, "node.add_ssh", body.certname)
+        deps.allowed(request, identity, "node.add_ssh", body.certname)
         return result
 
     @app.post("/api/v1/nodes/{certname}/approve", tags=["operators"])
     def approve(request: Request, certname: str, identity: NodeManage) -> dict[str, Any]:
-        result = _services(request).enrollment.approve(certname, identity)
-        _allowed(request, identity, "node.approve", certname)
+        result = deps.services(request).enrollment.approve(certname, identity)
+        deps.allowed(request, identity, "node.approve", certname)
         return result
 
     @app.post("/api/v1/nodes/{certname}/revoke", tags=["operators"])
     def revoke(request: Request, certname: str, identity: NodeManage) -> dict[str, Any]:
         """Revoke the node's credentials; its next request is refused."""
-        result = _services(request).enrollment.revoke(certname, identity)
-        _allowed(request, identity, "node.revoke", certname)
+        result = deps.services(request).enrollment.revoke(certname, identity)
+        deps.allowed(request, identity, "node.revoke", certname)
         return result
 
     @app.post("/api/v1/nodes/{certname}/run", tags=["operators"], status_code=202)
     async def run_now(request: Request, certname: str, identity: NodeManage,
                       body: RunRequestBody | None = None) -> dict[str, Any]:
         """Ask the node to run now; a listening agent starts within seconds."""
-        svc = _services(request)
+        svc = deps.services(request)
         node_status = await run_in_threadpool(svc.enrollment.status_of, certname)
         if node_status is None:
             raise NotFoundError(f"no node named {certname!r}")
         if node_status != "approved":
             raise EnrollmentError(f"node {certname!r} is {node_status}, not approved")
-        signals = _state(request).signals
+        signals = deps.state(request).signals
         assert signals is not None
         noop = body.noop if body is not None else False
         request_id = await signals.request(certname, identity.label, noop=noop)
-        await run_in_threadpool(_allowed, request, identity, "node.run", certname)
+        await run_in_threadpool(deps.allowed, request, identity, "node.run", certname)
         return {"certname": certname, "request_id": request_id, "noop": noop}
 
     @app.post("/api/v1/tokens", tags=["operators"], status_code=201)
@@ -634,33 +504,33 @@ def _operator_routes(app: FastAPI) -> None:
         expires_in = body.expires_in
         if expires_in is None and body.kind == "join":
             expires_in = 24 * 3600.0
-        created = _services(request).tokens.create(
+        created = deps.services(request).tokens.create(
             body.kind, body.name, created_by=identity.label,
             expires_in=timedelta(seconds=expires_in) if expires_in else None,
             max_uses=body.max_uses,
         )
-        _allowed(request, identity, "token.create", f"{body.kind}:{body.name}",
+        deps.allowed(request, identity, "token.create", f"{body.kind}:{body.name}",
                  reason=f"token id {created['id']}")
-        return _json(created, 201, headers={"Cache-Control": "no-store"})
+        return deps.json_response(created, 201, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/v1/tokens", tags=["operators"])
     def list_tokens(request: Request, _identity: TokenManage,
                     include_revoked: bool = False) -> list[dict[str, Any]]:
         """Token metadata (never the tokens or their hashes)."""
-        return _services(request).tokens.list_tokens(include_revoked=include_revoked)
+        return deps.services(request).tokens.list_tokens(include_revoked=include_revoked)
 
     @app.delete("/api/v1/tokens/{token_id}", tags=["operators"])
     def revoke_token(request: Request, token_id: str, identity: TokenManage) -> dict[str, Any]:
         """Revoke a token. Join, user and agent tokens need ``token:manage``; the others
         (admin, operator, node and enrollment tokens) ``admin`` (a node: revoke the node).
         """
-        svc = _services(request)
+        svc = deps.services(request)
         token = svc.tokens.get(token_id)
         if token["kind"] not in _MANAGED_TOKEN_KINDS:
             authorise(request, identity, "admin", action="token.revoke", target=token_id,
                       context=f"{token['kind']} tokens are revoked by an admin only")
         result = svc.tokens.revoke(token_id)
-        _allowed(request, identity, "token.revoke", token_id)
+        deps.allowed(request, identity, "token.revoke", token_id)
         return result
 
     @app.get("/api/v1/audit", tags=["operators"])
@@ -672,4 +542,4 @@ def _operator_routes(app: FastAPI) -> None:
         limit: Annotated[int, Query(ge=1, le=10000)] = 100,
     ) -> list[dict[str, Any]]:
         """The audit log, newest first (denials and operator actions)."""
-        return _services(request).audit.entries(outcome=outcome, actor=actor, limit=limit)
+        return deps.services(request).audit.entries(outcome=outcome, actor=actor, limit=limit)

@@ -122,7 +122,7 @@ def _entity_of(ast: Any) -> str | None:
     return None
 
 
-def _audit_query(svc: Services, request: Request, identity: Identity, entity: str | None,
+def audit_query(svc: Services, request: Request, identity: Identity, entity: str | None,
                  params: dict[str, Any], *, rows: int | None = None,
                  error: str | None = None) -> None:
     """One audit entry for an agent's query: what it asked and how much it got back."""
@@ -177,10 +177,10 @@ def build_router(
                 raise  # audited as a denial already
             except StewardError as exc:
                 if audited:
-                    _audit_query(svc, request, identity, found, params, error=str(exc))
+                    audit_query(svc, request, identity, found, params, error=str(exc))
                 raise
             if audited:
-                _audit_query(svc, request, identity, found, params, rows=len(result))
+                audit_query(svc, request, identity, found, params, rows=len(result))
             return result
 
         try:
@@ -188,7 +188,7 @@ def build_router(
                 params = await _params(request)
             except StewardError as exc:
                 if audited:
-                    await run_in_threadpool(_audit_query, services(request), request,
+                    await run_in_threadpool(audit_query, services(request), request,
                                             identity, entity, params, error=str(exc))
                 raise
             result = await run_in_threadpool(execute, services(request))
