@@ -54,3 +54,7 @@ def describe_value(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return f"a {type(value).__name__}"
+
+
+class NotFoundError(StewardError):
+    """The named node, token, change or request does not exist."""

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, delete, func, select
 
 from steward.access.principal import Actor
+from steward.errors import NotFoundError
 from steward.gitrepo import Author, DesiredStateRepo
 from steward.pipeline.changes.model import change_counter, change_history
 from steward.pipeline.changes.model import changes as changes_table
@@ -40,7 +41,6 @@ from steward.pipeline.changes.states import (
     next_states,
 )
 from steward.pipeline.schema import create_all
-from steward.server.errors import NotFoundError
 from tests.e2e.harness import database_url, write_repo
 
 ENVIRONMENTS = ("development", "staging", "production")

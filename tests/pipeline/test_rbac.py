@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine
 
+from steward.access import tables as access_tables
 from steward.access.principal import Actor
 from steward.access.rbac import (
     PERMISSIONS,
@@ -202,8 +203,8 @@ def test_user_and_agent_tokens(shared: Db, kind: str, prefix: str) -> None:
     assert (identity.kind, identity.name) == (kind, name)
     assert "token" not in tokens.get(created["id"])
     with shared.engine.connect() as conn:
-        stored = conn.execute(server_db.tokens.select().where(
-            server_db.tokens.c.id == created["id"])).one()
+        stored = conn.execute(access_tables.tokens.select().where(
+            access_tables.tokens.c.id == created["id"])).one()
     assert token not in {str(v) for v in stored}
     tokens.revoke(created["id"])
     with pytest.raises(AuthenticationError, match="revoked"):

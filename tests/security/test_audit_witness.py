@@ -26,9 +26,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
+from steward.access import tables
 from steward.access.audit import KEY_FILE, AuditLog, Checkpoint, Witness
 from steward.cli.main import run
-from steward.server import db
 from steward.server.app import create_app
 from steward.server.config import ServerConfig, load_config
 from steward.server.db import make_engine
@@ -62,7 +62,7 @@ class Install:
 
     def head(self) -> int:
         with self.engine.connect() as conn:
-            return int(conn.execute(select(db.audit_head.c.last_id)).scalar_one())
+            return int(conn.execute(select(tables.audit_head.c.last_id)).scalar_one())
 
     def witnessed(self) -> list[Checkpoint]:
         lines = Witness(path=self.config.audit_witness_path).read() or []
@@ -119,7 +119,7 @@ def test_a_fresh_install_witnesses_every_append_within_a_second(
     # The signing key is in the data directory, never in the database.
     key = (install.config.data_dir / KEY_FILE).read_bytes()
     with install.engine.connect() as conn:
-        for table in (db.audit, db.audit_checkpoints, db.audit_head):
+        for table in (tables.audit, tables.audit_checkpoints, tables.audit_head):
             dump = repr(list(conn.execute(select(table))))
             assert "PRIVATE KEY" not in dump
             assert key.decode() not in dump
@@ -131,8 +131,8 @@ def test_deleting_the_tail_is_caught_and_the_missing_entries_named(
     cp = install.wait_witnessed()
     keep = cp.size - 3
     with install.engine.connect() as conn:
-        kept_hash = conn.execute(select(db.audit.c.entry_hash)
-                                 .where(db.audit.c.id == keep)).scalar_one()
+        kept_hash = conn.execute(select(tables.audit.c.entry_hash)
+                                 .where(tables.audit.c.id == keep)).scalar_one()
     # The thorough attacker: the tail, the checkpoint rows and the head all go back.
     attack(install.engine, f"DELETE FROM steward_audit WHERE id > {keep}",
            "DELETE FROM steward_audit_checkpoints",
@@ -246,7 +246,7 @@ def test_a_burst_of_appends_is_checkpointed_at_most_once_a_second(
     assert len(witnessed) <= 3.5 + 3
     # Every entry was witnessed soon after it was appended: the window stays bounded.
     with install.engine.connect() as conn:
-        entries = list(conn.execute(select(db.audit.c.id, db.audit.c.at)))
+        entries = list(conn.execute(select(tables.audit.c.id, tables.audit.c.at)))
     for entry_id, stored in entries:
         at = stored if stored.tzinfo else stored.replace(tzinfo=UTC)
         first = next(cp for cp in witnessed if cp.size >= entry_id)

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, insert, select, text, update
 
+from steward.access import tables
 from steward.access.audit import (
     ENTRY_DOMAIN,
     GENESIS_HASH,
@@ -46,7 +47,6 @@ from steward.access.audit import (
 from steward.access.tokens import AuditLog as ReexportedAuditLog
 from steward.access.tokens import Identity, new_token
 from steward.catalog.canonical import canonical_json
-from steward.server import db
 from steward.server.db import QUERY_TABLES, make_engine
 from steward.server.migrate import MIGRATIONS, migrate
 from tests.e2e.harness import database_url
@@ -63,7 +63,7 @@ class AuditDb:
 
     def rows(self) -> list[Any]:
         with self.engine.connect() as conn:
-            return list(conn.execute(select(db.audit).order_by(db.audit.c.id)))
+            return list(conn.execute(select(tables.audit).order_by(tables.audit.c.id)))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -112,8 +112,8 @@ def fill(log: AuditLog, count: int, *, every: int = 5, **extra: Any) -> None:
 def rehash_from(engine: Engine, first: int) -> None:
     """The thorough attacker: recompute every hash from entry ``first`` on, and the head."""
     with engine.connect() as conn:
-        rows = list(conn.execute(select(db.audit).where(db.audit.c.id >= first - 1)
-                                 .order_by(db.audit.c.id)))
+        rows = list(conn.execute(select(tables.audit).where(tables.audit.c.id >= first - 1)
+                                 .order_by(tables.audit.c.id)))
     prev = rows[0].entry_hash if first > 1 else GENESIS_HASH
     statements, values = [], {}
     for row in rows if first == 1 else rows[1:]:
@@ -243,7 +243,7 @@ def test_the_database_refuses_a_fork_even_from_a_writer_that_bypasses_the_log(
     from sqlalchemy.exc import IntegrityError
 
     with pytest.raises(IntegrityError), audit_db.engine.begin() as conn:
-        conn.execute(insert(db.audit).values({**values, "id": 99, "entry_hash": "f" * 64}))
+        conn.execute(insert(tables.audit).values({**values, "id": 99, "entry_hash": "f" * 64}))
 
 
 # -- what verification detects ----------------------------------------------------------------
@@ -577,8 +577,8 @@ def test_verifying_100k_entries_takes_seconds(tmp_path: Path) -> None:
                         | {"prev_hash": last_hash, "entry_hash": digest})
             last_id, last_hash = i, digest
         with engine.begin() as conn:
-            conn.execute(insert(db.audit), rows)
-            conn.execute(update(db.audit_head).values(last_id=last_id, last_hash=last_hash))
+            conn.execute(insert(tables.audit), rows)
+            conn.execute(update(tables.audit_head).values(last_id=last_id, last_hash=last_hash))
         log.checkpoint()
         began = time.perf_counter()
         result = log.verify()

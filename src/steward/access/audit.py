@@ -54,13 +54,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from steward.access import tables
 from steward.catalog.canonical import canonical_json, encode_string
 from steward.catalog.redaction import REDACTED as REDACTED  # noqa: PLC0414 (re-export)
 from steward.catalog.redaction import is_secret_key, scrub_text
 from steward.catalog.redaction import redact as redact_value
 from steward.errors import StewardError
-from steward.server import db
-from steward.server.db import utcnow
+from steward.store import db as store_db
+from steward.store.db import utcnow
 
 log = logging.getLogger("steward.access.audit")
 
@@ -651,7 +652,7 @@ class AuditLog:
 
     def _lock_head(self, conn: Connection) -> Row[Any]:
         head = conn.execute(
-            select(db.audit_head).where(db.audit_head.c.id == _HEAD_ID).with_for_update()
+            select(tables.audit_head).where(tables.audit_head.c.id == _HEAD_ID).with_for_update()
         ).one_or_none()
         if head is None:
             raise AuditError("the audit log has no head row: the server's schema is not "
@@ -664,8 +665,8 @@ class AuditLog:
         digest = entry_hash(fields, head.last_hash)
         row = {**draft, "id": fields.id, "at": fields.at, "prev_hash": head.last_hash,
                "entry_hash": digest}
-        conn.execute(insert(db.audit).values(**row))
-        conn.execute(update(db.audit_head).where(db.audit_head.c.id == _HEAD_ID)
+        conn.execute(insert(tables.audit).values(**row))
+        conn.execute(update(tables.audit_head).where(tables.audit_head.c.id == _HEAD_ID)
                      .values(last_id=fields.id, last_hash=digest))
         return public_entry(_RowView(row))
 
@@ -677,7 +678,7 @@ class AuditLog:
         the database is always in the file, and one in the file only is still true (it
         signs committed entries).
         """
-        cp = db.audit_checkpoints
+        cp = tables.audit_checkpoints
         last = conn.execute(select(cp).order_by(cp.c.id.desc()).limit(1)).one_or_none()
         unsigned = Checkpoint(
             id=(last.id + 1) if last is not None else 1, size=size, head_hash=head_hash,
@@ -699,7 +700,7 @@ class AuditLog:
         server processes together sign at most once per interval.
         """
         key = self.signing_key()
-        cp = db.audit_checkpoints
+        cp = tables.audit_checkpoints
         with self.engine.begin() as conn:
             head = self._lock_head(conn)
             if head.last_id == 0:
@@ -747,7 +748,7 @@ class AuditLog:
         or ``:`` (``change:chg-3`` matches ``change:chg-3/node:web1``, not ``change:chg-30``);
         a prefix ending in ``/`` or ``:`` matches every target it begins (``node:``).
         """
-        a = db.audit.c
+        a = tables.audit.c
         conditions: list[Any] = []
         for column, value in ((a.outcome, outcome), (a.actor, actor), (a.action, action),
                               (a.target, target), (a.request_id, request_id)):
@@ -763,10 +764,10 @@ class AuditLog:
                     for sep in _TARGET_SEPARATORS)))
         if after_id is not None:
             conditions.append(a.id > after_id)
-        query = (select(db.audit).where(*conditions)
+        query = (select(tables.audit).where(*conditions)
                  .order_by(a.id if oldest_first else a.id.desc())
                  .limit(max(1, min(limit, 100000))))
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             return [public_entry(row) for row in conn.execute(query)]
 
     def for_target(self, prefix: str, *, limit: int = 100000) -> list[dict[str, Any]]:
@@ -774,15 +775,15 @@ class AuditLog:
         return self.entries(target_prefix=prefix, limit=limit, oldest_first=True)
 
     def checkpoints(self) -> list[Checkpoint]:
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             return [Checkpoint.from_row(row) for row in conn.execute(
-                select(db.audit_checkpoints).order_by(db.audit_checkpoints.c.id))]
+                select(tables.audit_checkpoints).order_by(tables.audit_checkpoints.c.id))]
 
     def head(self) -> tuple[int, str]:
         """The last entry's id and hash (0 and the genesis hash when empty)."""
-        with db.reading(self.engine) as conn:
-            row = conn.execute(select(db.audit_head)
-                               .where(db.audit_head.c.id == _HEAD_ID)).one_or_none()
+        with store_db.reading(self.engine) as conn:
+            row = conn.execute(select(tables.audit_head)
+                               .where(tables.audit_head.c.id == _HEAD_ID)).one_or_none()
         return (row.last_id, row.last_hash) if row is not None else (0, GENESIS_HASH)
 
     # -- verification ---------------------------------------------------------------------
@@ -805,10 +806,10 @@ class AuditLog:
         before = self.witness.read() if self.witness is not None else None
         with self._snapshot() as conn:
             self._check_schema(conn)
-            head = conn.execute(select(db.audit_head)
-                                .where(db.audit_head.c.id == _HEAD_ID)).one_or_none()
+            head = conn.execute(select(tables.audit_head)
+                                .where(tables.audit_head.c.id == _HEAD_ID)).one_or_none()
             checkpoints = [Checkpoint.from_row(row) for row in conn.execute(
-                select(db.audit_checkpoints).order_by(db.audit_checkpoints.c.id))]
+                select(tables.audit_checkpoints).order_by(tables.audit_checkpoints.c.id))]
             after = self.witness.read() if self.witness is not None else None
             witnessed = self._check_witness_lines(before, public_key, problems)
             legacy = head.legacy_through if head is not None else 0
@@ -951,27 +952,27 @@ class AuditLog:
 
     def _snapshot(self) -> Connection:
         """One consistent view for the whole verification, while the server keeps appending."""
-        conn = db.reading(self.engine)
+        conn = store_db.reading(self.engine)
         if self.engine.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         return conn
 
     @staticmethod
     def _check_schema(conn: Connection) -> None:
-        if not inspect(conn).has_table(db.audit_head.name):
+        if not inspect(conn).has_table(tables.audit_head.name):
             raise AuditError("this database's audit log predates the hash chain: start "
                              "'steward server' once so it migrates the schema, then verify")
 
     @staticmethod
     def _batches(conn: Connection, size: int) -> Iterator[list[Any]]:
         # ``at`` without UTCDateTime's per-row conversion: format_time() takes either form.
-        columns = [type_coerce(db.audit.c.at, DateTime()).label("at") if name == "at"
-                   else db.audit.c[name] for name in _ENTRY_COLUMNS]
+        columns = [type_coerce(tables.audit.c.at, DateTime()).label("at") if name == "at"
+                   else tables.audit.c[name] for name in _ENTRY_COLUMNS]
         after = None
         while True:
-            query = select(*columns).order_by(db.audit.c.id).limit(size)
+            query = select(*columns).order_by(tables.audit.c.id).limit(size)
             if after is not None:
-                query = query.where(db.audit.c.id > after)
+                query = query.where(tables.audit.c.id > after)
             rows = list(conn.execute(query).all())
             if not rows:
                 return

@@ -25,19 +25,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, cast
 
-from sqlalchemy import Column, Engine, PrimaryKeyConstraint, String, Table, and_, delete, select
+from sqlalchemy import Engine, and_, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from steward.access.authorize import Authorizer, Forbidden, kind_authorizer
 from steward.access.principal import Actor, ActorKind
+from steward.access.tables import role_bindings
 from steward.access.tokens import Identity
-from steward.errors import StewardError, describe_value
+from steward.errors import NotFoundError, StewardError, describe_value
 from steward.language.errors import did_you_mean
 from steward.language.yamlsource import SourceMap, load_yaml
-from steward.pipeline.tables import metadata
-from steward.server import db
-from steward.server.db import UTCDateTime, utcnow
-from steward.server.errors import NotFoundError
+from steward.store import db as store_db
+from steward.store.db import utcnow
 
 #: Every permission, sorted. ``admin`` implies all the others.
 PERMISSIONS: Final[tuple[str, ...]] = tuple(sorted((
@@ -106,20 +105,6 @@ _NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 RBAC_FILE: Final = "rbac.yaml"
 
-role_bindings = Table(
-    "steward_role_bindings",
-    metadata,
-    Column("identity_name", String(255), nullable=False),
-    # human | agent (the principal; every token of that principal shares its bindings)
-    Column("identity_kind", String(16), nullable=False),
-    Column("role", String(64), nullable=False),
-    # an environment name, or * for every environment
-    Column("environment", String(255), nullable=False),
-    Column("granted_by", String(255), nullable=True),
-    Column("granted_at", UTCDateTime(), nullable=False),
-    PrimaryKeyConstraint("identity_name", "identity_kind", "role", "environment",
-                         name="pk_steward_role_bindings"),
-)
 
 
 class RbacError(StewardError):
@@ -464,7 +449,7 @@ class Rbac:
         if identity is not None:
             name, actor_kind = parse_principal(identity, kind)
             query = query.where(and_(c.identity_name == name, c.identity_kind == actor_kind))
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             return [Binding(row.identity_name, cast(ActorKind, row.identity_kind), row.role,
                             row.environment, row.granted_by, row.granted_at)
                     for row in conn.execute(query)]

@@ -21,11 +21,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
+from steward.access import tables
 from steward.access.audit import AuditLog as AuditLog  # noqa: PLC0414 (re-export)
-from steward.errors import StewardError
-from steward.server import db
-from steward.server.db import utcnow
-from steward.server.errors import NotFoundError
+from steward.errors import NotFoundError, StewardError
+from steward.store import db as store_db
+from steward.store.db import utcnow
 
 KINDS = ("admin", "operator", "user", "agent", "node", "join", "enrollment")
 PREFIXES = {"admin": "stwa_", "operator": "stwo_", "user": "stwu_", "agent": "stwg_",
@@ -92,7 +92,7 @@ def insert_token(
         raise ValueError(f"unknown token kind {kind!r}")
     token = new_token(kind)
     token_id = new_id()
-    conn.execute(insert(db.tokens).values(
+    conn.execute(insert(tables.tokens).values(
         id=token_id, kind=kind, name=name, token_hash=hash_token(token), certname=certname,
         created_at=utcnow(), created_by=created_by, expires_at=expires_at, max_uses=max_uses,
         uses=0,
@@ -137,15 +137,15 @@ class Tokens:
                 conn, kind, name, certname=certname, created_by=created_by,
                 expires_at=expires_at, max_uses=max_uses,
             )
-            row = conn.execute(select(db.tokens).where(db.tokens.c.id == token_id)).one()
+            row = conn.execute(select(tables.tokens).where(tables.tokens.c.id == token_id)).one()
         return {**_token_public(row), "token": token}
 
     def authenticate(self, token: str) -> Identity:
         """The identity behind ``token``; :class:`AuthenticationError` says why not."""
         now = utcnow()
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             row = conn.execute(
-                select(db.tokens).where(db.tokens.c.token_hash == hash_token(token))
+                select(tables.tokens).where(tables.tokens.c.token_hash == hash_token(token))
             ).one_or_none()
         if row is None:
             raise AuthenticationError("unknown token")
@@ -157,20 +157,21 @@ class Tokens:
             raise AuthenticationError(f"token {row.id} has been used up")
         if row.last_used_at is None or now - row.last_used_at > _TOUCH_INTERVAL:
             with self.engine.begin() as conn:
-                conn.execute(update(db.tokens).where(db.tokens.c.id == row.id)
+                conn.execute(update(tables.tokens).where(tables.tokens.c.id == row.id)
                              .values(last_used_at=now))
         return Identity(kind=row.kind, token_id=row.id, name=row.name, certname=row.certname)
 
     def list_tokens(self, *, include_revoked: bool = False) -> list[dict[str, Any]]:
-        query = select(db.tokens).order_by(db.tokens.c.created_at, db.tokens.c.id)
+        query = select(tables.tokens).order_by(tables.tokens.c.created_at, tables.tokens.c.id)
         if not include_revoked:
-            query = query.where(db.tokens.c.revoked_at.is_(None))
-        with db.reading(self.engine) as conn:
+            query = query.where(tables.tokens.c.revoked_at.is_(None))
+        with store_db.reading(self.engine) as conn:
             return [_token_public(row) for row in conn.execute(query)]
 
     def get(self, token_id: str) -> dict[str, Any]:
-        with db.reading(self.engine) as conn:
-            row = conn.execute(select(db.tokens).where(db.tokens.c.id == token_id)).one_or_none()
+        with store_db.reading(self.engine) as conn:
+            row = conn.execute(
+                select(tables.tokens).where(tables.tokens.c.id == token_id)).one_or_none()
         if row is None:
             raise NotFoundError(f"no token with id {token_id!r}")
         return _token_public(row)
@@ -178,13 +179,13 @@ class Tokens:
     def revoke(self, token_id: str) -> dict[str, Any]:
         with self.engine.begin() as conn:
             result = conn.execute(
-                update(db.tokens)
-                .where(and_(db.tokens.c.id == token_id, db.tokens.c.revoked_at.is_(None)))
+                update(tables.tokens)
+                .where(and_(tables.tokens.c.id == token_id, tables.tokens.c.revoked_at.is_(None)))
                 .values(revoked_at=utcnow())
             )
             if result.rowcount == 0:
                 exists = conn.execute(
-                    select(db.tokens.c.id).where(db.tokens.c.id == token_id)
+                    select(tables.tokens.c.id).where(tables.tokens.c.id == token_id)
                 ).one_or_none()
                 if exists is None:
                     raise NotFoundError(f"no token with id {token_id!r}")
@@ -194,9 +195,9 @@ class Tokens:
 def consume_token(conn: Connection, token_id: str) -> bool:
     """Count one use of a limited token atomically; False when none was left."""
     now = utcnow()
-    t = db.tokens.c
+    t = tables.tokens.c
     result = conn.execute(
-        update(db.tokens)
+        update(tables.tokens)
         .where(and_(t.id == token_id, t.revoked_at.is_(None),
                     or_(t.max_uses.is_(None), t.uses < t.max_uses),
                     or_(t.expires_at.is_(None), t.expires_at > now)))
@@ -208,9 +209,9 @@ def consume_token(conn: Connection, token_id: str) -> bool:
 
 def revoke_certname_tokens(conn: Connection, certname: str) -> int:
     """Revoke every node and enrollment-poll token bound to ``certname``."""
-    t = db.tokens.c
+    t = tables.tokens.c
     result = conn.execute(
-        update(db.tokens)
+        update(tables.tokens)
         .where(and_(t.certname == certname, t.revoked_at.is_(None),
                     t.kind.in_(("node", "enrollment"))))
         .values(revoked_at=utcnow())

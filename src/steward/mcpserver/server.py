@@ -43,7 +43,7 @@ from steward.access.principal import Actor
 from steward.access.rbac import PERMISSIONS, PermissionDenied
 from steward.access.tokens import Identity
 from steward.catalog.types import TYPES
-from steward.errors import StewardError
+from steward.errors import NotFoundError, StewardError
 from steward.gitrepo import check_path
 from steward.language.schema import json_schemas
 from steward.mcpserver.ask_tool import ModelProvider, register_ask_tool
@@ -56,7 +56,6 @@ from steward.query.entities import ENTITIES
 from steward.query.examples import REFERENCE_EXAMPLES
 from steward.query.limits import loads_ast
 from steward.query.parser import parse_pql
-from steward.server.errors import NotFoundError
 from steward.server.pdb import AUDITED_KINDS, audit_query
 from steward.server.runs import RunSignals
 

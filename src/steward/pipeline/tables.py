@@ -8,6 +8,6 @@ history (version table ``steward_pipeline_version``).
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from steward.access.tables import PIPELINE_METADATA
 
-metadata = MetaData()
+metadata = PIPELINE_METADATA

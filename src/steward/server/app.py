@@ -39,10 +39,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from steward import __version__
 from steward.access.authorize import Authorizer, Forbidden, kind_authorizer
 from steward.access.tokens import AuthenticationError, Identity
-from steward.errors import StewardError
+from steward.errors import NotFoundError, StewardError
 from steward.server import deps, pdb
 from steward.server.config import ServerConfig
-from steward.server.db import utcnow
 from steward.server.deps import (
     AuditRead,
     Authenticated,
@@ -56,11 +55,12 @@ from steward.server.deps import (
     require,
 )
 from steward.server.enrollment import check_certname
-from steward.server.errors import ConfigError, EnrollmentError, NotFoundError, public_message
+from steward.server.errors import ConfigError, EnrollmentError, public_message
 from steward.server.limits import RequestLimits, limits_of
 from steward.server.runs import LiveCatalogRefused, RunSignals, live_catalog
 from steward.server.scheduler import SshScheduler, TaskHooks
 from steward.server.services import Services, build_services
+from steward.store.db import utcnow
 
 log = logging.getLogger("steward.server")
 

@@ -9,7 +9,6 @@ operators' reads do not block each other.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -17,12 +16,9 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
-    DateTime,
-    Dialect,
     Engine,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
@@ -30,57 +26,18 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.types import TypeDecorator
 
+from steward.access.tables import SERVER_METADATA, audit
 from steward.catalog.redaction import REDACTED
 from steward.server.errors import ConfigError
-from steward.store.db import create_private_sqlite
+from steward.store.db import READONLY_OPTION, UTCDateTime, create_private_sqlite
 
 VERSION_TABLE = "steward_server_version"
-READONLY_OPTION = "steward_readonly"
 SQLITE_BUSY_TIMEOUT_MS = 15000
 
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (naive text) and PostgreSQL."""
+metadata = SERVER_METADATA
 
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-metadata = MetaData()
-
-tokens = Table(
-    "steward_tokens",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    # admin | operator | node | join | enrollment
-    Column("kind", String(16), nullable=False),
-    Column("name", String(255), nullable=False),
-    Column("token_hash", String(64), nullable=False, unique=True),
-    Column("certname", String(255), nullable=True),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("created_by", String(255), nullable=True),
-    Column("expires_at", UTCDateTime(), nullable=True),
-    Column("revoked_at", UTCDateTime(), nullable=True),
-    Column("max_uses", Integer, nullable=True),
-    Column("uses", Integer, nullable=False, server_default="0"),
-    Column("last_used_at", UTCDateTime(), nullable=True),
-    Index("ix_steward_tokens_certname", "certname"),
-)
 
 nodes = Table(
     "steward_nodes",
@@ -141,57 +98,6 @@ run_requests = Table(
     Index("ix_steward_run_requests_pending", "certname", "claimed_at"),
 )
 
-audit = Table(
-    "steward_audit",
-    metadata,
-    # Gapless: entry n+1 is appended under the head lock (see steward.access.audit).
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=False),
-    Column("at", UTCDateTime(), nullable=False),
-    Column("actor", String(255), nullable=False),
-    Column("actor_kind", String(16), nullable=False),
-    Column("action", String(255), nullable=False),
-    Column("target", String(512), nullable=True),
-    # allowed | denied | succeeded | failed
-    Column("outcome", String(16), nullable=False),
-    Column("reason", Text, nullable=True),
-    Column("remote", String(255), nullable=True),
-    # Canonical JSON text of the (redacted) parameters, hashed byte for byte.
-    Column("parameters", Text, nullable=True),
-    Column("request_id", String(64), nullable=True),
-    Column("prev_hash", String(64), nullable=True),
-    Column("entry_hash", String(64), nullable=True),
-    Index("ix_steward_audit_outcome", "outcome", "id"),
-    Index("ix_steward_audit_target", "target"),
-    Index("ix_steward_audit_request_id", "request_id"),
-    # Two entries can never extend the same predecessor: the chain cannot fork.
-    Index("ux_steward_audit_prev_hash", "prev_hash", unique=True),
-)
-
-#: One row (id 1): the chain's last entry. Appends lock it, so they are serialised.
-audit_head = Table(
-    "steward_audit_head",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("last_id", BigInteger, nullable=False),
-    Column("last_hash", String(64), nullable=False),
-    # Entries up to this id predate the chain; the migration chained them (ids may have gaps).
-    Column("legacy_through", BigInteger, nullable=False, server_default="0"),
-)
-
-#: Signed tree heads: each signs (size, head hash, time, previous signature), append-only.
-audit_checkpoints = Table(
-    "steward_audit_checkpoints",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=False),
-    Column("size", BigInteger, nullable=False),
-    Column("head_hash", String(64), nullable=False),
-    Column("at", UTCDateTime(), nullable=False),
-    Column("prev_signature", String(128), nullable=True),
-    Column("signature", String(128), nullable=False),
-    Column("key_id", String(64), nullable=False),
-)
 
 #: The server tables PQL may read, by the names the query layer knows them by.
 QUERY_TABLES: dict[str, Table] = {"steward_audit": audit}
@@ -258,10 +164,3 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def reading(engine: Engine) -> Connection:
-    """A connection for reads only: on SQLite it does not take the write lock."""
-    return engine.connect().execution_options(**{READONLY_OPTION: True})
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

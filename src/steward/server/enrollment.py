@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
+from steward.access import tables
 from steward.access.tokens import (
     Identity,
     consume_token,
@@ -27,9 +28,11 @@ from steward.access.tokens import (
     new_id,
     revoke_certname_tokens,
 )
+from steward.errors import NotFoundError
 from steward.server import db
-from steward.server.db import utcnow
-from steward.server.errors import EnrollmentError, NotFoundError
+from steward.server.errors import EnrollmentError
+from steward.store import db as store_db
+from steward.store.db import utcnow
 
 CERTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 POLL_TOKEN_LIFETIME = timedelta(days=7)
@@ -139,7 +142,7 @@ class Enrollment:
                         "request_id": request_id}
             conn.execute(update(db.enrollments).where(db.enrollments.c.id == request_id)
                          .values(status="collected"))
-            conn.execute(update(db.tokens).where(db.tokens.c.id == row.poll_token_id)
+            conn.execute(update(tables.tokens).where(tables.tokens.c.id == row.poll_token_id)
                          .values(revoked_at=utcnow()))
             token, _ = insert_token(conn, "node", row.certname, certname=row.certname,
                                     created_by=row.decided_by)
@@ -205,14 +208,14 @@ class Enrollment:
     # -- reads -----------------------------------------------------------------------------
 
     def get(self, certname: str) -> dict[str, Any]:
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             node = self._node(conn, certname)
             if node is None:
                 raise NotFoundError(f"no node named {certname!r}")
             return {**_node_public(node), "enrollment": self._latest_request(conn, certname)}
 
     def status_of(self, certname: str) -> str | None:
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             node = self._node(conn, certname)
         return None if node is None else str(node.status)
 
@@ -220,7 +223,7 @@ class Enrollment:
         query = select(db.nodes).order_by(db.nodes.c.certname)
         if status is not None:
             query = query.where(db.nodes.c.status == status)
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             rows = conn.execute(query).all()
             requests = {
                 row.certname: row for row in conn.execute(
@@ -234,7 +237,7 @@ class Enrollment:
         ]
 
     def ssh_nodes(self) -> list[dict[str, Any]]:
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             rows = conn.execute(select(db.nodes).where(and_(
                 db.nodes.c.transport == "ssh", db.nodes.c.status == "approved",
             )).order_by(db.nodes.c.certname)).all()

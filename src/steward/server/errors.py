@@ -30,10 +30,6 @@ class EnrollmentError(StewardError):
     """An enrollment request cannot be accepted (name taken, token expired, bad name)."""
 
 
-class NotFoundError(StewardError):
-    """The named node, token or request does not exist."""
-
-
 class ApiError(StewardError):
     """The server answered a command-line request with an error, or could not be reached."""
 

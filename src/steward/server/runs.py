@@ -30,7 +30,8 @@ from starlette.concurrency import run_in_threadpool
 from steward.errors import StewardError
 from steward.server import db
 from steward.server.catalogs import CatalogService, CompiledCatalog
-from steward.server.db import utcnow
+from steward.store import db as store_db
+from steward.store.db import utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,7 @@ class RunSignals:
         the same commit and environment. Expired live requests are closed, never run.
         """
         r = db.run_requests.c
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             # Most polls find nothing: look without taking SQLite's write lock first.
             waiting = conn.execute(
                 select(r.id).where(and_(r.certname == certname, r.claimed_at.is_(None)))
@@ -167,7 +168,7 @@ class RunSignals:
     def grant(self, certname: str, commit: str) -> LiveGrant | None:
         """The newest unexpired, claimed live request of ``certname`` for ``commit``."""
         r = db.run_requests.c
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             row = conn.execute(
                 select(r.id, r.commit, r.environment, r.change_id, r.expires_at)
                 .where(and_(r.certname == certname, r.commit == commit,
@@ -202,7 +203,7 @@ class RunSignals:
         """Where each of these requests is (missing ids are left out)."""
         r = db.run_requests.c
         found: dict[int, RequestState] = {}
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 for row in conn.execute(select(r.id, r.claimed_at, r.error)
@@ -242,7 +243,7 @@ class RunSignals:
 
     def pending(self) -> list[dict[str, Any]]:
         r = db.run_requests.c
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             rows = conn.execute(
                 select(r.id, r.certname, r.requested_at, r.requested_by, r.noop, r.commit,
                        r.change_id)

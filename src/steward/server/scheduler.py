@@ -30,9 +30,9 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from steward.errors import StewardError
-from steward.server.db import utcnow
 from steward.server.runs import RunRequest, RunSignals
 from steward.server.services import Services
+from steward.store.db import utcnow
 
 log = logging.getLogger("steward.server.scheduler")
 MAX_CONCURRENT = 8

@@ -51,8 +51,8 @@ from sqlalchemy import (
 from steward.access.tokens import iso
 from steward.errors import StewardError
 from steward.pipeline.tables import metadata
-from steward.server import db
-from steward.server.db import UTCDateTime, utcnow
+from steward.store import db as store_db
+from steward.store.db import UTCDateTime, utcnow
 
 jobs = Table(
     "steward_jobs",
@@ -175,7 +175,7 @@ class JobStore:
     def holds_secrets_for(self, job_id: str) -> bool:
         """Whether this process can serve the job's parts: it has no sensitive parameter, or
         this process created it and still holds their values (an unknown job: False)."""
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             names = conn.execute(select(jobs.c.sensitive).where(jobs.c.id == job_id)).first()
         if names is None:
             return False
@@ -190,7 +190,7 @@ class JobStore:
         marked failed with the reason, and the next pending part is tried.
         """
         r, j, s = job_results.c, jobs.c, job_scripts.c
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             rows = conn.execute(
                 select(r.job_id).join(jobs, jobs.c.id == r.job_id)
                 .where(and_(r.certname == certname, r.state == "pending"))
@@ -308,7 +308,7 @@ class JobStore:
 
     def get(self, job_id: str) -> dict[str, Any]:
         j, r = jobs.c, job_results.c
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             job = conn.execute(select(jobs).where(j.id == job_id)).first()
             if job is None:
                 raise JobNotFound(f"no job {job_id!r}")

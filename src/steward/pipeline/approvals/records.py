@@ -54,8 +54,8 @@ from steward.errors import StewardError, describe_value
 from steward.language.errors import did_you_mean
 from steward.language.yamlsource import load_yaml
 from steward.pipeline.tables import metadata
-from steward.server import db
-from steward.server.db import UTCDateTime, utcnow
+from steward.store import db as store_db
+from steward.store.db import UTCDateTime, utcnow
 
 Verdict = Literal["approve", "reject"]
 VERDICTS: Final[tuple[Verdict, ...]] = ("approve", "reject")
@@ -658,7 +658,7 @@ class Approvals:
         """Every verdict ever given on the change, oldest first."""
         c = approvals.c
         query = select(approvals).where(c.change_id == change_id).order_by(c.id)
-        with db.reading(self.engine) as conn:
+        with store_db.reading(self.engine) as conn:
             return [ApprovalRecord(
                 int(row.id), row.change_id, row.environment, row.approver_name,
                 row.approver_kind, cast(Verdict, row.verdict), row.head, row.impact_digest,

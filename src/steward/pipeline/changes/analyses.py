@@ -16,7 +16,7 @@ from sqlalchemy import JSON, Column, Engine, Index, Integer, String, Table, Text
 
 from steward.errors import StewardError
 from steward.pipeline.tables import metadata
-from steward.server.db import UTCDateTime
+from steward.store.db import UTCDateTime
 
 Verdict = Literal["pass", "fail"]
 

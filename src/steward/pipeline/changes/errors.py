@@ -6,8 +6,7 @@
 
 from __future__ import annotations
 
-from steward.errors import StewardError
-from steward.server.errors import NotFoundError
+from steward.errors import NotFoundError, StewardError
 
 
 class ChangeError(StewardError):

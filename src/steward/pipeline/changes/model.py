@@ -27,7 +27,7 @@ from sqlalchemy import (
 from steward.access.principal import ActorKind
 from steward.pipeline.changes.states import ChangeKind, ChangeState, transition_targets
 from steward.pipeline.tables import metadata
-from steward.server.db import UTCDateTime
+from steward.store.db import UTCDateTime
 
 #: Version of the JSON documents :meth:`Change.to_json` and :meth:`HistoryEntry.to_json` return.
 FORMAT: Final = 1

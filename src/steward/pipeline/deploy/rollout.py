@@ -48,7 +48,7 @@ from sqlalchemy.exc import IntegrityError
 
 from steward.errors import StewardError
 from steward.pipeline.tables import metadata
-from steward.server.db import UTCDateTime
+from steward.store.db import UTCDateTime
 
 NodeStatus = Literal["pending", "running", "succeeded", "failed", "skipped"]
 DeploymentState = Literal["running", "succeeded", "halted", "failed"]
@@ -326,7 +326,7 @@ class Deployments:
                 select(deployments).where(deployments.c.id == deployment_id)
             ).one_or_none()
             if row is None:
-                from steward.server.errors import NotFoundError
+                from steward.errors import NotFoundError
 
                 raise NotFoundError(f"no deployment {deployment_id!r}")
             nodes = conn.execute(

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from steward.access.audit import GENESIS_HASH, EntryFields, entry_hash
-from steward.server.db import UTCDateTime
+from steward.store.db import UTCDateTime
 
 revision = "0002"
 down_revision = "0001"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from steward.server.db import UTCDateTime
+from steward.store.db import UTCDateTime
 
 revision = "0003"
 down_revision = "0002"
