@@ -16,8 +16,9 @@ from steward.catalog.canonical import canonical_json
 from steward.compiler.context import FactView
 from steward.compiler.data import MISSING, fact_at
 from steward.language.checks import same_value
+from steward.language.declarations import Inclusion, Rule
 from steward.language.errors import ClassificationError, at
-from steward.language.repository import Inclusion, Repository, Rule
+from steward.language.repository import Repository
 
 
 @dataclass(slots=True)

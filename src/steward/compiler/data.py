@@ -16,8 +16,9 @@ from jinja2 import Undefined
 
 from steward.compiler.context import FactView, NodeContext
 from steward.language.checks import SecretText, describe
+from steward.language.declarations import DataFile
 from steward.language.errors import DataError
-from steward.language.repository import DataFile, Repository
+from steward.language.repository import Repository
 
 MERGE_STRATEGIES = ("first", "unique", "hash", "deep")
 MISSING: Any = object()

@@ -14,8 +14,8 @@ from typing import Any
 from steward.catalog.model import Edge, Resource
 from steward.catalog.types import TYPES
 from steward.compiler.resources import RELATIONSHIP_KINDS, Expander, namevar_key
+from steward.language.declarations import PATH_PARAMS
 from steward.language.errors import CycleError, RelationshipError, at, did_you_mean
-from steward.language.repository import PATH_PARAMS
 
 EdgeKey = tuple[int, int, str]
 _CRON_USER = TYPES["cron"].by_name["user"].default

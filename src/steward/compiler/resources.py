@@ -27,6 +27,7 @@ from steward.language.checks import (
     describe,
     normalise_ref,
 )
+from steward.language.declarations import Profile, ResourceDecl, ResourceParam
 from steward.language.errors import (
     DuplicateResourceError,
     LimitError,
@@ -38,13 +39,7 @@ from steward.language.errors import (
 )
 from steward.language.jinja import TEMPLATES_DIR, normalise_template_name
 from steward.language.limits import DEFAULT_LIMITS, too_long
-from steward.language.repository import (
-    FILES_DIR,
-    Profile,
-    Repository,
-    ResourceDecl,
-    ResourceParam,
-)
+from steward.language.repository import FILES_DIR, Repository
 from steward.language.values import Const, Expr, Text, Value
 
 #: Relationship metaparameter → edge relationship (source applied first).

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from steward.catalog.canonical import canonical_json
+from steward.language.declarations import DataFile
 from steward.language.repository import (
     CLASSIFICATION_FILE,
     FILES_DIR,
     SETTINGS_FILE,
-    DataFile,
     Repository,
 )
 from steward.language.values import Const
