@@ -25,7 +25,7 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from steward.access.tokens import Identity
+from steward.access.principal import Principal
 from steward.api.app import build_app
 from steward.api.routes_assistant import MODEL_EXTRA
 from steward.assistant.fleet import Clock, Fleet, seed
@@ -34,7 +34,7 @@ from steward.server.services import Services, build_services
 from tests.e2e.harness import database_url, free_port, write_repo
 from tests.server.serving import serving
 
-OPERATOR = Identity(kind="operator", token_id="op-test", name="tester")
+OPERATOR = Principal.authenticated("operator", "op-test", "tester")
 
 
 @dataclass

@@ -151,9 +151,9 @@ def test_permissions_of_the_caller_apply(site: Site, script: Make) -> None:
 
 
 def test_without_an_authoriser_user_tokens_are_refused(site: Site, script: Make) -> None:
-    from steward.access.tokens import Identity
+    from steward.access.principal import Principal
 
-    user = Identity(kind="user", token_id="u", name="someone")
+    user = Principal.authenticated("user", "u", "someone")
     with pytest.raises(Forbidden):
         answer("q", identity=user, services=site.services,
                model=script("nodes[certname] { }").model())

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from steward.access.tokens import Identity
+from steward.access.principal import Principal
 from steward.assistant.config import resolve_model
 from steward.mcpserver import Rollouts, build_mcp
 from steward.mcpserver.task_tools import TaskAccess
@@ -76,7 +76,7 @@ def report_for(certname: str, uuid: str) -> dict[str, Any]:
 class Fleet:
     services: Services
     pipeline: Pipeline
-    identities: dict[str, Identity]
+    identities: dict[str, Principal]
     report_hash: str
     task_service: TaskService
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -120,7 +120,7 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                                              deployments.name: deployments,
                                              jobs.name: jobs, job_results.name: job_results})
             pipeline = Pipeline(services)
-            identities: dict[str, Identity] = {}
+            identities: dict[str, Principal] = {}
             for name, role in ROLES.items():
                 token = services.tokens.create("agent", name, created_by="test")["token"]
                 pipeline.rbac.grant(f"agent:{name}", role)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from steward.access.rbac import BUILTIN_ROLES
+from steward.access.roles import BUILTIN_ROLES
 from steward.mcpserver import TOOL_PERMISSIONS
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "agents.md").read_text(encoding="utf-8")

@@ -79,7 +79,7 @@ def test_annotations_and_the_full_list(fleet: Fleet) -> None:
     tools = tools_of(fleet, "alice")  # a human approver: approve but not deploy
     assert "approve_change" in tools
     assert "deploy_change" not in tools
-    from steward.access.rbac import BUILTIN_ROLES
+    from steward.access.roles import BUILTIN_ROLES
 
     assert set(TOOL_PERMISSIONS.values()) <= set(BUILTIN_ROLES["admin"]) | {
         p for perms in BUILTIN_ROLES.values() for p in perms}

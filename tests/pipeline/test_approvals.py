@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine
 
-from steward.access.principal import Actor
-from steward.access.rbac import PermissionDenied, Rbac, load_roles
-from steward.access.tokens import Identity
+from steward.access.authorize import Forbidden
+from steward.access.principal import Principal
+from steward.access.rbac import Rbac
+from steward.access.roles import load_roles
 from steward.pipeline.approvals.records import (
     ApprovalError,
     ApprovalRules,
@@ -67,13 +68,13 @@ def summary(percent: float) -> dict[str, Any]:
 
 SMALL = summary(5.0)
 
-ALICE = Actor("alice", "human")      # approver everywhere
-BOB = Actor("bob", "human")          # approver in production only
-CAROL = Actor("carol", "human")      # security in production
-DAVE = Actor("dave", "human")        # executor everywhere
-ERIN = Actor("erin", "human")        # planner everywhere
-APPROVER_BOT = Actor("approver-bot", "agent")   # approver everywhere
-PLANNER_BOT = Actor("planner-bot", "agent")     # planner everywhere
+ALICE = Principal("alice", "human")      # approver everywhere
+BOB = Principal("bob", "human")          # approver in production only
+CAROL = Principal("carol", "human")      # security in production
+DAVE = Principal("dave", "human")        # executor everywhere
+ERIN = Principal("erin", "human")        # planner everywhere
+APPROVER_BOT = Principal("approver-bot", "agent")   # approver everywhere
+PLANNER_BOT = Principal("planner-bot", "agent")     # planner everywhere
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -97,7 +98,7 @@ def approvals(request: pytest.FixtureRequest,
             engine.dispose()
 
 
-def approve(approvals: Approvals, chg: Change, actor: Actor | Identity,
+def approve(approvals: Approvals, chg: Change, actor: Principal,
             **kwargs: Any) -> None:
     approvals.record(chg, actor, "approve", chg.head, str(chg.impact_digest), **kwargs)
 
@@ -238,7 +239,7 @@ def test_self_approval_refused(approvals: Approvals) -> None:
     with pytest.raises(SelfApprovalError, match="they cannot approve their own change"):
         approve(approvals, mine, ALICE)
     with pytest.raises(SelfApprovalError):
-        approve(approvals, mine, Actor("Alice", "agent"))
+        approve(approvals, mine, Principal("Alice", "agent"))
     assert approvals.records(chg.id) == []
     assert approvals.records(mine.id) == []
 
@@ -249,8 +250,8 @@ def test_human_approval_in_production(approvals: Approvals) -> None:
     assert not status.satisfied
     assert status.missing == ["1 more approval by a human with role approver in production"]
     # Planners, executors and operators do not approve.
-    for outsider in (ERIN, DAVE, Identity("operator", "t", "ops")):
-        with pytest.raises(PermissionDenied, match="lacks permission change:approve in "
+    for outsider in (ERIN, DAVE, Principal.authenticated("operator", "t", "ops")):
+        with pytest.raises(Forbidden, match="lacks permission change:approve in "
                                                    "environment production"):
             approve(approvals, chg, outsider)
     # An agent's approval never counts as the human one.
@@ -271,7 +272,7 @@ def test_security_counts_as_approver_and_admin_as_any(approvals: Approvals) -> N
     approve(approvals, chg, CAROL)
     assert approvals.status(chg, SMALL).satisfied
     other = change("human:erin", "production")
-    approve(approvals, other, Identity("admin", "t", "root"))
+    approve(approvals, other, Principal.authenticated("admin", "t", "root"))
     status = approvals.status(other, SMALL)
     assert status.satisfied, status.missing
     assert status.valid_approvals[0].roles == ("admin",)
@@ -279,10 +280,10 @@ def test_security_counts_as_approver_and_admin_as_any(approvals: Approvals) -> N
 
 def test_environment_scope_of_approvers(approvals: Approvals) -> None:
     chg = change("human:erin", "staging")
-    with pytest.raises(PermissionDenied, match="human:bob lacks permission change:approve in "
+    with pytest.raises(Forbidden, match="human:bob lacks permission change:approve in "
                                                "environment staging"):
         approve(approvals, chg, BOB)
-    with pytest.raises(PermissionDenied, match="carol lacks permission change:approve in "
+    with pytest.raises(Forbidden, match="carol lacks permission change:approve in "
                                                "environment staging"):
         approve(approvals, chg, CAROL)
 
@@ -387,7 +388,7 @@ def test_rejection_blocks_until_the_approver_changes_their_mind(approvals: Appro
     assert approvals.status(chg, SMALL).satisfied
     with pytest.raises(ApprovalError, match="verdict 'maybe' is invalid"):
         approvals.record(chg, ALICE, "maybe", chg.head, DIGEST1)
-    with pytest.raises(PermissionDenied, match="lacks permission change:reject"):
+    with pytest.raises(Forbidden, match="lacks permission change:reject"):
         approvals.record(chg, ERIN, "reject", chg.head, DIGEST1)
 
 
@@ -395,7 +396,7 @@ def test_revoking_the_role_voids_the_approval(approvals: Approvals) -> None:
     name = f"temp-{uuid.uuid4().hex[:6]}"
     approvals.rbac.grant(name, "approver", "staging")
     chg = change("human:erin", "staging")
-    approve(approvals, chg, Actor(name, "human"))
+    approve(approvals, chg, Principal(name, "human"))
     assert approvals.status(chg, SMALL).satisfied
     approvals.rbac.revoke_role(name, "approver", "staging")
     status = approvals.status(chg, SMALL)
@@ -417,7 +418,7 @@ def test_rollback_fast_path(approvals: Approvals) -> None:
     assert approvals.status(rollback, summary(90)).satisfied
     # ... but not a normal change,
     normal = change("human:erin", "staging")
-    with pytest.raises(PermissionDenied, match="human:dave lacks permission change:approve"):
+    with pytest.raises(Forbidden, match="human:dave lacks permission change:approve"):
         approve(approvals, normal, DAVE)
     # and never a rollback it proposed itself.
     own = change("human:dave", "staging", kind="rollback")
@@ -443,7 +444,7 @@ def test_status_json_is_sorted_and_complete(approvals: Approvals) -> None:
 
 # -- properties -------------------------------------------------------------------------------
 
-_APPROVERS = [ALICE, BOB, CAROL, APPROVER_BOT, Identity("admin", "t", "root")]
+_APPROVERS = [ALICE, BOB, CAROL, APPROVER_BOT, Principal.authenticated("admin", "t", "root")]
 
 
 @settings(max_examples=20, deadline=None,

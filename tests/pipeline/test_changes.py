@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, delete, func, select
 
-from steward.access.principal import Actor
+from steward.access.principal import Principal
 from steward.errors import NotFoundError
 from steward.gitrepo import Author, DesiredStateRepo
 from steward.pipeline.changes.model import change_counter, change_history
@@ -44,9 +44,9 @@ from steward.pipeline.schema import create_all
 from tests.e2e.harness import database_url, write_repo
 
 ENVIRONMENTS = ("development", "staging", "production")
-AGENT = Actor("planner-bot", "agent", ("planner",))
-ALICE = Actor("alice", "human", ("approver",))
-BOB = Actor("bob", "human", ("executor",))
+AGENT = Principal("planner-bot", "agent", ("planner",))
+ALICE = Principal("alice", "human", ("approver",))
+BOB = Principal("bob", "human", ("executor",))
 DIGEST = "sha256:" + "a" * 64
 GREETING = "profiles/app.yaml"
 
@@ -105,7 +105,7 @@ def svc(chg_engine: Engine, chg_repo: DesiredStateRepo) -> Changes:
 
 
 def _propose(svc: Changes, text: str = "hi", env: str = "production",
-             actor: Actor = AGENT, **kw: object) -> Change:
+             actor: Principal = AGENT, **kw: object) -> Change:
     return svc.propose_edits(actor, env, edits={GREETING: _greeting_profile(text)},
                              title=f"greet with {text}", message="why: testing", **kw)  # type: ignore[arg-type]
 
@@ -114,7 +114,7 @@ def _change_branches(repo: DesiredStateRepo) -> list[str]:
     return sorted(b for b in repo.branches() if b.startswith("changes/"))
 
 
-def _deploy(svc: Changes, change: Change, actor: Actor = BOB) -> Change:
+def _deploy(svc: Changes, change: Change, actor: Principal = BOB) -> Change:
     """What deploy does to the records and the branch (the rollout is deploy.py's)."""
     svc.set_impact(change.id, DIGEST, expected_head=change.head)
     svc.transition(change.id, "analysed", actor)

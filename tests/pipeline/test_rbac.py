@@ -19,18 +19,11 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine
 
 from steward.access import tables as access_tables
-from steward.access.principal import Actor
-from steward.access.rbac import (
-    PERMISSIONS,
-    BindingNotFound,
-    PermissionDenied,
-    Rbac,
-    RbacConfigError,
-    RbacError,
-    actor_for,
-    load_roles,
-)
-from steward.access.tokens import PREFIXES, AuthenticationError, Identity, Tokens
+from steward.access.authorize import Forbidden
+from steward.access.principal import Principal
+from steward.access.rbac import BindingNotFound, Rbac, actor_for
+from steward.access.roles import PERMISSIONS, RbacConfigError, RbacError, load_roles
+from steward.access.tokens import PREFIXES, AuthenticationError, Tokens
 from steward.pipeline.schema import create_all
 from steward.server import db as server_db
 from tests.e2e.harness import database_url
@@ -107,7 +100,7 @@ def test_role_permission_environment_matrix(rbac: Rbac, role: str, scope: str,
     agent = unique(role)
     rbac.grant(f"agent:{agent}", role, scope)
     wrong: list[str] = []
-    for who in (Actor(name, "human"), Actor(agent, "agent")):
+    for who in (Principal(name, "human"), Principal(agent, "agent")):
         for environment in (None, *ENVIRONMENTS):
             held = rbac.permissions_of(who, environment)
             for permission in PERMISSIONS:
@@ -118,7 +111,7 @@ def test_role_permission_environment_matrix(rbac: Rbac, role: str, scope: str,
                 if who.kind == "agent":
                     continue  # check() is the same code path; once per cell is enough
                 if not expected:
-                    with pytest.raises(PermissionDenied):
+                    with pytest.raises(Forbidden):
                         rbac.check(who, permission, environment)
                 else:
                     rbac.check(who, permission, environment)
@@ -127,23 +120,23 @@ def test_role_permission_environment_matrix(rbac: Rbac, role: str, scope: str,
 
 def test_permission_denied_names_identity_permission_environment(rbac: Rbac) -> None:
     rbac.grant("agent:planner-bot", "planner", "production")
-    with pytest.raises(PermissionDenied) as caught:
-        rbac.check(Actor("planner-bot", "agent"), "change:approve", "production")
+    with pytest.raises(Forbidden) as caught:
+        rbac.check(Principal("planner-bot", "agent"), "change:approve", "production")
     assert str(caught.value) == (
         "agent:planner-bot lacks permission change:approve in environment production")
-    assert (caught.value.identity, caught.value.permission, caught.value.environment) == (
+    assert (caught.value.principal, caught.value.permission, caught.value.environment) == (
         "agent:planner-bot", "change:approve", "production")
     # A production-only binding does not reach global actions.
-    with pytest.raises(PermissionDenied, match=r"lacks permission query \(it needs a role "
+    with pytest.raises(Forbidden, match=r"lacks permission query \(it needs a role "
                                                r"bound in every environment"):
-        rbac.check(Actor("planner-bot", "agent"), "query", None)
+        rbac.check(Principal("planner-bot", "agent"), "query", None)
 
 
 def test_bindings_of_humans_and_agents_are_separate(rbac: Rbac) -> None:
     name = unique("twin")
     rbac.grant(name, "approver", "production")
-    assert rbac.has(Actor(name, "human"), "change:approve", "production")
-    assert not rbac.has(Actor(name, "agent"), "change:approve", "production")
+    assert rbac.has(Principal(name, "human"), "change:approve", "production")
+    assert not rbac.has(Principal(name, "agent"), "change:approve", "production")
     assert rbac.roles_of(f"agent:{name}") == []
     assert rbac.roles_of(name) == [("approver", "production")]
     assert rbac.roles_of(f"user:{name}") == [("approver", "production")]
@@ -153,37 +146,39 @@ def test_bindings_of_humans_and_agents_are_separate(rbac: Rbac) -> None:
 
 
 def test_token_kinds_map_to_actors_and_implied_roles(rbac: Rbac) -> None:
-    assert actor_for(Identity("user", "t1", "alice")) == Actor("alice", "human")
-    assert actor_for(Identity("agent", "t2", "bot")) == Actor("bot", "agent")
-    assert actor_for(Identity("admin", "t3", "root")) == Actor("root", "human", ("admin",))
-    assert actor_for(Identity("operator", "t4", "ops")) == Actor("ops", "human", ("operator",))
-    with pytest.raises(PermissionDenied, match="node credentials cannot act"):
-        actor_for(Identity("node", "t5", "web1", certname="web1"))
+    assert actor_for(Principal.authenticated("user", "t1", "alice")) == Principal("alice", "human")
+    assert actor_for(Principal.authenticated("agent", "t2", "bot")) == Principal("bot", "agent")
+    assert actor_for(Principal.authenticated("admin", "t3", "root")) == Principal(
+        "root", "human", ("admin",))
+    assert actor_for(Principal.authenticated("operator", "t4", "ops")) == Principal(
+        "ops", "human", ("operator",))
+    with pytest.raises(Forbidden, match="node credentials cannot act"):
+        actor_for(Principal.authenticated("node", "t5", "web1", certname="web1"))
 
-    admin = Identity("admin", "t3", unique("root"))
+    admin = Principal.authenticated("admin", "t3", unique("root"))
     assert rbac.permissions_of(admin, "production") == frozenset(PERMISSIONS)
     assert rbac.permissions_of(admin, None) == frozenset(PERMISSIONS)
-    operator = Identity("operator", "t4", unique("ops"))
+    operator = Principal.authenticated("operator", "t4", unique("ops"))
     for environment in (None, *ENVIRONMENTS):
         assert rbac.permissions_of(operator, environment) == EXPECTED["operator"]
     assert rbac.roles_of(operator) == [("operator", "*")]
     # An operator token approves nothing until granted a role that does.
-    with pytest.raises(PermissionDenied, match=r"^operator:ops-\w+ lacks permission "
+    with pytest.raises(Forbidden, match=r"^operator:ops-\w+ lacks permission "
                                                r"change:approve in environment production$"):
         rbac.check(operator, "change:approve", "production")
     rbac.grant(operator, "approver", "production")
     rbac.check(operator, "change:approve", "production")
 
     # User and agent tokens carry nothing of their own.
-    user = Identity("user", "t6", unique("nobody"))
+    user = Principal.authenticated("user", "t6", unique("nobody"))
     assert rbac.permissions_of(user, "production") == frozenset()
     for kind in ("node", "join", "enrollment"):
-        with pytest.raises(PermissionDenied, match=f"{kind} credentials cannot act"):
-            rbac.check(Identity(kind, "t7", "x"), "query", None)
+        with pytest.raises(Forbidden, match=f"{kind} credentials cannot act"):
+            rbac.check(Principal.authenticated(kind, "t7", "x"), "query", None)
 
 
 def test_system_actor_is_never_refused_and_holds_no_bindings(rbac: Rbac) -> None:
-    system = Actor("steward", "system")
+    system = Principal("steward", "system")
     rbac.check(system, "change:rollback", "production")
     with pytest.raises(RbacError, match="cannot be granted to Steward itself"):
         rbac.grant(system, "approver")
@@ -200,7 +195,7 @@ def test_user_and_agent_tokens(shared: Db, kind: str, prefix: str) -> None:
     token = created["token"]
     assert token.startswith(prefix)
     identity = tokens.authenticate(token)
-    assert (identity.kind, identity.name) == (kind, name)
+    assert (identity.credential, identity.name) == (kind, name)
     assert "token" not in tokens.get(created["id"])
     with shared.engine.connect() as conn:
         stored = conn.execute(access_tables.tokens.select().where(
@@ -228,11 +223,11 @@ def test_grant_is_idempotent_and_revoke_takes_effect_at_once(rbac: Rbac) -> None
     assert rbac.roles_of(name) == [("debugger", "*"), ("executor", "staging")]
     assert rbac.roles_in(name, "staging") == {"debugger", "executor"}
     assert rbac.roles_in(name, "production") == {"debugger"}
-    rbac.check(Actor(name, "human"), "change:deploy", "staging")
+    rbac.check(Principal(name, "human"), "change:deploy", "staging")
 
     rbac.revoke_role(name, "executor", "staging")
-    with pytest.raises(PermissionDenied):
-        rbac.check(Actor(name, "human"), "change:deploy", "staging")
+    with pytest.raises(Forbidden):
+        rbac.check(Principal(name, "human"), "change:deploy", "staging")
     with pytest.raises(BindingNotFound, match=rf"human:{name} does not hold role executor in "
                                               r"staging; it holds: debugger in \*"):
         rbac.revoke_role(name, "executor", "staging")
@@ -250,19 +245,19 @@ def test_grant_validates_role_environment_and_name(rbac: Rbac) -> None:
     with pytest.raises(RbacError, match="is a human, not a agent"):
         rbac.grant("human:alice", "approver", kind="agent")
     with pytest.raises(RbacError, match="unknown permission 'change:aprove'"):
-        rbac.has(Actor("alice", "human"), "change:aprove", None)
+        rbac.has(Principal("alice", "human"), "change:aprove", None)
 
 
 def test_no_escalation(rbac: Rbac) -> None:
     lead = unique("lead")
     rbac.grant(lead, "approver", "production")
-    rbac.check_no_escalation(Actor(lead, "human"), "approver", "production")
-    with pytest.raises(PermissionDenied, match=rf"human:{lead} cannot grant role approver in "
+    rbac.check_no_escalation(Principal(lead, "human"), "approver", "production")
+    with pytest.raises(Forbidden, match=rf"human:{lead} cannot grant role approver in "
                                                r"staging: it lacks change:approve"):
-        rbac.check_no_escalation(Actor(lead, "human"), "approver", "staging")
-    with pytest.raises(PermissionDenied, match="cannot grant role admin"):
-        rbac.check_no_escalation(Identity("operator", "t", "ops"), "admin")
-    rbac.check_no_escalation(Identity("admin", "t", "root"), "admin")
+        rbac.check_no_escalation(Principal(lead, "human"), "approver", "staging")
+    with pytest.raises(Forbidden, match="cannot grant role admin"):
+        rbac.check_no_escalation(Principal.authenticated("operator", "t", "ops"), "admin")
+    rbac.check_no_escalation(Principal.authenticated("admin", "t", "root"), "admin")
 
 
 # -- rbac.yaml --------------------------------------------------------------------------------
@@ -285,7 +280,7 @@ def test_custom_roles_from_rbac_yaml(shared: Db, tmp_path: Path) -> None:
     assert rbac.role("ci").permissions == {"task:run", "task:run_readonly", "change:validate"}
     name = unique("rm")
     rbac.grant(name, "release-manager", "production")
-    rbac.check(Actor(name, "human"), "change:deploy", "production")
+    rbac.check(Principal(name, "human"), "change:deploy", "production")
     assert rbac.counts_as_in(name, "production") == {"release-manager", "approver"}
     assert rbac.counts_as_in(name, "staging") == frozenset()
 
@@ -293,7 +288,7 @@ def test_custom_roles_from_rbac_yaml(shared: Db, tmp_path: Path) -> None:
     (tmp_path / "rbac.yaml").write_text("roles: {}\n", encoding="utf-8")
     reloaded = Rbac(shared.engine, tmp_path)
     assert rbac.roles_of(name) == [("release-manager", "production")]
-    assert reloaded.permissions_of(Actor(name, "human"), "production") == frozenset()
+    assert reloaded.permissions_of(Principal(name, "human"), "production") == frozenset()
 
 
 def test_example_rbac_yaml_loads() -> None:
@@ -361,7 +356,7 @@ def test_permissions_are_the_union_of_applicable_bindings(
     for role, scope in bindings:
         if scope == "*" or scope == environment:
             expected |= EXPECTED[role]
-    actor = Actor(name, "agent")
+    actor = Principal(name, "agent")
     assert rbac.permissions_of(actor, environment) == expected
     # What holds everywhere (environment None) holds in each environment.
     everywhere = rbac.permissions_of(actor, None)

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from steward.access.principal import Actor
+from steward.access.principal import Principal
 from steward.api.app import build_app
 from steward.pipeline.policy.evaluate import install_default_policies
 from steward.pipeline.service import Pipeline
@@ -187,7 +187,7 @@ def test_an_amended_head_is_not_approved_unseen(site: Site) -> None:
     change = site.propose("amended")
     cid = change["id"]
     seen = site.ok("GET", f"/api/v1/changes/{cid}", "bob")
-    planner = Actor("planner-bot", "agent")
+    planner = Principal("planner-bot", "agent")
     text = site.pipeline.repo.read_file(seen["head"], PROFILE)
     assert text is not None
     site.pipeline.changes.update_head(cid, planner, edits={
@@ -338,7 +338,7 @@ def test_the_cli_shows_and_sends_what_it_approves(site: Site) -> None:
 def test_every_reviewer_role_reads_the_reports_it_reviews() -> None:
     """Each built-in role that gives verdicts, overrides or deploys reads the full report
     (desired_state:read); none needs change:impact for it."""
-    from steward.access.rbac import BUILTIN_ROLES
+    from steward.access.roles import BUILTIN_ROLES
 
     acting = {"change:approve", "change:reject", "policy:override", "change:deploy",
               "change:rollback"}

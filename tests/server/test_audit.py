@@ -44,8 +44,8 @@ from steward.access.audit import (
     key_id,
     sensitive_key,
 )
-from steward.access.tokens import AuditLog as ReexportedAuditLog
-from steward.access.tokens import Identity, new_token
+from steward.access.principal import Principal
+from steward.access.tokens import new_token
 from steward.catalog.canonical import canonical_json
 from steward.server.db import QUERY_TABLES, make_engine
 from steward.server.migrate import MIGRATIONS, migrate
@@ -101,7 +101,7 @@ def fill(log: AuditLog, count: int, *, every: int = 5, **extra: Any) -> None:
     """Append ``count`` entries, checkpointing each time the log reaches a multiple of
     ``every`` (what the background writer does by time, done here by count)."""
     for i in range(count):
-        entry = log.record(actor=Identity(kind="operator", token_id="t1", name="alice"),
+        entry = log.record(actor=Principal.authenticated("operator", "t1", "alice"),
                            action="node.run", target=f"node:web{i}", outcome="succeeded",
                            parameters={"noop": i % 2 == 0, "n": i}, remote="127.0.0.1",
                            **extra)
@@ -161,8 +161,7 @@ def test_entries_form_a_hash_chain_with_signed_checkpoints(audit_db: AuditDb) ->
 
 
 def test_record_keeps_the_old_signature_and_fills_the_new_fields(audit_db: AuditDb) -> None:
-    assert ReexportedAuditLog is AuditLog
-    identity = Identity(kind="node", token_id="t9", name="web1", certname="web1")
+    identity = Principal.authenticated("node", "t9", "web1", "web1")
     entry = audit_db.log.record(actor=identity, action="GET /api/v1/nodes/web2/catalog",
                                 target="web2", outcome="denied", reason="not yours",
                                 remote="10.0.0.1")
@@ -526,7 +525,7 @@ def test_audit_entries_are_queryable_in_pql(audit_db: AuditDb) -> None:
     from steward.store import Store
 
     log = audit_db.log
-    node = Identity(kind="node", token_id="n", name="web1", certname="web1")
+    node = Principal.authenticated("node", "n", "web1", "web1")
     log.record(actor=node, action="catalog", target="node:web2", outcome="denied",
                reason="not yours", parameters={"environment": "production", "limit": 10})
     log.record(actor="admin:admin", action="token.create", target="token:abc",

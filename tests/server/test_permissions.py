@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from steward.access.authorize import Forbidden, entity_permissions, kind_authorizer
-from steward.access.tokens import Identity
+from steward.access.principal import Principal
 from steward.api.app import build_app
 from steward.server.config import init_data_dir, load_config
 from tests.e2e.harness import database_url, free_port, write_repo
@@ -344,8 +344,8 @@ def test_the_entities_a_query_reads_are_found_in_subqueries_too() -> None:
 # -- the server's own rules, without the pipeline ----------------------------------------------
 
 
-def _identity(kind: str) -> Identity:
-    return Identity(kind=kind, token_id="t1", name="x", certname="x" if kind == "node" else None)
+def _identity(kind: str) -> Principal:
+    return Principal.authenticated(kind, "t1", "x", "x" if kind == "node" else None)
 
 
 @pytest.mark.parametrize("permission", sorted(SERVER_PERMISSIONS))

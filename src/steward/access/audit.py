@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -55,6 +55,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from steward.access import tables
+from steward.access.principal import Principal
 from steward.catalog.canonical import canonical_json, encode_string
 from steward.catalog.redaction import REDACTED as REDACTED  # noqa: PLC0414 (re-export)
 from steward.catalog.redaction import is_secret_key, scrub_text
@@ -91,16 +92,6 @@ _LIMITS = {"actor": 255, "actor_kind": 16, "action": 255, "target": 512, "remote
 
 class AuditError(StewardError):
     """The audit log or its signing key cannot be used as asked."""
-
-
-class Actor(Protocol):
-    """Who acted: :class:`steward.access.tokens.Identity`, or any object with these two."""
-
-    @property
-    def label(self) -> str: ...
-
-    @property
-    def kind(self) -> str: ...
 
 
 # -- redaction -----------------------------------------------------------------------------
@@ -602,7 +593,7 @@ class AuditLog:
     def record(
         self,
         *,
-        actor: Actor | str | None,
+        actor: Principal | str | None,
         action: str,
         target: str | None,
         outcome: str,
@@ -615,7 +606,7 @@ class AuditLog:
     ) -> dict[str, Any]:
         """Append one entry; returns it as :meth:`entries` shows it.
 
-        ``actor`` is an identity, a label (with ``actor_kind``) or None for anonymous
+        ``actor`` is a principal, a label (with ``actor_kind``) or None for anonymous
         requests. ``parameters`` are redacted (see :func:`redact`); ``reason`` and ``target``
         lose any token they contain. ``request_id`` ties the entries of one request
         together; one is generated when not given. Pass ``conn`` (a write transaction,
@@ -628,7 +619,7 @@ class AuditLog:
         elif isinstance(actor, str):
             label, kind = actor, actor_kind or "system"
         else:
-            label, kind = actor.label, actor_kind or actor.kind
+            label, kind = actor.label, actor_kind or actor.label_kind
         draft = {
             "actor": _cut(label, "actor") or "", "actor_kind": _cut(kind, "actor_kind") or "",
             "action": _cut(action, "action") or "",

@@ -2,9 +2,10 @@
 
 Every operator endpoint names the permission it needs (``query``, ``node:manage``,
 ``token:manage``, ``audit:read``, ``admin``, and for some PuppetDB entities more, see
-:data:`ENTITY_PERMISSIONS`) and asks the application's :data:`Authorizer`. The server's own,
-:func:`kind_authorizer`, decides by token kind; the change pipeline installs one that also
-answers user and agent tokens by their roles. Both refuse with :class:`Forbidden`, which the
+:data:`ENTITY_PERMISSIONS`) and asks :func:`steward.access.rbac.authorize`, which answers
+user and agent tokens by their role bindings and every other credential by
+:func:`kind_authorizer` (by token kind). The server and the pipeline call the same function;
+nothing is installed at start-up. Every refusal is a :class:`Forbidden`, which the
 application audits and answers with HTTP 403.
 """
 
@@ -13,27 +14,38 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from steward.access.tokens import Identity
+from steward.access.principal import Principal
 from steward.errors import StewardError
 
 
 class Forbidden(StewardError):
-    """An identity lacks a permission (HTTP 403); audited before the answer goes out.
+    """A principal lacks a permission (HTTP 403); audited before the answer goes out.
 
-    The message names the identity, the permission and the environment (None: a global
-    action); the answer carries ``permission`` and ``environment`` as fields too.
+    The one refusal of Steward, whichever layer decides it: the message names the principal,
+    the permission and the environment (None: a global action); the answer carries
+    ``permission`` and ``environment`` as fields too.
     """
 
-    def __init__(self, message: str, *, permission: str, environment: str | None = None
-                 ) -> None:
+    def __init__(self, message: str, *, permission: str, environment: str | None = None,
+                 principal: str | None = None) -> None:
         super().__init__(message)
         self.permission = permission
         self.environment = environment
+        #: The refused principal's label (None: not known where the refusal was raised).
+        self.principal = principal
+
+    @classmethod
+    def lacking(cls, principal: str, permission: str, environment: str | None) -> Forbidden:
+        """``alice lacks permission X in environment E`` (or: needs a ``*`` binding)."""
+        where = (f"in environment {environment}" if environment
+                 else "(it needs a role bound in every environment, '*')")
+        return cls(f"{principal} lacks permission {permission} {where}", permission=permission,
+                   environment=environment, principal=principal)
 
 
 #: Returns if ``identity`` holds ``permission`` in the environment (None: a global action),
 #: else raises :class:`Forbidden`. Higher layers install their own on the application state.
-Authorizer = Callable[[Identity, str, "str | None"], None]
+Authorizer = Callable[[Principal, str, "str | None"], None]
 
 #: PuppetDB entities that need more than ``query``: the audit log is ``audit:read``'s, run
 #: reports and their events ``report:read``'s, the pipeline's records ``desired_state:read``'s
@@ -57,21 +69,22 @@ _NO_ROLES: Final = ("user and agent tokens act through role bindings, which only
                     "pipeline grants (this server has none)")
 
 
-def kind_authorizer(identity: Identity, permission: str, environment: str | None) -> None:
+def kind_authorizer(identity: Principal, permission: str, environment: str | None) -> None:
     """The rules by token kind alone, for a server without the change pipeline.
 
     Admin tokens hold every permission; operator tokens every one but ``admin`` (which is
     what minting operator tokens needs); every other kind none.
     """
-    if identity.kind == "admin" or (identity.kind == "operator" and permission != "admin"):
+    if identity.credential == "admin" or (
+            identity.credential == "operator" and permission != "admin"):
         return
-    if identity.kind == "operator":
+    if identity.credential == "operator":
         why = "only an admin token holds it"
     else:
-        why = _KIND_LIMITS.get(identity.kind, _NO_ROLES)
+        why = _KIND_LIMITS.get(identity.label_kind, _NO_ROLES)
     where = f" in environment {environment}" if environment else ""
     raise Forbidden(f"{identity.label} lacks permission {permission}{where}: {why}",
-                    permission=permission, environment=environment)
+                    permission=permission, environment=environment, principal=identity.label)
 
 
 def query_entities(query: Any) -> Iterator[str]:

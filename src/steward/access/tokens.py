@@ -15,14 +15,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
 from steward.access import tables
-from steward.access.audit import AuditLog as AuditLog  # noqa: PLC0414 (re-export)
+from steward.access.principal import Principal
 from steward.errors import NotFoundError, StewardError
 from steward.store import db as store_db
 from steward.store.db import utcnow
@@ -30,8 +29,6 @@ from steward.store.db import utcnow
 KINDS = ("admin", "operator", "user", "agent", "node", "join", "enrollment")
 PREFIXES = {"admin": "stwa_", "operator": "stwo_", "user": "stwu_", "agent": "stwg_",
             "node": "stwn_", "join": "stwj_", "enrollment": "stwe_"}
-#: Kinds that may act on any node and read the store.
-OPERATOR_KINDS = frozenset({"admin", "operator"})
 #: Kinds that stand for a person or an agent and act in the pipeline under role bindings
 #: (admin and operator tokens imply the roles of the same name; user and agent tokens get
 #: only the roles granted to their name).
@@ -42,24 +39,6 @@ _TOUCH_INTERVAL = timedelta(seconds=60)
 
 class AuthenticationError(StewardError):
     """The request carries no token, or one that is unknown, expired or revoked (HTTP 401)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a request is from: a token's kind and name, and for nodes their certname."""
-
-    kind: str
-    token_id: str
-    name: str
-    certname: str | None = None
-
-    @property
-    def is_operator(self) -> bool:
-        return self.kind in OPERATOR_KINDS
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind}:{self.name}"
 
 
 def new_token(kind: str) -> str:
@@ -140,7 +119,7 @@ class Tokens:
             row = conn.execute(select(tables.tokens).where(tables.tokens.c.id == token_id)).one()
         return {**_token_public(row), "token": token}
 
-    def authenticate(self, token: str) -> Identity:
+    def authenticate(self, token: str) -> Principal:
         """The identity behind ``token``; :class:`AuthenticationError` says why not."""
         now = utcnow()
         with store_db.reading(self.engine) as conn:
@@ -159,7 +138,7 @@ class Tokens:
             with self.engine.begin() as conn:
                 conn.execute(update(tables.tokens).where(tables.tokens.c.id == row.id)
                              .values(last_used_at=now))
-        return Identity(kind=row.kind, token_id=row.id, name=row.name, certname=row.certname)
+        return Principal.authenticated(row.kind, row.id, row.name, row.certname)
 
     def list_tokens(self, *, include_revoked: bool = False) -> list[dict[str, Any]]:
         query = select(tables.tokens).order_by(tables.tokens.c.created_at, tables.tokens.c.id)

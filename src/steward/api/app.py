@@ -2,9 +2,8 @@
 
 ``steward server`` serves :func:`build_app`. The pipeline plugs into the server through
 :class:`PipelineExtension` (the server layer cannot import the layers above it): it adds the
-pipeline's routes and replaces the server's authoriser by
-:func:`steward.access.rbac.rbac_authorizer`, so the server's own endpoints answer user and
-agent tokens by their roles too.
+pipeline's routes and error statuses and builds the :class:`Pipeline` on the server's
+services (whose authoriser already answers user and agent tokens by their roles).
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from steward.access.authorize import kind_authorizer
-from steward.access.rbac import PermissionDenied, RbacError, rbac_authorizer
+from steward.access.roles import RbacError
 from steward.api import routes, routes_assistant
 from steward.api.routes_tasks import TaskExtension
 from steward.gitrepo import GitError
@@ -43,7 +41,7 @@ class PipelineExtension:
     def install(self, app: FastAPI) -> None:
         state: AppState = app.state.steward
         state.error_statuses.extend([
-            (PermissionDenied, 403), (EnvironmentLocked, 409), (GateError, 409),
+            (EnvironmentLocked, 409), (GateError, 409),
             (StaleApprovalError, 409), (AnalysisMissing, 409), (GitError, 409),
             (ApprovalError, 400), (DeployError, 400), (RbacError, 400),
         ])
@@ -54,7 +52,6 @@ class PipelineExtension:
         pipeline = await run_in_threadpool(_build, state.services)
         state.extras["pipeline"] = pipeline
         if pipeline is not None:
-            state.authorizer = rbac_authorizer(pipeline.rbac)
             abandoned = await run_in_threadpool(pipeline.deployments.abandon_running)
             for deployment_id in abandoned:
                 log.warning("deployment %s was interrupted by a server stop; marked failed",
@@ -67,7 +64,6 @@ class PipelineExtension:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         state.extras.pop("pipeline", None)
-        state.authorizer = kind_authorizer
 
 
 def _build(services: Services) -> Pipeline | None:

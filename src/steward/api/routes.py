@@ -13,7 +13,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from steward.access.tokens import Identity
+from steward.access.principal import Principal
 from steward.pipeline.approvals.records import StaleApprovalError
 from steward.pipeline.deploy.rollout import ServerNodeRunner, Strategy
 from steward.pipeline.impact.analysis import render_text
@@ -278,7 +278,7 @@ def install(app: FastAPI) -> None:
 
     id_tags: list[str | Enum] = ["identities"]
 
-    def _manager(p: Pipeline, identity: Identity, action: str, target: str | None) -> None:
+    def _manager(p: Pipeline, identity: Principal, action: str, target: str | None) -> None:
         p.authorise(identity, "token:manage", None, action=action, target=target)
 
     @app.post("/api/v1/identities", tags=id_tags, status_code=201)
@@ -291,7 +291,7 @@ def install(app: FastAPI) -> None:
         for text in body.roles:
             role, env = _role(text)
             p.rbac.role(role)
-            if identity.kind != "admin":
+            if identity.credential != "admin":
                 p.rbac.check_no_escalation(p.actor(identity), role, env)
         kind = "user" if body.kind == "human" else "agent"
         created = p.services.tokens.create(
@@ -317,7 +317,7 @@ def install(app: FastAPI) -> None:
               identity: Authenticated) -> Response:
         p = _pipeline(request)
         _manager(p, identity, "role.grant", principal)
-        if identity.kind != "admin":
+        if identity.credential != "admin":
             p.rbac.check_no_escalation(p.actor(identity), body.role, body.environment)
         binding = p.rbac.grant(principal, body.role, body.environment,
                                granted_by=identity.label)

@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from steward.access.tokens import Identity
+from steward.access.principal import Principal
 from steward.assistant.config import MODEL_EXTRA, AssistantConfigError, resolve_model
 from steward.assistant.core import (
     DEFAULT_LIMIT,
@@ -45,7 +45,7 @@ def model_for(request: Request) -> tuple[Any, str]:
 def install(app: FastAPI) -> None:
     @app.post("/api/v1/ask", tags=["assistant"])
     def ask(request: Request, body: AskBody,
-            identity: Annotated[Identity, Depends(require("query"))]) -> Response:
+            identity: Annotated[Principal, Depends(require("query"))]) -> Response:
         """A question in plain language: the query the model wrote, its rows, a summary."""
         try:
             model, output = model_for(request)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from steward.access.authorize import Authorizer, Forbidden, entity_permissions, kind_authorizer
-from steward.access.tokens import Identity
+from steward.access.principal import Principal
 from steward.assistant.prompt import (
     FleetContext,
     QueryStore,
@@ -103,7 +103,7 @@ class Answer:
                              for a in self.attempts]}
 
 
-def answer(question: str, *, identity: Identity, services: AskServices, model: Any,
+def answer(question: str, *, identity: Principal, services: AskServices, model: Any,
            authorizer: Authorizer | None = None, limit: int = DEFAULT_LIMIT,
            max_attempts: int = MAX_ATTEMPTS, summarize: bool = True,
            context: FleetContext | None = None, output: str = "tool") -> Answer:
@@ -119,7 +119,7 @@ def answer(question: str, *, identity: Identity, services: AskServices, model: A
             summarize=summarize, context=context, output=output))
 
 
-async def answer_async(question: str, *, identity: Identity, services: AskServices,
+async def answer_async(question: str, *, identity: Principal, services: AskServices,
                        model: Any, authorizer: Authorizer | None = None,
                        limit: int = DEFAULT_LIMIT, max_attempts: int = MAX_ATTEMPTS,
                        summarize: bool = True, context: FleetContext | None = None,
@@ -190,7 +190,7 @@ def _output_spec(output: str) -> Any:
     return PqlQuery
 
 
-def _run(text: str, identity: Identity, services: AskServices, check: Authorizer,
+def _run(text: str, identity: Principal, services: AskServices, check: Authorizer,
          question: str, limit: int) -> Attempt | tuple[list[dict[str, Any]], bool]:
     """Parse, authorise and run one proposed query; an :class:`Attempt` on a fixable error."""
     try:
@@ -234,7 +234,7 @@ def _cap(ast: list[Any], limit: int) -> tuple[list[Any], bool]:
     return out, capped
 
 
-def _authorise(check: Authorizer, identity: Identity, permission: str, entity: str | None,
+def _authorise(check: Authorizer, identity: Principal, permission: str, entity: str | None,
                services: AskServices, question: str, query: str | None) -> None:
     try:
         check(identity, permission, None)
@@ -244,7 +244,7 @@ def _authorise(check: Authorizer, identity: Identity, permission: str, entity: s
         raise Forbidden(why, permission=permission) from None
 
 
-def _audit(services: AskServices, identity: Identity, question: str, query: str | None,
+def _audit(services: AskServices, identity: Principal, question: str, query: str | None,
            outcome: str, reason: str | None, *, rows: int | None = None,
            attempts: list[Attempt] | None = None) -> None:
     services.audit.record(

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from steward.access.tokens import Identity
+from steward.access.principal import Principal
 from steward.assistant.config import AssistantConfigError, build_model, parse_spec
 from steward.assistant.core import Answer, AskError, answer_async, run_limited
 from steward.assistant.fleet import Clock, seed
@@ -34,7 +34,7 @@ from steward.store import Store
 
 #: Where the evaluation set lives in a source checkout.
 EVALS_DIR = Path(__file__).resolve().parents[3] / "evals" / "assistant"
-EVAL_IDENTITY = Identity(kind="admin", token_id="eval", name="assistant-eval")  # noqa: S106 (an id)
+EVAL_IDENTITY = Principal.authenticated("admin", "eval", "assistant-eval")
 
 
 class EvalError(StewardError):

@@ -18,7 +18,6 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from steward.access.rbac import rbac_authorizer
 from steward.assistant.config import AssistantConfigError
 from steward.assistant.core import DEFAULT_LIMIT, MAX_LIMIT, AskError, answer
 from steward.errors import StewardError
@@ -53,7 +52,7 @@ def register_ask_tool(server: MCPServer, model: ModelProvider,
             pipeline = found.pipeline
             result = await run_in_threadpool(
                 lambda: answer(question, identity=found.identity, services=pipeline.services,
-                               model=chosen, authorizer=rbac_authorizer(pipeline.rbac),
+                               model=chosen, authorizer=pipeline.services.authorize,
                                limit=limit, output=output))
         except AskError as exc:
             tried = "; ".join(f"{a.query or '(no query)'} -> {a.error}" for a in exc.attempts)

@@ -17,12 +17,13 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from starlette.concurrency import run_in_threadpool
 
-from steward.access.tokens import PRINCIPAL_KINDS, AuthenticationError, Identity
+from steward.access.principal import Principal
+from steward.access.tokens import PRINCIPAL_KINDS, AuthenticationError
 from steward.errors import StewardError
 from steward.server.services import Services
 
 #: Turns the request's access token (None over stdio or in process) into the caller.
-IdentityResolver = Callable[[AccessToken | None], Identity]
+IdentityResolver = Callable[[AccessToken | None], Principal]
 
 _CLAIM_KIND: Final = "steward_kind"
 _CLAIM_NAME: Final = "steward_name"
@@ -32,7 +33,7 @@ class NotAuthenticated(StewardError):
     """An MCP request reached a tool without a usable Steward identity."""
 
 
-def authenticate_principal(services: Services, token: str) -> Identity:
+def authenticate_principal(services: Services, token: str) -> Principal:
     """The identity behind ``token`` if it may act through MCP; refusals are audited."""
     try:
         identity = services.tokens.authenticate(token)
@@ -40,8 +41,8 @@ def authenticate_principal(services: Services, token: str) -> Identity:
         services.audit.record(actor=None, action="mcp.authenticate", target=None,
                               outcome="denied", reason=f"invalid credentials: {exc}")
         raise
-    if identity.kind not in PRINCIPAL_KINDS:
-        reason = (f"{identity.label}: {identity.kind} credentials cannot use the MCP server; "
+    if identity.credential not in PRINCIPAL_KINDS:
+        reason = (f"{identity.label}: {identity.credential} credentials cannot use the MCP server; "
                   "use a user, agent, operator or admin token")
         services.audit.record(actor=identity, action="mcp.authenticate", target=None,
                               outcome="denied", reason=reason)
@@ -63,22 +64,22 @@ class StewardTokenVerifier:
         # client_id and subject bind the SDK's HTTP session to this very token.
         return AccessToken(token=token, client_id=identity.label, scopes=[],
                            subject=identity.token_id,
-                           claims={_CLAIM_KIND: identity.kind, _CLAIM_NAME: identity.name})
+                           claims={_CLAIM_KIND: identity.credential, _CLAIM_NAME: identity.name})
 
 
-def identity_from_access_token(token: AccessToken | None) -> Identity:
+def identity_from_access_token(token: AccessToken | None) -> Principal:
     """The resolver for HTTP: the identity the verifier put into the access token."""
     if token is None or not token.claims or token.subject is None:
         raise NotAuthenticated("this MCP request carries no Steward identity: send "
                                "'Authorization: Bearer TOKEN'")
-    return Identity(kind=str(token.claims[_CLAIM_KIND]), token_id=token.subject,
-                    name=str(token.claims[_CLAIM_NAME]))
+    return Principal.authenticated(str(token.claims[_CLAIM_KIND]), token.subject,
+                                   str(token.claims[_CLAIM_NAME]))
 
 
 def token_resolver(services: Services, token: str) -> IdentityResolver:
     """The resolver for stdio: the environment's token, looked up on every call."""
 
-    def resolve(_access: AccessToken | None) -> Identity:
+    def resolve(_access: AccessToken | None) -> Principal:
         return authenticate_principal(services, token)
 
     return resolve

@@ -38,10 +38,9 @@ from starlette.requests import Request
 
 import steward
 from steward import __version__
-from steward.access.authorize import ENTITY_PERMISSIONS, entity_permissions
-from steward.access.principal import Actor
-from steward.access.rbac import PERMISSIONS, PermissionDenied
-from steward.access.tokens import Identity
+from steward.access.authorize import ENTITY_PERMISSIONS, Forbidden, entity_permissions
+from steward.access.principal import Principal
+from steward.access.roles import PERMISSIONS
 from steward.catalog.types import TYPES
 from steward.errors import NotFoundError, StewardError
 from steward.gitrepo import check_path
@@ -130,7 +129,7 @@ class Rollouts:
         self._signals = signals
         self._tasks = tasks
 
-    def start(self, pipeline: Pipeline, deployment_id: str, actor: Actor) -> None:
+    def start(self, pipeline: Pipeline, deployment_id: str, actor: Principal) -> None:
         signals = self._signals()
         if signals is None:
             raise StewardError("this MCP server cannot run rollouts (no run-now signals)")
@@ -145,11 +144,11 @@ class Rollouts:
 @dataclass(frozen=True)
 class _Caller:
     pipeline: Pipeline
-    identity: Identity
+    identity: Principal
     request: Request
 
 
-def held_permissions(pipeline: Pipeline, identity: Identity) -> frozenset[str]:
+def held_permissions(pipeline: Pipeline, identity: Principal) -> frozenset[str]:
     """Every permission the identity holds in at least one environment (for tool lists)."""
     held: set[str] = set()
     for role_name, _scope in pipeline.rbac.roles_of(identity):
@@ -159,7 +158,7 @@ def held_permissions(pipeline: Pipeline, identity: Identity) -> frozenset[str]:
     return frozenset(PERMISSIONS) if "admin" in held else frozenset(held)
 
 
-def visible_tools(pipeline: Pipeline, identity: Identity) -> list[str]:
+def visible_tools(pipeline: Pipeline, identity: Principal) -> list[str]:
     """The tools the identity is shown, sorted."""
     held = held_permissions(pipeline, identity)
     return sorted(name for name, permission in TOOL_PERMISSIONS.items() if permission in held)
@@ -320,7 +319,7 @@ def build_mcp(pipeline: Callable[[], Pipeline | None], identity: IdentityResolve
 
         def run(c: _Caller) -> dict[str, Any]:
             params: dict[str, Any] = {"query": query}
-            audited = c.identity.kind in AUDITED_KINDS
+            audited = c.identity.credential in AUDITED_KINDS
             svc = c.pipeline.services
             c.pipeline.authorise(c.identity, "query", None, action="query", target=None)
             entity: str | None = None
@@ -338,7 +337,7 @@ def build_mcp(pipeline: Callable[[], Pipeline | None], identity: IdentityResolve
                     audit_query(svc, c.request, c.identity, entity, params, error=error)
                 raise StewardError(error) from None
             except StewardError as exc:
-                if audited and not isinstance(exc, PermissionDenied):  # audited already
+                if audited and not isinstance(exc, Forbidden):  # audited already
                     audit_query(svc, c.request, c.identity, entity, params, error=str(exc))
                 raise
             truncated = len(rows) > limit

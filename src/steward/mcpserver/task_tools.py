@@ -21,7 +21,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from steward.access.tokens import Identity
+from steward.access.principal import Principal
 from steward.errors import StewardError
 from steward.mcpserver.data import from_nodes
 from steward.server.runs import RunSignals
@@ -101,7 +101,7 @@ def register_task_tools(server: MCPServer, tasks: TaskAccess,
         required, sensitive), whether each is read-only and supports noop."""
 
         def run(c: Any) -> dict[str, Any]:
-            identity: Identity = c.identity
+            identity: Principal = c.identity
             specs = tasks.current().tasks(identity, environment)
             return {"tasks": [spec.to_json() for spec in specs]}
 
@@ -168,7 +168,7 @@ def register_task_tools(server: MCPServer, tasks: TaskAccess,
         return dict(await call(ctx, run))
 
 
-async def _wait(service: TaskService, identity: Identity, job_id: str,
+async def _wait(service: TaskService, identity: Principal, job_id: str,
                 timeout: float) -> dict[str, Any]:
     """The job once finished, or as it is after ``timeout`` (without holding a thread)."""
     deadline = time.monotonic() + timeout

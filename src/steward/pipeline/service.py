@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from steward.access.principal import Actor
-from steward.access.rbac import PermissionDenied, Rbac, actor_for
-from steward.access.tokens import Identity
+from steward.access.authorize import Forbidden
+from steward.access.principal import SYSTEM, Principal
+from steward.access.rbac import Rbac, actor_for
 from steward.catalog.redaction import redact, scrub_text
 from steward.errors import StewardError
 from steward.gitrepo import Author, DesiredStateRepo, GitError
@@ -45,7 +45,6 @@ from steward.pipeline.policy.inputs import policy_input
 from steward.server.services import Services
 
 log = logging.getLogger("steward.pipeline")
-SYSTEM = Actor("steward", "system")
 #: What one step of an agent's transcript may be (see steward.agentflow).
 TRANSCRIPT_KINDS = frozenset({"prompt", "tool_call", "tool_result", "message", "diagnosis"})
 MAX_TRANSCRIPT_BYTES = 16_384
@@ -88,7 +87,9 @@ class Pipeline:
         config = services.config
         engine = services.engine
         self.environments = tuple(config.environments)
-        self.rbac = Rbac(engine, config.data_dir, environments=self.environments)
+        if services.rbac is None:  # the server's own bindings: one authoriser for both
+            raise StewardError("services without role bindings: use build_services")
+        self.rbac: Rbac = services.rbac
         self.approvals = Approvals(
             engine, load_approval_rules(config.data_dir, roles=list(self.rbac.roles),
                                         environments=self.environments), self.rbac)
@@ -109,24 +110,23 @@ class Pipeline:
                 else PolicySet(directory, (), None, frozenset())
         return self._policies
 
-    def actor(self, identity: Identity | Actor) -> Actor:
-        return identity if isinstance(identity, Actor) else actor_for(identity)
+    actor = staticmethod(actor_for)
 
-    def _audit(self, actor: Actor | Identity | None, action: str, target: str | None, *,
+    def _audit(self, actor: Principal | None, action: str, target: str | None, *,
                outcome: str = "succeeded", reason: str | None = None,
                parameters: Mapping[str, Any] | None = None) -> None:
         self.services.audit.record(actor=actor, action=action, target=target,
                                    outcome=outcome, reason=reason,
                                    parameters=dict(parameters or {}))
 
-    def authorise(self, identity: Identity | Actor, permission: str,
-                  environment: str | None, *, action: str, target: str | None) -> Actor:
-        """The caller as an actor, or :class:`PermissionDenied` (audited as denied)."""
+    def authorise(self, identity: Principal, permission: str,
+                  environment: str | None, *, action: str, target: str | None) -> Principal:
+        """The caller as an actor, or :class:`Forbidden` (audited as denied)."""
         try:
             actor = self.actor(identity)
             if "admin" not in actor.roles:
                 self.rbac.check(actor, permission, environment)
-        except PermissionDenied as exc:
+        except Forbidden as exc:
             self._audit(identity, action, target, outcome="denied", reason=str(exc))
             raise
         return actor
@@ -139,7 +139,7 @@ class Pipeline:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def view(self, identity: Identity | Actor, change_id: str) -> ChangeView:
+    def view(self, identity: Principal, change_id: str) -> ChangeView:
         change = self.changes.get(change_id)
         self.authorise(identity, "desired_state:read", change.environment,
                        action="change.read", target=f"change:{change_id}")
@@ -149,13 +149,13 @@ class Pipeline:
         analysis = self._analysis(change)
         return ChangeView(change, analysis, self._gates(change, analysis))
 
-    def list(self, identity: Identity | Actor, *, state: str | None = None,
+    def list(self, identity: Principal, *, state: str | None = None,
              environment: str | None = None) -> list[Change]:
         self.authorise(identity, "desired_state:read", environment, action="change.list",
                        target=None)
         return self.changes.list(state=state, environment=environment)
 
-    def impact_report(self, identity: Identity | Actor, change_id: str) -> dict[str, Any]:
+    def impact_report(self, identity: Principal, change_id: str) -> dict[str, Any]:
         """The stored impact report of the change's current head and digest.
 
         Reading it is reading the change (``desired_state:read``, which every reviewer
@@ -221,7 +221,7 @@ class Pipeline:
 
     # -- proposing and analysing -----------------------------------------------------------
 
-    def propose(self, identity: Identity | Actor, environment: str, *,
+    def propose(self, identity: Principal, environment: str, *,
                 edits: Mapping[str, str | bytes | None] | None = None,
                 patch: str | None = None, base: str | None = None, title: str,
                 message: str = "", analyse: bool = True) -> ChangeView:
@@ -245,7 +245,7 @@ class Pipeline:
             self._analyse(change, actor)
         return self._view(self.changes.get(change.id))
 
-    def propose_branch(self, identity: Identity | Actor, branch: str, environment: str,
+    def propose_branch(self, identity: Principal, branch: str, environment: str,
                        message: str, *, analyse: bool = True) -> ChangeView:
         env = self._environment(environment)
         actor = self.authorise(identity, "change:propose", env, action="change.propose",
@@ -257,13 +257,13 @@ class Pipeline:
             self._analyse(change, actor)
         return self._view(self.changes.get(change.id))
 
-    def analyse(self, identity: Identity | Actor, change_id: str) -> Analysis:
+    def analyse(self, identity: Principal, change_id: str) -> Analysis:
         change = self.changes.get(change_id)
         actor = self.authorise(identity, "change:impact", change.environment,
                                action="change.analyse", target=f"change:{change_id}")
         return self._analyse(change, actor)
 
-    async def analyse_live(self, identity: Identity | Actor, change_id: str,
+    async def analyse_live(self, identity: Principal, change_id: str,
                            predictor: LivePredictor, *, timeout: float = 120.0) -> Analysis:
         """Analyse, ask the affected nodes for a noop run of the proposed catalog, record.
 
@@ -291,7 +291,7 @@ class Pipeline:
                                   for name, value in sorted(live.items())}}))
         return await run_in_threadpool(self._record_analysis, change, actor, report)
 
-    def _analyse(self, change: Change, actor: Actor) -> Analysis:
+    def _analyse(self, change: Change, actor: Principal) -> Analysis:
         return self._record_analysis(change, actor, self._impact(change))
 
     def _impact(self, change: Change) -> dict[str, Any]:
@@ -310,7 +310,7 @@ class Pipeline:
                               self.fleet, secrets=self.services.catalogs.secrets,
                               pins=pins, workers=self.workers)
 
-    def _record_analysis(self, change: Change, actor: Actor,
+    def _record_analysis(self, change: Change, actor: Principal,
                          report: dict[str, Any]) -> Analysis:
         """Policies, the analysis record and the change's new digest, all for ``report``."""
         verdicts = evaluate(self.policies,
@@ -337,7 +337,7 @@ class Pipeline:
 
     # -- validation, overrides, approvals --------------------------------------------------
 
-    def record_validation(self, identity: Identity | Actor, change_id: str, verdict: str,
+    def record_validation(self, identity: Principal, change_id: str, verdict: str,
                           evidence: str) -> dict[str, Any]:
         change = self.changes.get(change_id)
         actor = self.authorise(identity, "change:validate", change.environment,
@@ -352,7 +352,7 @@ class Pipeline:
                     parameters={"verdict": verdict, "digest": change.impact_digest})
         return result
 
-    def override_policy(self, identity: Identity | Actor, change_id: str, policy: str,
+    def override_policy(self, identity: Principal, change_id: str, policy: str,
                         reason: str, *, head: str, digest: str | None) -> ChangeView:
         """Override a failing soft-mandatory policy on the report the caller reviewed.
 
@@ -380,16 +380,16 @@ class Pipeline:
         allowed = set(result["overridable_by"])
         held = set(self.rbac.counts_as_in(actor, change.environment)) | set(actor.roles)
         if not (allowed & held) and "admin" not in held:
-            exc = PermissionDenied(actor.label, "policy:override", change.environment,
-                                   f"{actor.label} may not override policy {policy}: it "
-                                   f"needs role {' or '.join(sorted(allowed))}")
+            exc = Forbidden(f"{actor.label} may not override policy {policy}: it needs role "
+                            f"{' or '.join(sorted(allowed))}", permission="policy:override",
+                            environment=change.environment, principal=actor.label)
             self._audit(actor, "policy.override", f"change:{change_id}", outcome="denied",
                         reason=str(exc))
             raise exc
         if _same(actor.name, change.proposer.name):
-            raise PermissionDenied(actor.label, "policy:override", change.environment,
-                                   f"{actor.label} proposed {change_id}; the proposer cannot "
-                                   "override policies on their own change")
+            raise Forbidden(f"{actor.label} proposed {change_id}; the proposer cannot "
+                            "override policies on their own change", permission="policy:override",
+                            environment=change.environment, principal=actor.label)
         if not reason.strip():
             raise StewardError("an override needs a reason (-m REASON)")
         self.analyses.override(change_id, analysis.digest, policy, actor.label, reason.strip())
@@ -399,7 +399,7 @@ class Pipeline:
         self._maybe_approve(self.changes.get(change_id), actor)
         return self._view(self.changes.get(change_id))
 
-    def approve(self, identity: Identity | Actor, change_id: str, *, head: str,
+    def approve(self, identity: Principal, change_id: str, *, head: str,
                 digest: str | None, comment: str | None = None,
                 verdict: str = "approve") -> ChangeView:
         """Record the caller's verdict on the head and impact digest it reviewed.
@@ -422,7 +422,7 @@ class Pipeline:
         try:
             self.approvals.record(change, actor, verdict, head, digest or "",
                                   comment, impact_summary=analysis.summary)
-        except (PermissionDenied, StaleApprovalError) as exc:
+        except (Forbidden, StaleApprovalError) as exc:
             self._audit(actor, action, f"change:{change_id}", outcome="denied",
                         reason=str(exc), parameters={"head": head, "digest": digest})
             raise
@@ -435,7 +435,7 @@ class Pipeline:
             self._maybe_approve(self.changes.get(change_id), actor)
         return self._view(self.changes.get(change_id))
 
-    def reject(self, identity: Identity | Actor, change_id: str, reason: str, *,
+    def reject(self, identity: Principal, change_id: str, reason: str, *,
                head: str, digest: str | None) -> ChangeView:
         """Reject the change as the caller reviewed it (``head``/``digest``, 409 if stale).
 
@@ -450,7 +450,7 @@ class Pipeline:
                                     comment=reason, verdict="reject")
             except StaleApprovalError:
                 raise
-            except PermissionDenied:
+            except Forbidden:
                 pass
         actor = self.authorise(identity, "change:reject", change.environment,
                                action="change.reject", target=f"change:{change_id}")
@@ -462,7 +462,7 @@ class Pipeline:
                     parameters={"reason": reason, "head": head, "digest": digest})
         return self._view(self.changes.get(change_id))
 
-    def _check_reviewed(self, actor: Actor, action: str, change: Change, head: str,
+    def _check_reviewed(self, actor: Principal, action: str, change: Change, head: str,
                         digest: str | None, *, what: str) -> None:
         """:func:`check_reviewed`, with the refusal audited (as denied) before it is raised."""
         try:
@@ -472,7 +472,7 @@ class Pipeline:
                         reason=str(exc), parameters={"head": head, "digest": digest})
             raise
 
-    def _maybe_approve(self, change: Change, actor: Actor) -> None:
+    def _maybe_approve(self, change: Change, actor: Principal) -> None:
         """Move an analysed change to approved once nothing is left to wait for."""
         if change.state != "analysed":
             return
@@ -489,7 +489,7 @@ class Pipeline:
 
     # -- deploying -------------------------------------------------------------------------
 
-    def start_deploy(self, identity: Identity | Actor, change_id: str,
+    def start_deploy(self, identity: Principal, change_id: str,
                      strategy: Strategy, *, head: str, digest: str | None) -> Deployment:
         """Check every gate again, merge, and record the planned rollout (not yet run).
 
@@ -546,7 +546,7 @@ class Pipeline:
         return deployment
 
     async def run_deploy(self, deployment_id: str, runner: NodeRunner,
-                         actor: Actor) -> Deployment:
+                         actor: Principal) -> Deployment:
         """Run the rollout, then record the change's outcome (and roll back if asked)."""
         from starlette.concurrency import run_in_threadpool
 
@@ -588,7 +588,7 @@ class Pipeline:
                                         reason=str(exc))
         return final
 
-    async def _auto_rollback(self, change_id: str, runner: NodeRunner, actor: Actor) -> None:
+    async def _auto_rollback(self, change_id: str, runner: NodeRunner, actor: Principal) -> None:
         from starlette.concurrency import run_in_threadpool
 
         rollback = await run_in_threadpool(self._propose_rollback, change_id, actor, SYSTEM)
@@ -604,7 +604,7 @@ class Pipeline:
                      node_timeout=timeout), head=rollback.head, digest=rollback.impact_digest))
         await self.run_deploy(deployment.id, runner, actor)
 
-    def rollback(self, identity: Identity | Actor, change_id: str) -> ChangeView:
+    def rollback(self, identity: Principal, change_id: str) -> ChangeView:
         """Create the reverting change, analyse it, and approve it on the fast path.
 
         The reverting change is proposed by Steward itself on the caller's request, so the
@@ -617,7 +617,7 @@ class Pipeline:
         rollback = self._propose_rollback(change_id, actor, SYSTEM)
         return self._view(rollback)
 
-    def _propose_rollback(self, change_id: str, actor: Actor, proposer: Actor) -> Change:
+    def _propose_rollback(self, change_id: str, actor: Principal, proposer: Principal) -> Change:
         rollback = self.changes.create_revert(change_id, proposer)
         self._audit(actor, "change.rollback", f"change:{change_id}",
                     parameters={"rollback": rollback.id, "head": rollback.head})
@@ -630,13 +630,13 @@ class Pipeline:
                                       impact_summary=analysis.summary)
                 self._audit(actor, "change.approve", f"change:{rollback.id}",
                             parameters={"fast_path": True, "digest": analysis.digest})
-            except PermissionDenied as exc:
+            except Forbidden as exc:
                 self._audit(actor, "change.approve", f"change:{rollback.id}",
                             outcome="denied", reason=str(exc))
             self._maybe_approve(self.changes.get(rollback.id), actor)
         return self.changes.get(rollback.id)
 
-    def promote(self, identity: Identity | Actor, change_id: str, environment: str) -> ChangeView:
+    def promote(self, identity: Principal, change_id: str, environment: str) -> ChangeView:
         env = self._environment(environment)
         actor = self.authorise(identity, "change:promote", env, action="change.promote",
                                target=f"change:{change_id}")
@@ -646,7 +646,7 @@ class Pipeline:
         self._analyse(promoted, actor)
         return self._view(self.changes.get(promoted.id))
 
-    def record_transcript(self, identity: Identity | Actor, change_id: str, agent: str,
+    def record_transcript(self, identity: Principal, change_id: str, agent: str,
                           kind: str, content: Mapping[str, Any]) -> dict[str, Any]:
         """Attach one step of an agent's work to the change's audit trail.
 

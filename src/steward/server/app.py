@@ -7,10 +7,9 @@ approves it (as anyone may submit a CSR to a Puppet CA).
 
 Operator endpoints are authorised by **permission** (``query``, ``node:manage``,
 ``token:manage``, ``audit:read``, ``admin``): each route names the one it needs and asks
-:attr:`AppState.authorizer`. Without a higher layer that is :func:`kind_authorizer` (admin:
-everything; operator: everything but what needs ``admin``, e.g. minting operator tokens);
-the change pipeline replaces it with role-based checks, so user and agent tokens reach what
-their roles allow. Node credentials are not permission holders: a node reaches its own
+:attr:`AppState.authorizer`, :func:`steward.access.rbac.authorize` (admin: everything;
+operator: everything but what needs ``admin``, e.g. minting operator tokens; user and agent
+tokens what their roles allow). Node credentials are not permission holders: a node reaches its own
 catalog, facts, reports and run-now long poll, nothing else; join tokens ``POST
 /api/v1/enroll`` only; enrollment poll tokens their own request only.
 
@@ -37,8 +36,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from steward import __version__
-from steward.access.authorize import Authorizer, Forbidden, kind_authorizer
-from steward.access.tokens import AuthenticationError, Identity
+from steward.access.authorize import Authorizer, Forbidden
+from steward.access.principal import Principal
+from steward.access.tokens import AuthenticationError
 from steward.errors import NotFoundError, StewardError
 from steward.server import deps, pdb
 from steward.server.config import ServerConfig
@@ -86,8 +86,6 @@ class AppState:
     def __init__(self, config: ServerConfig, services: Services | None) -> None:
         self.config = config
         self._services = services
-        #: Who may do what; :func:`kind_authorizer` unless a higher layer installs its own.
-        self.authorizer: Authorizer = kind_authorizer
         self.signals: RunSignals | None = None
         self.scheduler: SshScheduler | None = None
         #: HTTP statuses for error types of higher layers (first match wins).
@@ -100,6 +98,11 @@ class AppState:
         if self._services is None:
             raise RuntimeError("the application has not started")
         return self._services
+
+    @property
+    def authorizer(self) -> Authorizer:
+        """Who may do what: the services' one authoriser (role bindings included)."""
+        return self.services.authorize
 
 
 # -- request bodies --------------------------------------------------------------------------
@@ -204,7 +207,7 @@ def create_app(config: ServerConfig, *, services: Services | None = None,
     @app.get("/api/v1/whoami", tags=["identity"])
     def whoami(identity: Authenticated) -> dict[str, Any]:
         """The identity behind the token sent (a cheap way to check a credential)."""
-        return {"kind": identity.kind, "name": identity.name, "certname": identity.certname,
+        return {"kind": identity.credential, "name": identity.name, "certname": identity.certname,
                 "token_id": identity.token_id}
 
     @app.get("/api/v1/status", tags=["identity"])
@@ -239,7 +242,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         body: dict[str, Any] = {"error": public_message(exc)}
         permission = getattr(exc, "permission", None)
         if status == 403 and isinstance(permission, str):
-            # Any layer's refusal (Forbidden, the pipeline's PermissionDenied) names what is
+            # Any layer's refusal (Forbidden, raised by the server or the pipeline) names what is
             # missing as fields too, so clients need not parse the message.
             body["permission"] = permission
             body["environment"] = getattr(exc, "environment", None)
@@ -274,11 +277,11 @@ def _enrollment_routes(app: FastAPI) -> None:
         Without a token: a pending request (202, a poll token for GET /api/v1/enroll/{id}).
         """
         svc = deps.services(request)
-        join: Identity | None = None
+        join: Principal | None = None
         token = deps.token_of(bearer, x_auth)
         if token is not None:
             join = authenticated(request, bearer, x_auth)
-            if join.kind != "join":
+            if join.credential != "join":
                 deps.deny(request, join, "enroll", body.certname,
                       "only a join token (or no token) can be used to enroll")
         try:
@@ -296,7 +299,7 @@ def _enrollment_routes(app: FastAPI) -> None:
     @app.get("/api/v1/enroll/{request_id}", tags=["enrollment"])
     def enroll_status(request: Request, request_id: str, identity: Authenticated) -> Response:
         """Poll a pending request with its poll token; collects the credential once approved."""
-        if identity.kind != "enrollment":
+        if identity.credential != "enrollment":
             deps.deny(request, identity, "enroll.poll", request_id,
                   "only the request's own poll token can read an enrollment request")
         result = deps.services(request).enrollment.collect(request_id, identity)

@@ -18,7 +18,8 @@ from fastapi.responses import Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from steward.access.authorize import Forbidden
-from steward.access.tokens import AuthenticationError, Identity
+from steward.access.principal import Principal
+from steward.access.tokens import AuthenticationError
 from steward.server.config import ServerConfig
 from steward.server.limits import IDENTITY_KEY
 from steward.server.runs import RunSignals
@@ -93,7 +94,7 @@ def action_of(request: Request) -> str:
     return f"{request.method} {request.url.path}"
 
 
-def deny(request: Request, identity: Identity | None, action: str, target: str | None,
+def deny(request: Request, identity: Principal | None, action: str, target: str | None,
          reason: str, status: int = 403) -> NoReturn:
     """Audit a refusal, then raise it (HTTP ``status``)."""
     services(request).audit.record(actor=identity, action=action, target=target,
@@ -101,7 +102,7 @@ def deny(request: Request, identity: Identity | None, action: str, target: str |
     raise HTTPException(status_code=status, detail=reason)
 
 
-def allowed(request: Request, identity: Identity, action: str, target: str | None,
+def allowed(request: Request, identity: Principal, action: str, target: str | None,
             reason: str | None = None) -> None:
     """Audit an operator action that was allowed."""
     services(request).audit.record(actor=identity, action=action, target=target,
@@ -114,8 +115,8 @@ def token_of(bearer: HTTPAuthorizationCredentials | None, x_auth: str | None) ->
     return x_auth or None
 
 
-def authenticated(request: Request, bearer: Bearer, x_auth: XAuthentication) -> Identity:
-    known: Identity | None = getattr(request.state, IDENTITY_KEY, None)
+def authenticated(request: Request, bearer: Bearer, x_auth: XAuthentication) -> Principal:
+    known: Principal | None = getattr(request.state, IDENTITY_KEY, None)
     if known is not None:  # authenticated by RequestLimits before the body was read
         return known
     token = token_of(bearer, x_auth)
@@ -132,10 +133,10 @@ def authenticated(request: Request, bearer: Bearer, x_auth: XAuthentication) -> 
         deny(request, None, action_of(request), None, f"invalid credentials ({exc})", status=401)
 
 
-Authenticated = Annotated[Identity, Depends(authenticated)]
+Authenticated = Annotated[Principal, Depends(authenticated)]
 
 
-def authorise(request: Request, identity: Identity, permission: str,
+def authorise(request: Request, identity: Principal, permission: str,
               environment: str | None = None, *, action: str | None = None,
               target: str | None = None, context: str | None = None) -> None:
     """Ask the application's authoriser; a refusal is audited, then raised (HTTP 403).
@@ -159,10 +160,10 @@ def authorise(request: Request, identity: Identity, permission: str,
 TARGET_PARAMS = ("certname", "token_id", "entity")
 
 
-def require(permission: str) -> Callable[..., Identity]:
+def require(permission: str) -> Callable[..., Principal]:
     """A dependency admitting the identities that hold ``permission`` (globally)."""
 
-    def dependency(request: Request, identity: Authenticated) -> Identity:
+    def dependency(request: Request, identity: Authenticated) -> Principal:
         params = request.path_params
         target = next((str(params[k]) for k in TARGET_PARAMS if k in params), None)
         authorise(request, identity, permission, None, target=target)
@@ -173,11 +174,11 @@ def require(permission: str) -> Callable[..., Identity]:
     return dependency
 
 
-def node_self(request: Request, certname: str, identity: Authenticated) -> Identity:
+def node_self(request: Request, certname: str, identity: Authenticated) -> Principal:
     """Only the node itself: a node credential is bound to exactly one certname."""
-    if identity.kind == "node" and identity.certname == certname:
+    if identity.credential == "node" and identity.certname == certname:
         return identity
-    if identity.kind == "node":
+    if identity.credential == "node":
         reason = (f"node {identity.certname!r} may not act for node {certname!r}: a node "
                   "credential reaches only its own catalog, facts and reports")
     else:
@@ -185,18 +186,18 @@ def node_self(request: Request, certname: str, identity: Authenticated) -> Ident
     deny(request, identity, action_of(request), certname, reason)
 
 
-def node_or_query(request: Request, certname: str, identity: Authenticated) -> Identity:
+def node_or_query(request: Request, certname: str, identity: Authenticated) -> Principal:
     """The node itself, or whoever holds ``query`` (what the store says of it is no secret)."""
-    if identity.kind == "node" and identity.certname == certname:
+    if identity.credential == "node" and identity.certname == certname:
         return identity
     authorise(request, identity, "query", None, target=certname,
               context=f"{identity.label} may not read node {certname!r}")
     return identity
 
 
-QueryPermission = Annotated[Identity, Depends(require("query"))]
-NodeManage = Annotated[Identity, Depends(require("node:manage"))]
-TokenManage = Annotated[Identity, Depends(require("token:manage"))]
-AuditRead = Annotated[Identity, Depends(require("audit:read"))]
-NodeSelf = Annotated[Identity, Depends(node_self)]
-NodeOrQuery = Annotated[Identity, Depends(node_or_query)]
+QueryPermission = Annotated[Principal, Depends(require("query"))]
+NodeManage = Annotated[Principal, Depends(require("node:manage"))]
+TokenManage = Annotated[Principal, Depends(require("token:manage"))]
+AuditRead = Annotated[Principal, Depends(require("audit:read"))]
+NodeSelf = Annotated[Principal, Depends(node_self)]
+NodeOrQuery = Annotated[Principal, Depends(node_or_query)]

@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
 from steward.access import tables
+from steward.access.principal import Principal
 from steward.access.tokens import (
-    Identity,
     consume_token,
     insert_token,
     iso,
@@ -75,7 +75,7 @@ class Enrollment:
         certname: str,
         facts: dict[str, Any] | None,
         *,
-        join: Identity | None,
+        join: Principal | None,
         remote: str | None,
     ) -> dict[str, Any]:
         """Handle an enrollment request; a valid join token approves it at once."""
@@ -97,7 +97,7 @@ class Enrollment:
                     f"(request {pending.id}); an operator can approve or revoke it"
                 )
             if join is not None and (node is None or node.status != "revoked"):
-                if not consume_token(conn, join.token_id):
+                if join.token_id is None or not consume_token(conn, join.token_id):
                     raise EnrollmentError("the join token is expired, revoked or used up")
                 self._upsert_node(conn, certname, status="approved", requested_at=now,
                                   approved_at=now, approved_by=join.label, revoked_at=None,
@@ -129,7 +129,7 @@ class Enrollment:
         return {"status": "pending", "certname": certname, "request_id": request_id,
                 "poll_token": poll_token, "message": reason}
 
-    def collect(self, request_id: str, identity: Identity) -> dict[str, Any]:
+    def collect(self, request_id: str, identity: Principal) -> dict[str, Any]:
         """The node polls its request; after approval it collects its credential, once."""
         with self.engine.begin() as conn:
             row = conn.execute(
@@ -151,7 +151,7 @@ class Enrollment:
 
     # -- the operator's side ---------------------------------------------------------------
 
-    def approve(self, certname: str, by: Identity) -> dict[str, Any]:
+    def approve(self, certname: str, by: Principal) -> dict[str, Any]:
         now = utcnow()
         with self.engine.begin() as conn:
             node = self._node(conn, certname)
@@ -174,7 +174,7 @@ class Enrollment:
         return {"certname": certname, "status": "approved", "changed": True,
                 "request_id": pending.id}
 
-    def revoke(self, certname: str, by: Identity) -> dict[str, Any]:
+    def revoke(self, certname: str, by: Principal) -> dict[str, Any]:
         """Revoke the node's credentials and reject its pending request, effective at once."""
         now = utcnow()
         with self.engine.begin() as conn:
@@ -191,7 +191,7 @@ class Enrollment:
         return {"certname": certname, "status": "revoked", "tokens_revoked": revoked}
 
     def register_ssh(
-        self, certname: str, ssh: dict[str, Any], by: Identity, environment: str | None
+        self, certname: str, ssh: dict[str, Any], by: Principal, environment: str | None
     ) -> dict[str, Any]:
         """An agentless node: approved by the operator who adds it, reached over SSH."""
         check_certname(certname)

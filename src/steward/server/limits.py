@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from steward.access.tokens import AuthenticationError, Identity
+from steward.access.principal import Principal
+from steward.access.tokens import AuthenticationError
 
 if TYPE_CHECKING:
     from steward.server.services import Services
@@ -166,7 +167,7 @@ class RequestLimits:
             await _too_large(send, scope["method"], scope["path"], limit, setting)
 
     async def _authenticate(self, scope: Scope, token: str | None,
-                            send: Send) -> Identity | None:
+                            send: Send) -> Principal | None:
         """The caller's identity, or None once a 401 has been sent (and a bad token audited)."""
         if token is None:
             await _answer(send, 401, "authentication required: send 'Authorization: Bearer "
@@ -175,7 +176,7 @@ class RequestLimits:
             return None
         services = self.services()
         try:
-            identity: Identity = await run_in_threadpool(services.tokens.authenticate, token)
+            identity: Principal = await run_in_threadpool(services.tokens.authenticate, token)
         except AuthenticationError as exc:
             reason = f"invalid credentials ({exc})"
             client = scope.get("client")

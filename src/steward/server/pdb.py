@@ -27,7 +27,7 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from steward.access.authorize import Forbidden, entity_permissions
-from steward.access.tokens import Identity
+from steward.access.principal import Principal
 from steward.errors import StewardError
 from steward.query.limits import MAX_QUERY_CHARS, loads_ast, page_param
 from steward.query.parser import parse_pql
@@ -122,7 +122,7 @@ def _entity_of(ast: Any) -> str | None:
     return None
 
 
-def audit_query(svc: Services, request: Request, identity: Identity, entity: str | None,
+def audit_query(svc: Services, request: Request, identity: Principal, entity: str | None,
                  params: dict[str, Any], *, rows: int | None = None,
                  error: str | None = None) -> None:
     """One audit entry for an agent's query: what it asked and how much it got back."""
@@ -148,8 +148,8 @@ _Call = Callable[[Services, dict[str, Any], _Guard], tuple[str | None, Any]]
 
 def build_router(
     services: Callable[[Request], Services],
-    authorised: Callable[..., Identity],
-    authorise: Callable[[Request, Identity, str, str], None],
+    authorised: Callable[..., Principal],
+    authorise: Callable[[Request, Principal, str, str], None],
 ) -> APIRouter:
     """The ``/pdb`` routes.
 
@@ -158,11 +158,11 @@ def build_router(
     permission a query's entities need, raising :class:`Forbidden`.
     """
     router = APIRouter(prefix="/pdb/query/v4", tags=["PuppetDB query API"])
-    Authorised = Annotated[Identity, Depends(authorised)]
+    Authorised = Annotated[Principal, Depends(authorised)]
 
-    async def run(request: Request, identity: Identity, call: _Call, single: bool = False,
+    async def run(request: Request, identity: Principal, call: _Call, single: bool = False,
                   entity: str | None = None) -> Response:
-        audited = identity.kind in AUDITED_KINDS
+        audited = identity.credential in AUDITED_KINDS
         params: dict[str, Any] = {}
 
         def guard(ast: Any, name: str | None) -> None:

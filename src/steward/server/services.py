@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from steward.access.audit import KEY_FILE as AUDIT_KEY_FILE
-from steward.access.audit import Witness
-from steward.access.tokens import AuditLog, Tokens
+from steward.access.audit import AuditLog, Witness
+from steward.access.principal import Principal
+from steward.access.rbac import Rbac, authorize
+from steward.access.tokens import Tokens
 from steward.secrets.store import SecretStore
 from steward.server.catalogs import CatalogService
 from steward.server.config import ServerConfig
@@ -32,6 +34,14 @@ class Services:
     audit: AuditLog
     enrollment: Enrollment
     catalogs: CatalogService
+    #: Role bindings, when the desired state is a git repository (the change pipeline's);
+    #: None for a plain directory, where user and agent tokens hold nothing.
+    rbac: Rbac | None = None
+
+    def authorize(self, principal: Principal, permission: str,
+                  environment: str | None = None) -> None:
+        """Return if ``principal`` holds ``permission`` there, else raise ``Forbidden``."""
+        authorize(self.rbac, principal, permission, environment)
 
     def close(self) -> None:
         self.audit.close()  # its last checkpoint, before the engine goes
@@ -56,17 +66,13 @@ def build_services(config: ServerConfig, *, migrate_schema: bool = True) -> Serv
     audit = AuditLog(engine, key_path=config.data_dir / AUDIT_KEY_FILE,
                      checkpoint_interval=config.audit_checkpoint_interval,
                      witness=audit_witness(config))
-    return Services(
-        config=config,
-        engine=engine,
-        store=store,
-        tokens=tokens,
-        audit=audit,
-        enrollment=Enrollment(engine),
-        catalogs=CatalogService(
-            config.repo_path, SecretStore(config.secrets_dir), config.catalog_cache_size
-        ),
+    catalogs = CatalogService(
+        config.repo_path, SecretStore(config.secrets_dir), config.catalog_cache_size
     )
+    rbac = None if catalogs.desired is None else \
+        Rbac(engine, config.data_dir, environments=tuple(config.environments))
+    return Services(config=config, engine=engine, store=store, tokens=tokens, audit=audit,
+                    enrollment=Enrollment(engine), catalogs=catalogs, rbac=rbac)
 
 
 def audit_witness(config: ServerConfig) -> Witness:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from steward.access.tokens import Identity
+from steward.access.principal import Principal
 from steward.catalog.redaction import REDACTED
 from steward.errors import StewardError
 from steward.pipeline.service import Pipeline
@@ -36,13 +36,13 @@ class TaskService:
         return "production" if "production" in environments or not environments \
             else environments[0]
 
-    def tasks(self, identity: Identity, environment: str | None = None) -> list[TaskSpec]:
+    def tasks(self, identity: Principal, environment: str | None = None) -> list[TaskSpec]:
         env = environment or self._default_environment()
         self.pipeline.authorise(identity, "desired_state:read", env, action="task.list",
                                 target=env)
         return self.catalog.list(env)
 
-    def show(self, identity: Identity, name: str, environment: str | None = None) -> TaskSpec:
+    def show(self, identity: Principal, name: str, environment: str | None = None) -> TaskSpec:
         env = environment or self._default_environment()
         self.pipeline.authorise(identity, "desired_state:read", env, action="task.show",
                                 target=name)
@@ -63,7 +63,7 @@ class TaskService:
             raise TaskError(f"--nodes {nodes_pql!r} returned rows without a certname field")
         return names
 
-    def run(self, identity: Identity, name: str, nodes_pql: str, params: Mapping[str, Any],
+    def run(self, identity: Principal, name: str, nodes_pql: str, params: Mapping[str, Any],
             *, noop: bool = False, concurrency: int = DEFAULT_CONCURRENCY) -> dict[str, Any]:
         """Start a job; returns it (its parts wait for the nodes to take them: a pull agent's
         long poll, or the SSH scheduler for agentless nodes)."""
@@ -124,7 +124,7 @@ class TaskService:
             "parameters": stored})
         return self.jobs.get(job_id)
 
-    def job(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    def job(self, identity: Principal, job_id: str) -> dict[str, Any]:
         self.jobs.expire(job_id)
         job = self.jobs.get(job_id)
         for environment in job["environment"].split(","):
@@ -133,7 +133,7 @@ class TaskService:
                                         action="job.show", target=job_id)
         return job
 
-    def wait(self, identity: Identity, job_id: str, timeout: float) -> dict[str, Any]:
+    def wait(self, identity: Principal, job_id: str, timeout: float) -> dict[str, Any]:
         """Poll until the job finishes or ``timeout`` passes (then it is returned as is)."""
         deadline = time.monotonic() + timeout
         while True:

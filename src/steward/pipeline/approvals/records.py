@@ -39,17 +39,10 @@ from sqlalchemy import (
     select,
 )
 
-from steward.access.principal import Actor
-from steward.access.rbac import (
-    BUILTIN_ROLES,
-    TOKEN_ROLES,
-    PermissionDenied,
-    Principal,
-    Rbac,
-    actor_for,
-    parse_principal,
-)
-from steward.access.tokens import Identity
+from steward.access.authorize import Forbidden
+from steward.access.principal import CREDENTIAL_ROLES, Principal
+from steward.access.rbac import Grantee, Rbac, actor_for, parse_principal
+from steward.access.roles import BUILTIN_ROLES
 from steward.errors import StewardError, describe_value
 from steward.language.errors import did_you_mean
 from steward.language.yamlsource import load_yaml
@@ -92,11 +85,11 @@ class ApprovalRulesError(ApprovalError):
     """``approvals.yaml`` is invalid; the message names the file, line and field."""
 
 
-class SelfApprovalError(PermissionDenied):
+class SelfApprovalError(Forbidden):
     """The proposer tried to approve their own change (HTTP 403)."""
 
 
-class HumanApprovalRequired(PermissionDenied):
+class HumanApprovalRequired(Forbidden):
     """An agent tried to approve where every required approval must be a human's (403)."""
 
 
@@ -141,14 +134,6 @@ def check_reviewed(change: ChangeLike, head: str, digest: str | None, *,
 # -- what this module needs from a change -----------------------------------------------------
 
 
-class PrincipalLike(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def kind(self) -> str: ...
-
-
 class ChangeLike(Protocol):
     """The fields of a change record approvals depend on (``change_model.Change`` has them)."""
 
@@ -156,7 +141,7 @@ class ChangeLike(Protocol):
     def id(self) -> str: ...
 
     @property
-    def proposer(self) -> PrincipalLike: ...
+    def proposer(self) -> Principal: ...
 
     @property
     def environment(self) -> str: ...
@@ -581,7 +566,7 @@ class Approvals:
         self.rules = rules
         self.rbac = rbac
 
-    def _eligible(self, approver: Principal, requirement: Requirement,
+    def _eligible(self, approver: Grantee, requirement: Requirement,
                   implied: Sequence[str] = ()) -> tuple[str, ...]:
         """The approver's roles that count for ``requirement`` (admin counts as any).
 
@@ -591,7 +576,7 @@ class Approvals:
         held = self.rbac.counts_as_in(approver, requirement.environment) | set(implied)
         return tuple(sorted(r for r in held if r in requirement.roles or r == "admin"))
 
-    def record(self, change: ChangeLike, actor: Actor | Identity, verdict: str, head: str,
+    def record(self, change: ChangeLike, actor: Principal, verdict: str, head: str,
                impact_digest: str, comment: str | None = None, *,
                impact_summary: Mapping[str, Any] | None = None) -> ApprovalRecord:
         """Record ``actor``'s verdict on ``change`` as of ``head`` and ``impact_digest``.
@@ -602,7 +587,7 @@ class Approvals:
         """
         if verdict not in VERDICTS:
             raise ApprovalError(f"verdict {verdict!r} is invalid: approve or reject")
-        who = actor_for(actor) if isinstance(actor, Identity) else actor
+        who = actor_for(actor)
         if who.kind == "system":
             raise ApprovalError(f"{who.label}: Steward itself never approves or rejects changes")
         name, kind = parse_principal(who)
@@ -613,33 +598,33 @@ class Approvals:
             pronoun = "it cannot approve its" if proposer.kind == "agent" else \
                 "they cannot approve their"
             raise SelfApprovalError(
-                label, "change:approve", env,
                 f"{change.id} was proposed by {proposer.kind}:{proposer.name}; "
-                f"{pronoun} own change")
+                f"{pronoun} own change",
+                permission="change:approve", environment=env, principal=label)
         permission = "change:approve" if verdict == "approve" else "change:reject"
         # The rollback fast path lets executors (change:rollback) give the verdict too.
         rollback_ok = change.kind == "rollback" and self.rbac.has(who, "change:rollback", env)
         if not rollback_ok:
             self.rbac.check(who, permission, env)
         if not self.rbac.has(who, "desired_state:read", env):
-            raise PermissionDenied(
-                label, "desired_state:read", env,
+            raise Forbidden(
                 f"{label} lacks permission desired_state:read in environment {env}: it cannot "
-                f"read the change and impact report it would give its verdict on")
+                f"read the change and impact report it would give its verdict on",
+                permission="desired_state:read", environment=env, principal=label)
         check_reviewed(change, head, impact_digest)
         requirement = self.rules.requirement(change, impact_summary)
         held = self._eligible(who, requirement)
         if not held:
-            raise PermissionDenied(
-                label, permission, env,
+            raise Forbidden(
                 f"{label} holds no role that counts for {change.kind} changes in {env} "
-                f"(needs one of: {', '.join(requirement.roles)})")
+                f"(needs one of: {', '.join(requirement.roles)})",
+                permission=permission, environment=env, principal=label)
         if (verdict == "approve" and kind == "agent" and requirement.approvals
                 and requirement.humans >= requirement.approvals):
             raise HumanApprovalRequired(
-                label, permission, env,
                 f"{label} is an agent and every approval {change.id} needs in {env} must come "
-                f"from a human ({'; '.join(requirement.reasons)})")
+                f"from a human ({'; '.join(requirement.reasons)})",
+                permission=permission, environment=env, principal=label)
         text = (comment or "").strip()[:_COMMENT_MAX] or None
         now = utcnow()
         roles = sorted(self.rbac.roles_in(who, env))
@@ -707,7 +692,7 @@ class Approvals:
 
 
 def _implied(record: ApprovalRecord) -> tuple[str, ...]:
-    return tuple(r for r in record.roles if r in TOKEN_ROLES.values())
+    return tuple(r for r in record.roles if r in CREDENTIAL_ROLES.values())
 
 
 def _missing(requirement: Requirement, valid: Sequence[ApprovalRecord],

@@ -24,7 +24,7 @@ from sqlalchemy import (
     Text,
 )
 
-from steward.access.principal import ActorKind
+from steward.access.principal import ActorKind, Principal
 from steward.pipeline.changes.states import ChangeKind, ChangeState, transition_targets
 from steward.pipeline.tables import metadata
 from steward.store.db import UTCDateTime
@@ -86,23 +86,13 @@ def iso(value: datetime | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Proposer:
-    name: str
-    kind: ActorKind
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind}:{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
 class Change:
     """One change as stored; a snapshot, so it never changes under its reader."""
 
     id: str
     title: str
     message: str
-    proposer: Proposer
+    proposer: Principal
     environment: str
     base: str
     head: str
@@ -144,7 +134,7 @@ class Change:
     def from_row(cls, row: Any) -> Change:
         return cls(
             id=row.id, title=row.title, message=row.message,
-            proposer=Proposer(row.proposer_name, cast(ActorKind, row.proposer_kind)),
+            proposer=Principal(row.proposer_name, cast(ActorKind, row.proposer_kind)),
             environment=row.environment, base=row.base, head=row.head, branch=row.branch,
             state=cast(ChangeState, row.state), impact_digest=row.impact_digest,
             kind=cast(ChangeKind, row.kind), parent=row.parent_id,

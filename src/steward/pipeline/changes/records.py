@@ -37,7 +37,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from steward.access.principal import Actor
+from steward.access.principal import SYSTEM, Principal
 from steward.errors import StewardError
 from steward.gitrepo import (
     Author,
@@ -60,7 +60,6 @@ from steward.pipeline.changes.errors import (
 from steward.pipeline.changes.model import (
     Change,
     HistoryEntry,
-    Proposer,
     change_counter,
     change_history,
     changes,
@@ -84,7 +83,6 @@ __all__ = [
     "HistoryEntry",
     "IllegalTransition",
     "InvalidProposal",
-    "Proposer",
     "StaleProposal",
 ]
 
@@ -160,7 +158,7 @@ class Changes:
 
     def propose_edits(
         self,
-        actor: Actor,
+        actor: Principal,
         environment: str,
         *,
         base: str | None = None,
@@ -179,7 +177,7 @@ class Changes:
 
     def _propose_edits(
         self,
-        actor: Actor,
+        actor: Principal,
         environment: str,
         *,
         base: str | None,
@@ -222,7 +220,7 @@ class Changes:
             kind=kind, parent=parent, detail=detail,
         )
 
-    def propose_branch(self, actor: Actor, branch: str, environment: str, message: str, *,
+    def propose_branch(self, actor: Principal, branch: str, environment: str, message: str, *,
                        title: str | None = None) -> Change:
         """Turn a pushed branch into a change: base = merge-base with the environment."""
         tip = self._environment_tip(environment)
@@ -262,7 +260,7 @@ class Changes:
             detail={"files": sorted(touched), "from_branch": branch},
         )
 
-    def create_revert(self, change_id: str, actor: Actor) -> Change:
+    def create_revert(self, change_id: str, actor: Principal) -> Change:
         """A rollback change: restores what ``change_id`` changed, on top of today's tip.
 
         When the environment's tree is still exactly the change's head, the rollback's tree is
@@ -326,7 +324,7 @@ class Changes:
         self._note(change.id, actor, "rollback_proposed", {"rollback": created.id})
         return created
 
-    def create_promotion(self, change_id: str, actor: Actor, environment: str) -> Change:
+    def create_promotion(self, change_id: str, actor: Principal, environment: str) -> Change:
         """Propose ``change_id``'s diff to another environment (``change promote``)."""
         change = self.get(change_id)
         if environment == change.environment:
@@ -354,7 +352,7 @@ class Changes:
     def update_head(
         self,
         change_id: str,
-        actor: Actor,
+        actor: Principal,
         *,
         edits: Mapping[str, str | bytes | None] | None = None,
         patch: str | None = None,
@@ -442,7 +440,7 @@ class Changes:
         self,
         change_id: str,
         to_state: str,
-        actor: Actor,
+        actor: Principal,
         *,
         detail: Mapping[str, Any] | None = None,
         expected_head: str | None = None,
@@ -489,7 +487,7 @@ class Changes:
             return self.get(change.id)
         raise ChangeConflict(f"{change_id} keeps changing under this request; try again")
 
-    def reject(self, change_id: str, actor: Actor, reason: str, *,
+    def reject(self, change_id: str, actor: Principal, reason: str, *,
                expected_head: str | None = None,
                expected_impact: str | None = None) -> Change:
         """Close an open change for good; its branch stays, for the audit trail.
@@ -501,7 +499,7 @@ class Changes:
         return self.transition(change_id, "rejected", actor, detail={"reason": reason.strip()},
                                expected_head=expected_head, expected_impact=expected_impact)
 
-    def set_impact(self, change_id: str, digest: str, *, actor: Actor | None = None,
+    def set_impact(self, change_id: str, digest: str, *, actor: Principal | None = None,
                    expected_head: str | None = None) -> Change:
         """Record the digest of the change's latest impact report.
 
@@ -511,7 +509,7 @@ class Changes:
         """
         if not digest.startswith("sha256:"):
             raise ChangeError(f"impact digest {digest!r} is not of the form sha256:<hex>")
-        who = actor or Actor("steward", "system")
+        who = actor or SYSTEM
         for _attempt in range(_ATTEMPTS):
             change = self.get(change_id)
             _check_binding(change, expected_head, None)
@@ -617,7 +615,7 @@ class Changes:
                 f"was recorded: {exc}"
             ) from exc
 
-    def _record(self, actor: Actor, environment: str, *, base: str, head: str, title: str,
+    def _record(self, actor: Principal, environment: str, *, base: str, head: str, title: str,
                 message: str, kind: ChangeKind, parent: str | None,
                 detail: dict[str, Any]) -> Change:
         """Allocate the id, write the row and its first history entry, create the branch.
@@ -662,7 +660,7 @@ class Changes:
             return self.get(change_id)
         raise ChangeConflict("could not allocate a change id; try again")
 
-    def _note(self, change_id: str, actor: Actor, action: str, detail: dict[str, Any]) -> None:
+    def _note(self, change_id: str, actor: Principal, action: str, detail: dict[str, Any]) -> None:
         """A history entry that does not move the state (e.g. a rollback was proposed).
 
         The state is read before the write transaction: on SQLite a transaction that reads
@@ -696,7 +694,7 @@ def _allocate(conn: Connection) -> int:
     return value
 
 
-def _append(conn: Connection, change_id: str, at: datetime, actor: Actor, action: str,
+def _append(conn: Connection, change_id: str, at: datetime, actor: Principal, action: str,
             from_state: str | None, to_state: str, detail: dict[str, Any] | None) -> None:
     conn.execute(insert(change_history).values(
         change_id=change_id, at=at, actor=actor.label, action=action, from_state=from_state,
@@ -749,13 +747,13 @@ def _title(text: str, *, truncate: bool = False) -> str:
     return title
 
 
-def _author(actor: Actor) -> Author:
+def _author(actor: Principal) -> Author:
     try:
         return Author(actor.name, actor.git_email)
     except GitError as exc:
         raise InvalidProposal(f"proposer {actor.label!r}: {exc}") from None
 
 
-def _commit_message(title: str, message: str, actor: Actor) -> str:
+def _commit_message(title: str, message: str, actor: Principal) -> str:
     body = message.strip()
     return f"{title}\n\n{body + chr(10) + chr(10) if body else ''}Proposed-by: {actor.label}\n"
