@@ -27,7 +27,6 @@ OVERSIZE: dict[str, int] = {
     "pipeline/approvals/records.py": 730,
     "pipeline/changes/records.py": 761,
     "pipeline/service.py": 703,
-    "query/compiler.py": 856,
     "query/entities.py": 906,
     "query/entities.py:build_entities": 401,
     "server/app.py:_node_routes": 131,

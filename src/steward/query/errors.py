@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from steward.errors import StewardError
 
 
@@ -18,3 +21,9 @@ class QuerySyntaxError(QueryError):
         self.line = line
         self.column = column
         super().__init__(message)
+
+
+def describe(node: Any) -> str:
+    """A query fragment as short JSON for an error message: enough to find it, never a page."""
+    text = json.dumps(node, ensure_ascii=False, default=str)
+    return text if len(text) <= 120 else text[:117] + "..."
