@@ -140,8 +140,8 @@ class _Generator:
 def generate(target: Path, nodes: int, ctx: Context | None) -> None:
     from steward.language import load_repository
     from steward.store import Store
-    from steward.store.ingest import catalog_uuid, facts_hash
     from steward.store.models import Base
+    from steward.store.rows import catalog_uuid, facts_hash
 
     url = f"sqlite:///{target / 'fleet.db'}"
     store = Store(url)

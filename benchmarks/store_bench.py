@@ -306,8 +306,8 @@ class Loader:
 
 def generate_fleet(url: str, nodes: int, ctx: Context | None) -> None:
     """Fill a freshly migrated store with ``nodes`` nodes, through the ingest row builders."""
-    from steward.store.ingest import catalog_rows, fact_rows, facts_hash, report_rows
     from steward.store.models import Base
+    from steward.store.rows import catalog_rows, fact_rows, facts_hash, report_rows
 
     loader = Loader(url, {t.name: t for t in Base.metadata.sorted_tables})
     rng = random.Random(GENERATOR_VERSION)

@@ -23,9 +23,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from steward.query import Compiler, QueryError, fetch
 from steward.store.db import make_engine, read_transaction, write_transaction
-from steward.store.ingest import Ingestor, ReportRows, StoreError
+from steward.store.errors import StoreError
+from steward.store.ingest import Ingestor
 from steward.store.models import TABLES
 from steward.store.retention import gc
+from steward.store.rows import ReportRows
 
 __all__ = ["Store", "StoreError"]
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 
 from steward.store.db import write_transaction
-from steward.store.ingest import fact_rows, utc
+from steward.store.rows import fact_rows, utc
 
 #: Tables holding a node's latest state, all keyed by ``certname_id``.
 NODE_TABLES = ("fact_contents", "facts", "factsets", "edges", "resources", "catalogs")
