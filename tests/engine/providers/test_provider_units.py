@@ -19,16 +19,10 @@ import pytest
 from steward.engine.context import Context
 from steward.engine.provider import Change, Pending, ProviderError, Unresolved
 from steward.engine.providers.cron import find_entries, split_entry
-from steward.engine.providers.package import (
-    DnfBackend,
-    PackageProvider,
-    PackageState,
-    backend_for,
-    compare_evr,
-    parse_apt_policy,
-    parse_dpkg_query,
-    rpmvercmp,
-)
+from steward.engine.providers.package import PackageProvider, backend_for
+from steward.engine.providers.package_apt import parse_apt_policy, parse_dpkg_query
+from steward.engine.providers.package_backend import PackageState
+from steward.engine.providers.package_dnf import DnfBackend, compare_evr, rpmvercmp
 from steward.engine.testing import ReplayRunner
 from tests.engine.providers.replay import FIXTURES, Transcript, make_provider
 
