@@ -32,7 +32,6 @@ OVERSIZE: dict[str, int] = {
     "server/app.py:_operator_routes": 103,
     "server/config.py:init_data_dir": 112,
     "server/pdb.py:build_router": 127,
-    "transport/ssh.py": 664,
 }
 
 

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from steward.transport.ssh import SSHTarget
+from steward.transport.target import SSHTarget
 from tests.engine.providers.debian_root import ChrootSession, cache_dir, unavailable_reason
 
 SSHD = Path("/usr/sbin/sshd")

@@ -17,7 +17,9 @@ import pytest
 
 from steward.transport import TransportError
 from steward.transport.bundle import Bundle
-from steward.transport.ssh import SSHTarget, apply_catalog, collect_facts, open_session, run_many
+from steward.transport.fanout import run_many
+from steward.transport.ssh import apply_catalog, collect_facts, open_session
+from steward.transport.target import SSHTarget
 from tests.engine.providers.debs import build_deb, write_flat_repo
 from tests.engine.providers.node import EXIT_CHANGED, EXIT_PENDING, edge, resource
 from tests.transport.sshd import SSHNode

@@ -12,7 +12,8 @@ import pytest
 
 from steward.transport import TransportError
 from steward.transport.bundle import Bundle
-from steward.transport.ssh import SSHTarget, apply_catalog, collect_facts
+from steward.transport.ssh import apply_catalog, collect_facts
+from steward.transport.target import SSHTarget
 from tests.transport.conftest import Keys
 from tests.transport.sshd import SSHNode, fingerprint, generate_key
 

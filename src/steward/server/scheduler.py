@@ -215,7 +215,7 @@ def _parse(stamp: str) -> datetime:
 
 def ssh_target(config_dir: Path, ssh: dict[str, Any]) -> Any:
     """The transport's target for a node record's ``ssh`` settings."""
-    from steward.transport.ssh import SSHTarget
+    from steward.transport.target import SSHTarget
 
     key = ssh.get("key_file")
     known_hosts = ssh.get("known_hosts")
