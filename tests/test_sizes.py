@@ -21,7 +21,6 @@ OVERSIZE: dict[str, int] = {
     "access/audit.py": 1116,
     "api/routes.py:install": 215,
     "engine/providers/package.py": 601,
-    "gitrepo/repo.py": 804,
     "mcpserver/server.py": 709,
     "mcpserver/server.py:build_mcp": 461,
     "pipeline/approvals/records.py": 730,
