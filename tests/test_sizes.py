@@ -31,7 +31,6 @@ OVERSIZE: dict[str, int] = {
     "query/entities.py:build_entities": 401,
     "server/app.py:_node_routes": 131,
     "server/app.py:_operator_routes": 103,
-    "server/config.py:init_data_dir": 112,
     "server/pdb.py:build_router": 127,
     "store/ingest.py": 715,
     "transport/ssh.py": 664,
