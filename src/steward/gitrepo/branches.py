@@ -103,10 +103,18 @@ def is_ancestor(git: GitDir, ancestor: str, descendant: str) -> bool:
 
 def merge_base(git: GitDir, a: str, b: str) -> str:
     """The best common ancestor of two commits."""
+    base = common_base(git, a, b)
+    if base is None:
+        raise GitError(f"{a!r} and {b!r} share no history")
+    return base
+
+
+def common_base(git: GitDir, a: str, b: str) -> str | None:
+    """The best common ancestor of two commits, or None when they share no history."""
     sha_a, sha_b = git.resolve(a), git.resolve(b)
     proc = git.raw("merge-base", sha_a, sha_b)
     if proc.returncode != 0:
-        raise GitError(f"{a!r} and {b!r} share no history")
+        return None
     return proc.stdout.decode().split()[0]
 
 

@@ -159,6 +159,10 @@ class DesiredStateRepo:
         """The best common ancestor of two commits."""
         return branch_ops.merge_base(self.git, a, b)
 
+    def common_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor of two commits, or None when they share no history."""
+        return branch_ops.common_base(self.git, a, b)
+
     # -- reading -------------------------------------------------------------------------------
 
     def checkout(self, commit: str) -> Path:
