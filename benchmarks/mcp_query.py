@@ -55,7 +55,8 @@ def seed(workdir: Path, nodes: int, port: int) -> tuple[Path, str]:
     """A data directory with ``nodes`` nodes' facts and an agent token (role debugger)."""
     from steward.pipeline.schema import migrate
     from steward.pipeline.service import Pipeline
-    from steward.server.config import init_data_dir, load_config
+    from steward.server.config import load_config
+    from steward.server.init import init_data_dir
     from steward.server.services import build_services
 
     result = init_data_dir(workdir / "data", repo=REPO_ROOT / "examples" / "repo", port=port)

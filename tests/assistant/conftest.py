@@ -29,7 +29,8 @@ from steward.access.principal import Principal
 from steward.api.app import build_app
 from steward.api.routes_assistant import MODEL_EXTRA
 from steward.assistant.fleet import Clock, Fleet, seed
-from steward.server.config import ServerConfig, init_data_dir, load_config
+from steward.server.config import ServerConfig, load_config
+from steward.server.init import init_data_dir
 from steward.server.services import Services, build_services
 from tests.e2e.harness import database_url, free_port, write_repo
 from tests.server.serving import serving

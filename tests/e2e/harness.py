@@ -109,7 +109,7 @@ def init_data_dir(tmp: Path, db_url: str, *, port: int | None = None) -> tuple[P
     In-process for speed; tests/server/test_init.py runs ``steward init`` itself.
     """
     from steward.secrets.store import SecretStore
-    from steward.server.config import init_data_dir as init
+    from steward.server.init import init_data_dir as init
 
     result = init(tmp / "data", database_url=db_url, repo=write_repo(tmp / "repo"),
                   versioned=False, port=port or free_port())
@@ -309,7 +309,7 @@ def pipeline_server(tmp: Path, repo: Path, database: str, *,
     """A running server on a versioned data directory (desired.git, environment branches)."""
     from steward.pipeline.policy.evaluate import install_default_policies
     from steward.secrets.store import SecretStore
-    from steward.server.config import init_data_dir as init
+    from steward.server.init import init_data_dir as init
 
     port = free_port()
     result = init(tmp / "data", database_url=database, repo=repo, port=port)

@@ -333,6 +333,28 @@ def test_revert_restores_a_tree_with_a_new_commit(repo: DesiredStateRepo) -> Non
     assert repo.changed_files(bad, rollback) == ["data/common.yaml", "extra.txt"]
 
 
+def test_restore_and_read_files_build_without_moving_a_branch(repo: DesiredStateRepo) -> None:
+    good = repo.tip("production")
+    bad = repo.commit(parent=good, author=ALICE, message="bad",
+                      edits={"data/common.yaml": "motd::owner: oops\n", "extra.txt": "x"})
+    restored = repo.restore(parent=bad, to_tree_of=good, author=BOB, message="Roll back")
+    assert repo.tip("production") == good
+    assert repo.log(restored, 1)[0]["parents"] == bad
+    assert repo.changed_files(good, restored) == []
+    assert repo.read_files(bad, ["extra.txt", "missing.txt"]) == {"extra.txt": b"x",
+                                                                  "missing.txt": None}
+
+
+def test_common_base_is_none_without_shared_history(repo: DesiredStateRepo) -> None:
+    tip = repo.tip("production")
+    tree = plain_git("rev-parse", f"{tip}^{{tree}}", cwd=repo.path).stdout.strip()
+    orphan = plain_git("commit-tree", tree, "-m", "orphan", cwd=repo.path).stdout.strip()
+    assert repo.common_base(tip, tip) == tip
+    assert repo.common_base(orphan, tip) is None
+    with pytest.raises(GitError, match="share no history"):
+        repo.merge_base(orphan, tip)
+
+
 def test_changed_files_reports_a_rename_as_delete_and_add(repo: DesiredStateRepo) -> None:
     base = repo.tip("production")
     content = repo.read_file(base, "data/common.yaml")

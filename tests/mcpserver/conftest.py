@@ -21,7 +21,8 @@ from steward.assistant.config import resolve_model
 from steward.mcpserver import Rollouts, build_mcp
 from steward.mcpserver.task_tools import TaskAccess
 from steward.pipeline.service import Pipeline
-from steward.server.config import init_data_dir, load_config
+from steward.server.config import load_config
+from steward.server.init import init_data_dir
 from steward.server.runs import RunSignals
 from steward.server.services import Services, build_services
 from steward.tasks.service import TaskService

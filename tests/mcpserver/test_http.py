@@ -26,7 +26,7 @@ from tests.mcpserver.conftest import write_repo
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Server]:
-    from steward.server.config import init_data_dir
+    from steward.server.init import init_data_dir
 
     tmp = tmp_path_factory.mktemp(f"mcp-http-{request.param}")
     with database_url(str(request.param), tmp, "mcphttp") as url:

@@ -12,7 +12,8 @@ from mcp import Client, StdioServerParameters
 
 from steward.pipeline.schema import migrate
 from steward.pipeline.service import Pipeline
-from steward.server.config import init_data_dir, load_config
+from steward.server.config import load_config
+from steward.server.init import init_data_dir
 from steward.server.services import build_services
 from tests.e2e.harness import database_url, free_port, steward, steward_env
 from tests.mcpserver.conftest import write_repo

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from steward.compiler import compile_catalog
-from steward.gitrepo.repo import Author, DesiredStateRepo
+from steward.gitrepo import Author, DesiredStateRepo
 from steward.language import Repository, load_repository
 from steward.pipeline.impact.analysis import (
     ChangeInfo,

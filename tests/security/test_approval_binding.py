@@ -29,7 +29,8 @@ from steward.api.app import build_app
 from steward.pipeline.policy.evaluate import install_default_policies
 from steward.pipeline.service import Pipeline
 from steward.secrets.store import SecretStore
-from steward.server.config import ServerConfig, init_data_dir, load_config
+from steward.server.config import ServerConfig, load_config
+from steward.server.init import init_data_dir
 from tests.e2e.harness import SECRET_VALUE, database_url, free_port, steward, write_repo
 from tests.server.serving import serving
 

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from steward.secrets.store import SecretStore
-from steward.server.config import init_data_dir
+from steward.server.init import init_data_dir
 from tests.e2e.harness import (
     SECRET_VALUE,
     Server,

@@ -40,8 +40,9 @@ from sqlalchemy import text
 from steward.api.app import build_app
 from steward.catalog.redaction import REDACTED, install_log_redaction
 from steward.pipeline.service import Pipeline
-from steward.server.config import ServerConfig, init_data_dir, load_config
+from steward.server.config import ServerConfig, load_config
 from steward.server.errors import UVICORN_LOGGERS
+from steward.server.init import init_data_dir
 from tests.e2e.harness import database_url, free_port
 from tests.mcpserver.conftest import report_for, write_repo
 from tests.server.serving import serving

@@ -29,7 +29,8 @@ import pytest
 from steward.api.app import build_app
 from steward.pipeline.policy.evaluate import install_default_policies
 from steward.secrets.store import SecretStore
-from steward.server.config import init_data_dir, load_config
+from steward.server.config import load_config
+from steward.server.init import init_data_dir
 from tests.e2e.harness import database_url, free_port
 from tests.server.serving import serving
 

@@ -16,7 +16,8 @@ import pytest
 
 from steward.secrets.store import SecretStore
 from steward.server.app import create_app
-from steward.server.config import ServerConfig, init_data_dir, load_config
+from steward.server.config import ServerConfig, load_config
+from steward.server.init import init_data_dir
 from tests.e2e.harness import SECRET_VALUE, database_url, free_port, write_repo
 from tests.server.serving import serving
 

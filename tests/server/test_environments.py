@@ -18,7 +18,8 @@ from steward.gitrepo import Author, DesiredStateRepo
 from steward.secrets.store import SecretStore
 from steward.server.app import create_app
 from steward.server.catalogs import CatalogService, UnknownEnvironmentError
-from steward.server.config import init_data_dir, load_config
+from steward.server.config import load_config
+from steward.server.init import init_data_dir
 from tests.e2e.harness import SECRET_VALUE, Server, database_url, free_port, make_node
 from tests.server.conftest import Env
 from tests.server.serving import serving

@@ -12,8 +12,9 @@ from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from steward.gitrepo import COMMITTER_NAME, DesiredStateRepo
-from steward.server.config import EXAMPLE_REPO, init_data_dir, load_config
+from steward.server.config import load_config
 from steward.server.errors import ConfigError
+from steward.server.init import EXAMPLE_REPO, init_data_dir
 from tests.e2e.harness import steward, steward_env, write_repo
 
 

@@ -20,7 +20,8 @@ import pytest
 from steward.access.authorize import Forbidden, entity_permissions, kind_authorizer
 from steward.access.principal import Principal
 from steward.api.app import build_app
-from steward.server.config import init_data_dir, load_config
+from steward.server.config import load_config
+from steward.server.init import init_data_dir
 from tests.e2e.harness import database_url, free_port, write_repo
 from tests.server.serving import serving
 

@@ -122,8 +122,9 @@ def init(
     """Create a data directory: CA and server certificate, database, repository, admin token."""
     import os
 
-    from steward.server.config import ADMIN_TOKEN_FILE, init_data_dir, make_private
+    from steward.server.config import ADMIN_TOKEN_FILE, make_private
     from steward.server.db import redact_url
+    from steward.server.init import init_data_dir
 
     umask = os.umask(0o077)  # every file of the data directory is the server user's alone
     try:

@@ -6,6 +6,7 @@ directory (``steward init``) holds the TLS material, the configuration, the repo
 the secrets store and, by default, the SQLite database.
 """
 
-from steward.server.config import ServerConfig, init_data_dir, load_config
+from steward.server.config import ServerConfig, load_config
+from steward.server.init import init_data_dir
 
 __all__ = ["ServerConfig", "init_data_dir", "load_config"]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -38,17 +37,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from steward.access.principal import SYSTEM, Principal
-from steward.errors import StewardError
-from steward.gitrepo import (
-    Author,
-    DesiredStateRepo,
-    EditError,
-    GitError,
-    PatchError,
-    StaleBaseError,
-    UnknownRefError,
-    check_path,
-)
+from steward.gitrepo import CHANGE_BRANCH_PREFIX, DesiredStateRepo, GitError, StaleBaseError
 from steward.pipeline.changes.errors import (
     ChangeConflict,
     ChangeError,
@@ -63,6 +52,20 @@ from steward.pipeline.changes.model import (
     change_counter,
     change_history,
     changes,
+)
+from steward.pipeline.changes.proposals import (
+    amended_head,
+    author_of,
+    build,
+    change_title,
+    check_loads,
+    check_not_stale,
+    check_payload,
+    commit_message,
+    environment_tip,
+    resolve_commit,
+    rollback_head,
+    short,
 )
 from steward.pipeline.changes.states import (
     MERGED_STATES,
@@ -86,23 +89,12 @@ __all__ = [
     "StaleProposal",
 ]
 
-BRANCH_PREFIX: Final = "changes/"
-MAX_TITLE: Final = 200
 _COUNTER: Final = "changes"
 _ATTEMPTS: Final = 5
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def short(sha: str) -> str:
-    return sha[:12]
-
-
-def _files(paths: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(paths[:limit])
-    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
 class Changes:
@@ -188,18 +180,18 @@ class Changes:
         kind: ChangeKind = "normal",
         parent: str | None = None,
     ) -> Change:
-        title = _title(title)
-        tip = self._environment_tip(environment)
-        _check_payload(edits, patch)
-        base_sha = tip if base is None else self._commit(base, "base")
+        title = change_title(title)
+        tip = environment_tip(self.repo, self.environments, environment)
+        check_payload(edits, patch)
+        base_sha = tip if base is None else resolve_commit(self.repo, base, "base")
         if base_sha != tip and not self.repo.is_ancestor(base_sha, tip):
             raise StaleProposal(
                 f"base {short(base_sha)} is not in the history of {environment!r} (tip "
                 f"{short(tip)}); propose against {environment}'s tip"
             )
-        author = _author(actor)
-        commit_message = _commit_message(title, message, actor)
-        candidate = self._build(base_sha, author, commit_message, edits=edits, patch=patch)
+        author = author_of(actor)
+        git_message = commit_message(title, message, actor)
+        candidate = build(self.repo, base_sha, author, git_message, edits=edits, patch=patch)
         touched = self.repo.changed_files(base_sha, candidate)
         if not touched:
             raise InvalidProposal(
@@ -209,12 +201,12 @@ class Changes:
         detail: dict[str, Any] = {"files": sorted(touched)}
         head = candidate
         if base_sha != tip:
-            self._check_not_stale(environment, base_sha, tip, touched)
+            check_not_stale(self.repo, environment, base_sha, tip, touched)
             # Nothing the proposal touches moved: the same files on top of the tip.
-            rebased = {path: self.repo.read_file(candidate, path) for path in touched}
-            head = self._build(tip, author, commit_message, edits=rebased, patch=None)
+            rebased = self.repo.read_files(candidate, touched)
+            head = build(self.repo, tip, author, git_message, edits=rebased, patch=None)
             detail["rebased_from"] = base_sha
-        self._check_loads(head, environment)
+        check_loads(self.repo, head, environment)
         return self._record(
             actor, environment, base=tip, head=head, title=title, message=message,
             kind=kind, parent=parent, detail=detail,
@@ -223,8 +215,8 @@ class Changes:
     def propose_branch(self, actor: Principal, branch: str, environment: str, message: str, *,
                        title: str | None = None) -> Change:
         """Turn a pushed branch into a change: base = merge-base with the environment."""
-        tip = self._environment_tip(environment)
-        if branch == environment or branch.startswith(BRANCH_PREFIX) or (
+        tip = environment_tip(self.repo, self.environments, environment)
+        if branch == environment or branch.startswith(CHANGE_BRANCH_PREFIX) or (
                 self.environments is not None and branch in self.environments):
             raise InvalidProposal(
                 f"branch {branch!r} cannot be proposed: push your work to a branch of its own "
@@ -238,7 +230,7 @@ class Changes:
             )
         if not message.strip():
             raise InvalidProposal("message: describe the change (-m MESSAGE)")
-        base = self._merge_base(head, tip)
+        base = self.repo.common_base(head, tip)
         if base is None:
             raise InvalidProposal(
                 f"branch {branch!r} shares no history with {environment!r}; branch from it"
@@ -250,12 +242,12 @@ class Changes:
                 f"at {short(base)}"
             )
         if base != tip:
-            self._check_not_stale(environment, base, tip, touched,
-                                  advice=f"merge or rebase {branch} onto {environment}")
-        self._check_loads(head, environment)
+            check_not_stale(self.repo, environment, base, tip, touched,
+                            advice=f"merge or rebase {branch} onto {environment}")
+        check_loads(self.repo, head, environment)
         return self._record(
             actor, environment, base=base, head=head,
-            title=_title(title if title is not None else message.strip().splitlines()[0]),
+            title=change_title(title if title is not None else message.strip().splitlines()[0]),
             message=message.strip(), kind="normal", parent=None,
             detail={"files": sorted(touched), "from_branch": branch},
         )
@@ -263,10 +255,7 @@ class Changes:
     def create_revert(self, change_id: str, actor: Principal) -> Change:
         """A rollback change: restores what ``change_id`` changed, on top of today's tip.
 
-        When the environment's tree is still exactly the change's head, the rollback's tree is
-        the change's base (``repo.revert``). When other work landed since, only the change's
-        own files are restored to their base content, provided nothing after the change
-        touched them; otherwise an automatic rollback would undo others' work, and is refused.
+        Refused when work landed since on the change's own files (see :func:`rollback_head`).
         """
         change = self.get(change_id)
         if change.state not in MERGED_STATES:
@@ -283,40 +272,20 @@ class Changes:
                     f"{change.id} already has rollback {other.id} ({other.state})"
                 )
         env = change.environment
-        tip = self._environment_tip(env)
+        tip = environment_tip(self.repo, self.environments, env)
         if not self.repo.is_ancestor(change.head, tip):
             raise ChangeError(
                 f"{change.id}'s head {short(change.head)} is not in {env} (tip {short(tip)}): "
                 "it was never merged, so there is nothing to roll back"
             )
         touched = self.repo.changed_files(change.base, change.head)
-        author = _author(actor)
-        title = _title(f"Roll back {change.id}: {change.title}", truncate=True)
+        author = author_of(actor)
+        title = change_title(f"Roll back {change.id}: {change.title}", truncate=True)
         body = (f"Restores the files {change.id} changed in {env} to their content at "
                 f"{short(change.base)}.")
-        commit_message = _commit_message(title, body, actor)
-        since = self.repo.changed_files(change.head, tip)
-        try:
-            if not since:
-                head = self._restore_tree(tip, change.base, author, commit_message)
-            else:
-                overlap = sorted(set(touched) & set(since))
-                if overlap:
-                    raise ChangeError(
-                        f"cannot roll back {change.id} automatically: {_files(overlap)} changed "
-                        f"in {env} after it; propose a fix instead"
-                    )
-                edits = {path: self.repo.read_file(change.base, path) for path in touched}
-                head = self.repo.commit(parent=tip, author=author, message=commit_message,
-                                        edits=edits, allow_empty=True)
-        except GitError as exc:
-            raise ChangeError(f"cannot build the rollback of {change.id}: {exc}") from exc
-        if not self.repo.changed_files(tip, head):
-            raise ChangeError(
-                f"{change.id}'s files in {env} already match {short(change.base)}: "
-                "nothing to roll back"
-            )
-        self._check_loads(head, env)
+        git_message = commit_message(title, body, actor)
+        head = rollback_head(self.repo, change, tip, touched, author, git_message)
+        check_loads(self.repo, head, env)
         created = self._record(
             actor, env, base=tip, head=head, title=title, message=body, kind="rollback",
             parent=change.id, detail={"files": sorted(touched), "rollback_of": change.id},
@@ -337,8 +306,8 @@ class Changes:
         try:
             promoted = self._propose_edits(
                 actor, environment, base=None, edits=None, patch=patch,
-                title=_title(f"Promote {change.id} to {environment}: {change.title}",
-                             truncate=True),
+                title=change_title(f"Promote {change.id} to {environment}: {change.title}",
+                                   truncate=True),
                 message=change.message, kind="promotion", parent=change.id,
             )
         except InvalidProposal as exc:
@@ -379,20 +348,8 @@ class Changes:
         given = sum(x is not None for x in (edits, patch, head))
         if given != 1:
             raise InvalidProposal("amend with exactly one of: edits, a patch, or a new head")
-        if head is not None:
-            new = self._commit(head, "head")
-            if not self.repo.is_ancestor(change.base, new):
-                raise InvalidProposal(
-                    f"the new head {short(new)} does not descend from {change.id}'s base "
-                    f"{short(change.base)}"
-                )
-        else:
-            _check_payload(edits, patch)
-            text = message.strip() if message and message.strip() else f"Amend {change.id}"
-            new = self._build(change.head, _author(actor),
-                              _commit_message(_title(text.splitlines()[0], truncate=True),
-                                              text, actor),
-                              edits=edits, patch=patch)
+        new = amended_head(self.repo, change, actor, edits=edits, patch=patch, head=head,
+                           message=message)
         if not self.repo.changed_files(change.head, new):
             raise InvalidProposal(f"the amendment changes nothing in {change.id}")
         touched = self.repo.changed_files(change.base, new)
@@ -401,10 +358,10 @@ class Changes:
                 f"after the amendment {change.id} changes nothing relative to its base "
                 f"{short(change.base)}; reject it instead"
             )
-        tip = self._environment_tip(change.environment)
+        tip = environment_tip(self.repo, self.environments, change.environment)
         if tip != change.base and self.repo.is_ancestor(change.base, tip):
-            self._check_not_stale(change.environment, change.base, tip, touched)
-        self._check_loads(new, change.environment)
+            check_not_stale(self.repo, change.environment, change.base, tip, touched)
+        check_loads(self.repo, new, change.environment)
         try:
             self.repo.set_branch(change.branch, new, expected=change.head)
         except StaleBaseError as exc:
@@ -540,81 +497,6 @@ class Changes:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _environment_tip(self, environment: str) -> str:
-        if environment.startswith(BRANCH_PREFIX) or (
-                self.environments is not None and environment not in self.environments):
-            known = self.environments if self.environments is not None else \
-                tuple(sorted(b for b in self.repo.branches() if not b.startswith(BRANCH_PREFIX)))
-            raise InvalidProposal(
-                f"{environment!r} is not an environment; known: {', '.join(known)}"
-            )
-        tip = self.repo.branches().get(environment)
-        if tip is None:
-            raise InvalidProposal(
-                f"environment {environment!r} has no branch in the desired-state repository"
-            )
-        return tip
-
-    def _commit(self, ref: str, what: str) -> str:
-        try:
-            return self.repo.resolve(ref)
-        except UnknownRefError:
-            raise InvalidProposal(
-                f"{what} {ref!r} is not a commit of the desired-state repository"
-            ) from None
-
-    def _merge_base(self, a: str, b: str) -> str | None:
-        try:
-            return self.repo.merge_base(a, b)
-        except GitError:
-            return None  # no shared history
-
-    def _restore_tree(self, tip: str, tree_of: str, author: Author, message: str) -> str:
-        """A commit on ``tip`` whose files are exactly ``tree_of``'s; no branch moves.
-
-        ``repo.revert`` publishes its commit on the branch it is given, and a rollback must
-        not reach the environment before it is approved: it runs on a scratch branch.
-        """
-        scratch = f"{BRANCH_PREFIX}rollback-{uuid.uuid4().hex[:16]}"
-        self.repo.set_branch(scratch, tip, expected=None)
-        try:
-            return self.repo.revert(branch=scratch, to_tree_of=tree_of, author=author,
-                                    message=message)
-        finally:
-            with contextlib.suppress(GitError):
-                self.repo.delete_branch(scratch)
-
-    def _build(self, parent: str, author: Author, message: str, *,
-               edits: Mapping[str, str | bytes | None] | None, patch: str | None) -> str:
-        try:
-            return self.repo.commit(parent=parent, author=author, message=message,
-                                    edits=edits, patch=patch, allow_empty=True)
-        except PatchError as exc:
-            raise InvalidProposal(f"the patch does not apply to {short(parent)}: {exc}") from exc
-        except GitError as exc:
-            raise InvalidProposal(f"cannot build the proposal on {short(parent)}: {exc}") from exc
-
-    def _check_not_stale(self, environment: str, base: str, tip: str,
-                         touched: Sequence[str], *, advice: str | None = None) -> None:
-        moved = self.repo.changed_files(base, tip)
-        overlap = sorted(set(touched) & set(moved))
-        if overlap:
-            raise StaleProposal(
-                f"base {short(base)} is stale: {environment} moved to {short(tip)} since and "
-                f"changed {_files(overlap)} too; "
-                + (advice or f"re-read {'it' if len(overlap) == 1 else 'them'} at "
-                   f"{short(tip)} and propose again")
-            )
-
-    def _check_loads(self, head: str, environment: str) -> None:
-        try:
-            self.repo.load(head)
-        except StewardError as exc:
-            raise InvalidProposal(
-                f"the proposed {environment} tree {short(head)} does not load, so nothing "
-                f"was recorded: {exc}"
-            ) from exc
-
     def _record(self, actor: Principal, environment: str, *, base: str, head: str, title: str,
                 message: str, kind: ChangeKind, parent: str | None,
                 detail: dict[str, Any]) -> Change:
@@ -630,10 +512,10 @@ class Changes:
                     seq = _allocate(conn)
                     existing = self.repo.branches()
                     # A branch left by an earlier database (restored, or reset) keeps its number.
-                    while f"{BRANCH_PREFIX}chg-{seq}" in existing:
+                    while f"{CHANGE_BRANCH_PREFIX}chg-{seq}" in existing:
                         seq = _allocate(conn)
                     change_id = f"chg-{seq}"
-                    branch = f"{BRANCH_PREFIX}{change_id}"
+                    branch = f"{CHANGE_BRANCH_PREFIX}{change_id}"
                     now = _now()
                     conn.execute(insert(changes).values(
                         id=change_id, seq=seq, title=title, message=message,
@@ -714,46 +596,3 @@ def _check_binding(change: Change, expected_head: str | None,
             f"{change.id}'s impact report is now {change.impact_digest or 'missing'}, not "
             f"{expected_impact}: it was re-analysed; review it again"
         )
-
-
-def _check_payload(edits: Mapping[str, str | bytes | None] | None, patch: str | None) -> None:
-    if (edits is None) == (patch is None):
-        raise InvalidProposal("propose either file edits or a unified patch (exactly one)")
-    if patch is not None:
-        if not patch.strip():
-            raise InvalidProposal("patch: empty")
-        return
-    assert edits is not None
-    if not edits:
-        raise InvalidProposal("edits: no files given")
-    for path, content in edits.items():
-        try:
-            check_path(path)
-        except EditError as exc:
-            raise InvalidProposal(f"edits: {exc}") from None
-        if content is not None and not isinstance(content, str | bytes):
-            raise InvalidProposal(
-                f"edits[{path!r}]: content must be text, bytes, or null to delete")
-
-
-def _title(text: str, *, truncate: bool = False) -> str:
-    title = " ".join(text.split())
-    if not title:
-        raise InvalidProposal("title: give the change a one-line title")
-    if len(title) > MAX_TITLE:
-        if not truncate:
-            raise InvalidProposal(f"title: at most {MAX_TITLE} characters, not {len(title)}")
-        title = title[:MAX_TITLE - 3] + "..."
-    return title
-
-
-def _author(actor: Principal) -> Author:
-    try:
-        return Author(actor.name, actor.git_email)
-    except GitError as exc:
-        raise InvalidProposal(f"proposer {actor.label!r}: {exc}") from None
-
-
-def _commit_message(title: str, message: str, actor: Principal) -> str:
-    body = message.strip()
-    return f"{title}\n\n{body + chr(10) + chr(10) if body else ''}Proposed-by: {actor.label}\n"
