@@ -27,7 +27,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from steward.access import tables
-from steward.access.audit import KEY_FILE, AuditLog, Checkpoint, Witness
+from steward.access.audit import AuditLog
+from steward.access.checkpoints import KEY_FILE, Checkpoint
+from steward.access.witness import Witness
 from steward.cli.main import run
 from steward.server.app import create_app
 from steward.server.config import ServerConfig, load_config

@@ -430,7 +430,7 @@ def init_data_dir(
     key_path = config.secrets_dir / KEY_FILE
     if not os.environ.get(KEY_ENV) and not key_path.exists():
         write_private(key_path, generate_key() + "\n")
-    from steward.access.audit import ensure_audit_key
+    from steward.access.checkpoints import ensure_audit_key
 
     ensure_audit_key(data_dir)  # signs the audit log's checkpoints
     if save_admin_token:

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from steward.access.audit import KEY_FILE as AUDIT_KEY_FILE
-from steward.access.audit import AuditLog, Witness
+from steward.access.audit import AuditLog
+from steward.access.checkpoints import KEY_FILE as AUDIT_KEY_FILE
 from steward.access.principal import Principal
 from steward.access.rbac import Rbac, authorize
 from steward.access.tokens import Tokens
+from steward.access.witness import Witness
 from steward.secrets.store import SecretStore
 from steward.server.catalogs import CatalogService
 from steward.server.config import ServerConfig
