@@ -24,7 +24,6 @@ are in :mod:`~steward.access.audit_entries`, the key and the checkpoint writer i
 checks in :mod:`~steward.access.audit_verify`.
 """
 
-
 from __future__ import annotations
 
 import logging
@@ -70,7 +69,6 @@ from steward.clock import SYSTEM_CLOCK, Clock
 from steward.store import db as store_db
 
 log = logging.getLogger("steward.access.audit")
-
 
 _TARGET_SEPARATORS = ("/", ":")
 
