@@ -170,7 +170,6 @@ def test_log_records_are_scrubbed() -> None:
 
 
 def test_one_marker_everywhere() -> None:
-    from steward.access.audit import REDACTED as AUDIT_REDACTED
     from steward.engine.tasks import cut_secrets as task_cut
     from steward.mcpserver.data import REDACTED as MCP_REDACTED
     from steward.pipeline.impact.diff import MASKED_LINE
@@ -178,7 +177,7 @@ def test_one_marker_everywhere() -> None:
     from steward.server.db import redact_url
 
     assert REDACTED == "[redacted]"
-    assert {CATALOG_REDACTED, MCP_REDACTED, AUDIT_REDACTED, SENSITIVE_TEXT, MASKED_LINE} == \
+    assert {CATALOG_REDACTED, MCP_REDACTED, SENSITIVE_TEXT, MASKED_LINE} == \
         {REDACTED}
     assert task_cut("x", ["x"]) == REDACTED
     assert redact_url("postgresql://u:pw@h/db") == f"postgresql://u:{REDACTED}@h/db"

@@ -18,7 +18,6 @@ MAX_FUNCTION_LINES = 100
 
 #: "module" or "module:function" -> its lines when this list was made. Shrink it.
 OVERSIZE: dict[str, int] = {
-    "access/audit.py": 1116,
     "api/routes.py:install": 215,
     "mcpserver/server.py": 709,
     "mcpserver/server.py:build_mcp": 461,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, overload
 
 
 class Clock(Protocol):
@@ -49,10 +49,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def iso(value: datetime | None) -> str | None:
-    """``2024-05-01T12:00:00.123456Z``: UTC with a ``Z``, the form every document uses."""
+@overload
+def iso(value: datetime, *, timespec: str = ...) -> str: ...
+@overload
+def iso(value: None, *, timespec: str = ...) -> None: ...
+@overload
+def iso(value: datetime | None, *, timespec: str = ...) -> str | None: ...
+
+
+def iso(value: datetime | None, *, timespec: str = "auto") -> str | None:
+    """``2024-05-01T12:00:00.123456Z``: UTC with a ``Z``, the form every document uses.
+
+    A naive datetime is taken as UTC (SQLite returns them so); ``timespec`` is
+    :meth:`datetime.isoformat`'s (``"milliseconds"`` for reports and agent timestamps).
+    """
     if value is None:
         return None
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.isoformat().replace("+00:00", "Z")
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat(timespec=timespec).replace("+00:00", "Z")

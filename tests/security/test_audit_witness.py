@@ -4,11 +4,14 @@ Each test starts a real server (uvicorn, TLS) on a fresh data directory, lets it
 handful of audit entries through ordinary requests (no checkpoint has ever been taken by
 hand), then plays the attacker on the database with the append-only triggers lifted, as a
 database administrator could, but without ``audit.key``. ``steward audit verify`` (the CLI,
-reading the database and the witness file directly) must name what was done.
+reading the database and the witness file directly) must name what was done. Tests that
+need a second checkpoint give the server a :class:`ManualClock` and move it past the
+checkpoint interval instead of sleeping through it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import itertools
 import json
@@ -27,12 +30,16 @@ import pytest
 from sqlalchemy import Engine, select
 
 from steward.access import tables
-from steward.access.audit import KEY_FILE, AuditLog, Checkpoint, Witness
+from steward.access.audit import AuditLog
+from steward.access.checkpoints import KEY_FILE, Checkpoint
+from steward.access.witness import Witness
 from steward.cli.main import run
+from steward.clock import ManualClock
 from steward.server.app import create_app
 from steward.server.config import ServerConfig, load_config
 from steward.server.db import make_engine
 from steward.server.errors import ConfigError
+from steward.server.services import build_services
 from tests.e2e.harness import database_url, init_data_dir
 from tests.server.serving import serving
 from tests.server.test_audit import attack, rehash_from
@@ -46,6 +53,8 @@ class Install:
     client: httpx.Client
     engine: Engine
     admin_token: str
+    #: The server's clock when the test moves time itself (None: the real one).
+    clock: ManualClock | None = None
 
     def request(self, count: int) -> None:
         """``count`` audited requests: the admin making a join token, and a refused token."""
@@ -79,6 +88,11 @@ class Install:
             assert time.monotonic() < deadline, f"entry {head} was not witnessed in {timeout}s"
             time.sleep(0.05)
 
+    def pass_interval(self) -> None:
+        """Move the server's clock past the checkpoint interval: the next one is due."""
+        assert self.clock is not None, "use the manual_install fixture"
+        self.clock.advance((self.config.audit_checkpoint_interval or 0.0) + 0.1)
+
     def verify(self, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any], str]:
         """``steward audit verify``: exit status, its JSON, and its text."""
         capsys.readouterr()
@@ -88,17 +102,45 @@ class Install:
         return status, document, capsys.readouterr().out
 
 
-@pytest.fixture(params=BACKENDS)
-def install(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Install]:
-    with database_url(str(request.param), tmp_path, "witness") as url:
+@contextlib.contextmanager
+def served(config: ServerConfig, clock: ManualClock | None) -> Iterator[httpx.Client]:
+    """The server of ``config``, on ``clock`` when given (its services closed after it)."""
+    if clock is None:
+        with serving(create_app(config), config) as client:
+            yield client
+        return
+    services = build_services(config, clock=clock)
+    try:
+        with serving(create_app(config, services=services), config) as client:
+            yield client
+    finally:
+        services.close()
+
+
+@contextlib.contextmanager
+def installed(backend: str, tmp_path: Path, clock: ManualClock | None) -> Iterator[Install]:
+    with database_url(backend, tmp_path, "witness") as url:
         data_dir, admin_token = init_data_dir(tmp_path, url)
         config = load_config(data_dir)
         engine = make_engine(url)
         try:
-            with serving(create_app(config), config) as client:
-                yield Install(config, client, engine, admin_token)
+            with served(config, clock) as client:
+                yield Install(config, client, engine, admin_token, clock)
         finally:
             engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def install(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Install]:
+    with installed(str(request.param), tmp_path, None) as install:
+        yield install
+
+
+@pytest.fixture(params=BACKENDS)
+def manual_install(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Install]:
+    """An install whose server runs on a :class:`ManualClock`: time moves when told to."""
+    with installed(str(request.param), tmp_path, ManualClock()) as install:
+        yield install
 
 
 def problems_of(document: dict[str, Any]) -> list[str]:
@@ -176,11 +218,14 @@ def test_an_edited_row_is_named(install: Install, capsys: pytest.CaptureFixture[
 
 
 def test_a_witness_file_cut_back_to_an_older_line_is_caught(
-        install: Install, capsys: pytest.CaptureFixture[str]) -> None:
+        manual_install: Install, capsys: pytest.CaptureFixture[str]) -> None:
+    install = manual_install
     install.request(2)
+    install.pass_interval()
     install.wait_witnessed()
-    time.sleep(1.1)
+    install.pass_interval()
     install.request(2)
+    install.pass_interval()
     install.wait_witnessed()
     path = install.config.audit_witness_path
     lines = path.read_bytes().splitlines(keepends=True)
@@ -286,13 +331,16 @@ def test_external_witnesses_receive_every_checkpoint(backend: str, tmp_path: Pat
             (data_dir / "config.json").write_text(json.dumps(document), encoding="utf-8")
             config = load_config(data_dir)
             engine = make_engine(url)
+            clock = ManualClock()
             try:
-                with serving(create_app(config), config) as client:
-                    install = Install(config, client, engine, admin_token)
+                with served(config, clock) as client:
+                    install = Install(config, client, engine, admin_token, clock)
                     install.request(3)
+                    install.pass_interval()
                     install.wait_witnessed()
-                    time.sleep(1.1)
+                    install.pass_interval()
                     install.request(2)
+                    install.pass_interval()
                     install.wait_witnessed()
             finally:
                 engine.dispose()

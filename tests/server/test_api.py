@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from steward.clock import ManualClock
 from steward.secrets.store import SecretStore
+from steward.server.app import create_app
 from steward.server.db import make_engine
-from tests.e2e.harness import SECRET_VALUE
+from steward.server.services import build_services
+from tests.e2e.harness import SECRET_VALUE, free_port
 from tests.server.conftest import Env
+from tests.server.serving import serving
+
+
+@dataclass
+class ManualEnv(Env):
+    """An :class:`Env` whose server runs on a clock that moves only when told to."""
+
+    clock: ManualClock = field(default_factory=ManualClock)
+
+
+@pytest.fixture
+def manual_env(env: Env) -> Iterator[ManualEnv]:
+    """The same data directory and database, served by a second server on a ManualClock, so
+    a test moves time past an expiry instead of sleeping until it."""
+    clock = ManualClock()
+    config = env.config.with_overrides(port=free_port())
+    services = build_services(config, migrate_schema=False, clock=clock)
+    try:
+        with serving(create_app(config, services=services), config) as client:
+            yield ManualEnv(config, client, env.admin_token, clock)
+    finally:
+        services.close()
 
 # -- authentication --------------------------------------------------------------------------
 
@@ -101,9 +128,10 @@ def test_operators_cannot_mint_operator_tokens_but_can_mint_join_tokens(env: Env
     assert kept.json()["permission"] == "admin"
 
 
-def test_expired_and_used_up_join_tokens_enroll_nobody(env: Env) -> None:
+def test_expired_and_used_up_join_tokens_enroll_nobody(manual_env: ManualEnv) -> None:
+    env = manual_env
     short = env.join_token(expires_in=0.3)
-    time.sleep(0.6)
+    env.clock.advance(0.6)
     expired = env.client.post("/api/v1/enroll", json={"certname": "late1"},
                               headers=env.headers(short))
     assert expired.status_code == 401

@@ -27,26 +27,22 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, insert, select, text, update
 
 from steward.access import tables
-from steward.access.audit import (
+from steward.access.audit import AuditLog
+from steward.access.audit_entries import (
     ENTRY_DOMAIN,
     GENESIS_HASH,
-    REDACTED,
-    WITNESS_FILE,
     AuditError,
-    AuditLog,
-    Checkpoint,
     EntryFields,
-    Witness,
     encode_parameters,
-    ensure_audit_key,
     entry_document,
     entry_hash,
-    key_id,
-    sensitive_key,
 )
+from steward.access.checkpoints import Checkpoint, ensure_audit_key, key_id
 from steward.access.principal import Principal
 from steward.access.tokens import new_token
+from steward.access.witness import WITNESS_FILE, Witness
 from steward.catalog.canonical import canonical_json
+from steward.catalog.redaction import REDACTED, is_secret_key
 from steward.server.db import QUERY_TABLES, make_engine
 from steward.server.migrate import MIGRATIONS, migrate
 from tests.e2e.harness import database_url
@@ -455,7 +451,7 @@ def test_secrets_are_redacted_from_parameters_reason_and_target(audit_db: AuditD
     ("keyboard", False), ("monkey", False), ("environment", False), ("name", False),
 ])
 def test_which_keys_are_credentials(name: str, sensitive: bool) -> None:
-    assert sensitive_key(name) is sensitive
+    assert is_secret_key(name) is sensitive
 
 
 _KEY = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
@@ -480,7 +476,7 @@ def test_no_sensitive_value_or_token_survives_redaction(document: dict[str, Any]
     assert "the-secret-value" not in stored
     assert token not in stored
     assert stored == canonical_json(json.loads(stored))  # canonical, so hashing is exact
-    assert sensitive_key(secret_key)
+    assert is_secret_key(secret_key)
 
 
 _TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)

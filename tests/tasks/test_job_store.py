@@ -18,9 +18,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, insert, inspect, select, text
 
+from steward.clock import utcnow
 from steward.pipeline.schema import MIGRATIONS, VERSION_TABLE, create_all
 from steward.server.db import make_engine
-from steward.store.db import utcnow
 from steward.tasks.jobs import JobError, JobStore, NodePart, job_results, job_scripts, jobs
 from tests.e2e.harness import database_url
 

@@ -38,10 +38,10 @@ from steward.access.roles import (
     load_roles,
 )
 from steward.access.tables import role_bindings
+from steward.clock import utcnow
 from steward.errors import NotFoundError
 from steward.language.errors import did_you_mean
 from steward.store import db as store_db
-from steward.store.db import utcnow
 
 #: The environment scope meaning "every environment".
 ALL_ENVIRONMENTS: Final = "*"

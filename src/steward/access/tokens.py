@@ -22,9 +22,9 @@ from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
 from steward.access import tables
 from steward.access.principal import Principal
+from steward.clock import SYSTEM_CLOCK, Clock, iso, utcnow
 from steward.errors import NotFoundError, StewardError
 from steward.store import db as store_db
-from steward.store.db import utcnow
 
 KINDS = ("admin", "operator", "user", "agent", "node", "join", "enrollment")
 PREFIXES = {"admin": "stwa_", "operator": "stwo_", "user": "stwu_", "agent": "stwg_",
@@ -89,15 +89,14 @@ def _token_public(row: Any) -> dict[str, Any]:
     }
 
 
-def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
-
 
 class Tokens:
     """Token minting, authentication and revocation over the server's database."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.engine = engine
+        #: Decides expiry: when a token is made to expire and whether it has.
+        self.clock = clock
 
     def create(
         self,
@@ -110,7 +109,7 @@ class Tokens:
         certname: str | None = None,
     ) -> dict[str, Any]:
         """Mint a token; the result holds the plaintext, which is never retrievable again."""
-        expires_at = utcnow() + expires_in if expires_in is not None else None
+        expires_at = self.clock.now() + expires_in if expires_in is not None else None
         with self.engine.begin() as conn:
             token, token_id = insert_token(
                 conn, kind, name, certname=certname, created_by=created_by,
@@ -121,7 +120,7 @@ class Tokens:
 
     def authenticate(self, token: str) -> Principal:
         """The identity behind ``token``; :class:`AuthenticationError` says why not."""
-        now = utcnow()
+        now = self.clock.now()
         with store_db.reading(self.engine) as conn:
             row = conn.execute(
                 select(tables.tokens).where(tables.tokens.c.token_hash == hash_token(token))
@@ -160,7 +159,7 @@ class Tokens:
             result = conn.execute(
                 update(tables.tokens)
                 .where(and_(tables.tokens.c.id == token_id, tables.tokens.c.revoked_at.is_(None)))
-                .values(revoked_at=utcnow())
+                .values(revoked_at=self.clock.now())
             )
             if result.rowcount == 0:
                 exists = conn.execute(

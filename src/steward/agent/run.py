@@ -23,7 +23,6 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -37,6 +36,7 @@ from steward.agent.errors import (
     ServerUnavailable,
 )
 from steward.agent.state import AgentState
+from steward.clock import iso, utcnow
 from steward.engine.tasks import run_task
 from steward.errors import StewardError
 
@@ -80,10 +80,6 @@ class RunOutcome:
     delivered: list[str] = field(default_factory=list)
     queued: int = 0
     warning: str | None = None
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Interrupted(Exception):
@@ -194,7 +190,8 @@ class Agent:
             self.client.token = self.credential(facts)
             delivered = self.deliver()
             self.client.request("PUT", f"{self._base}/facts", {
-                "values": facts, "environment": cfg.environment, "producer_timestamp": _now(),
+                "values": facts, "environment": cfg.environment,
+                "producer_timestamp": iso(utcnow(), timespec="milliseconds"),
             })
             if commit is not None:
                 answer = self.client.request(
@@ -261,7 +258,7 @@ class Agent:
             raise AgentError(f"the server sent the catalog of {document.get('node')!r}, "
                              f"not of {self.config.certname!r}; refusing it")
         if cache:
-            self.state.save_catalog(document, values, _now())
+            self.state.save_catalog(document, values, iso(utcnow(), timespec="milliseconds"))
         return document, values
 
     def _apply(self, document: dict[str, Any], values: dict[str, str],

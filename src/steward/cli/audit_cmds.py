@@ -38,7 +38,9 @@ def _open_log(data_dir: Path) -> Iterator[AuditLog]:
     """The audit log of the data directory's database; its key is never created here."""
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-    from steward.access.audit import KEY_FILE, AuditError, AuditLog
+    from steward.access.audit import AuditLog
+    from steward.access.audit_entries import AuditError
+    from steward.access.checkpoints import KEY_FILE
     from steward.server.config import load_config
     from steward.server.db import make_engine, redact_url
     from steward.server.services import audit_witness
@@ -76,7 +78,7 @@ def verify(
     Exit status: 0 the log is intact, 1 problems were found (listed), 2 it could not be
     checked (no database, no key).
     """
-    from steward.access.audit import load_verify_key
+    from steward.access.checkpoints import load_verify_key
     from steward.errors import StewardError
 
     try:

@@ -15,6 +15,7 @@ from typing import Any
 
 from steward import __version__
 from steward.catalog.redaction import cut_secrets_json, scrub_text, secret_forms
+from steward.clock import iso
 from steward.engine.transaction import ResourceResult, RunResult
 
 REPORT_FORMAT = 1
@@ -24,12 +25,6 @@ MIN_SECRET_LENGTH = 4
 EXIT_CHANGED = 2
 EXIT_FAILED = 4
 EXIT_PENDING = 8
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
 
 
 def _resource_json(result: ResourceResult) -> dict[str, Any]:
@@ -93,8 +88,8 @@ def build_report(run: RunResult) -> dict[str, Any]:
         "catalog_hash": catalog.hash,
         "code_id": catalog.code_id,
         "transaction_uuid": str(uuid.uuid4()),
-        "start_time": _iso(run.start),
-        "end_time": _iso(run.end),
+        "start_time": iso(datetime.fromtimestamp(run.start, UTC), timespec="milliseconds"),
+        "end_time": iso(datetime.fromtimestamp(run.end, UTC), timespec="milliseconds"),
         "status": status,
         "noop": run.noop,
         "noop_pending": any(s in ("noop", "pending") for s in statuses),

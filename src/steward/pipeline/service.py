@@ -93,9 +93,9 @@ class Pipeline:
         self.approvals = Approvals(
             engine, load_approval_rules(config.data_dir, roles=list(self.rbac.roles),
                                         environments=self.environments), self.rbac)
-        self.changes = Changes(engine, repo, environments=self.environments)
-        self.analyses = Analyses(engine)
-        self.deployments = Deployments(engine)
+        self.changes = Changes(engine, repo, environments=self.environments, clock=services.clock)
+        self.analyses = Analyses(engine, clock=services.clock)
+        self.deployments = Deployments(engine, clock=services.clock)
         self.fleet = StoreFleet(engine)
         self.workers = workers
         self._policies: PolicySet | None = None

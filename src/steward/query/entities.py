@@ -17,7 +17,7 @@ import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
+from steward.clock import iso as clock_iso
 from steward.query.errors import QueryError
 from steward.query.sqlexpr import (
     ColumnsValue,
@@ -222,9 +223,7 @@ def iso(value: datetime | str | None) -> str | None:
         if len(value) == 26 and value[10] == " ":
             return f"{value[:10]}T{value[11:23]}Z"
         value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return clock_iso(value, timespec="milliseconds")
 
 
 def _render_timestamp(value: Any, _row: Mapping[str, Any]) -> Any:

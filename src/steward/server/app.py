@@ -39,6 +39,7 @@ from steward import __version__
 from steward.access.authorize import Authorizer, Forbidden
 from steward.access.principal import Principal
 from steward.access.tokens import AuthenticationError
+from steward.clock import utcnow
 from steward.errors import NotFoundError, StewardError
 from steward.server import deps, pdb
 from steward.server.config import ServerConfig
@@ -60,7 +61,6 @@ from steward.server.limits import RequestLimits, limits_of
 from steward.server.runs import LiveCatalogRefused, RunSignals, live_catalog
 from steward.server.scheduler import SshScheduler, TaskHooks
 from steward.server.services import Services, build_services
-from steward.store.db import utcnow
 
 log = logging.getLogger("steward.server")
 

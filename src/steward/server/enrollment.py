@@ -24,15 +24,14 @@ from steward.access.principal import Principal
 from steward.access.tokens import (
     consume_token,
     insert_token,
-    iso,
     new_id,
     revoke_certname_tokens,
 )
+from steward.clock import iso, utcnow
 from steward.errors import NotFoundError
 from steward.server import db
 from steward.server.errors import EnrollmentError
 from steward.store import db as store_db
-from steward.store.db import utcnow
 
 CERTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 POLL_TOKEN_LIFETIME = timedelta(days=7)

@@ -164,7 +164,7 @@ def _write_tls(config: ServerConfig, names: Sequence[str]) -> None:
 
 def _write_files(config: ServerConfig, admin_token: str | None) -> None:
     """The secrets and audit keys, the admin token (when saved) and config.json, last."""
-    from steward.access.audit import ensure_audit_key
+    from steward.access.checkpoints import ensure_audit_key
 
     key_path = config.secrets_dir / KEY_FILE
     if not os.environ.get(KEY_ENV) and not key_path.exists():

@@ -27,11 +27,11 @@ from typing import Any
 from sqlalchemy import Engine, and_, insert, select, update
 from starlette.concurrency import run_in_threadpool
 
+from steward.clock import utcnow
 from steward.errors import StewardError
 from steward.server import db
 from steward.server.catalogs import CatalogService, CompiledCatalog
 from steward.store import db as store_db
-from steward.store.db import utcnow
 
 
 @dataclass(frozen=True, slots=True)

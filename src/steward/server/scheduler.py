@@ -29,10 +29,10 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from steward.clock import utcnow
 from steward.errors import StewardError
 from steward.server.runs import RunRequest, RunSignals
 from steward.server.services import Services
-from steward.store.db import utcnow
 
 log = logging.getLogger("steward.server.scheduler")
 MAX_CONCURRENT = 8

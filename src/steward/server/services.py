@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from steward.access.audit import KEY_FILE as AUDIT_KEY_FILE
-from steward.access.audit import AuditLog, Witness
+from steward.access.audit import AuditLog
+from steward.access.checkpoints import KEY_FILE as AUDIT_KEY_FILE
 from steward.access.principal import Principal
 from steward.access.rbac import Rbac, authorize
 from steward.access.tokens import Tokens
+from steward.access.witness import Witness
+from steward.clock import SYSTEM_CLOCK, Clock
 from steward.secrets.store import SecretStore
 from steward.server.catalogs import CatalogService
 from steward.server.config import ServerConfig
@@ -37,6 +39,8 @@ class Services:
     #: Role bindings, when the desired state is a git repository (the change pipeline's);
     #: None for a plain directory, where user and agent tokens hold nothing.
     rbac: Rbac | None = None
+    #: What "now" is for the server and the pipeline (tokens, audit, changes, jobs).
+    clock: Clock = SYSTEM_CLOCK
 
     def authorize(self, principal: Principal, permission: str,
                   environment: str | None = None) -> None:
@@ -55,24 +59,28 @@ def open_store(url: str) -> Store:
     return Store(url, query_tables=QUERY_TABLES)
 
 
-def build_services(config: ServerConfig, *, migrate_schema: bool = True) -> Services:
-    """Connect to the database (migrating both schemas first, unless told not to)."""
+def build_services(config: ServerConfig, *, migrate_schema: bool = True,
+                   clock: Clock = SYSTEM_CLOCK) -> Services:
+    """Connect to the database (migrating both schemas first, unless told not to);
+    ``clock`` is what the server and its pipeline take "now" from (tests pass a manual one).
+    """
     engine = make_engine(config.database_url)
     store = open_store(config.database_url)
     if migrate_schema:
         store.migrate()
         migrate(engine)
-    tokens = Tokens(engine)
+    tokens = Tokens(engine, clock=clock)
     audit = AuditLog(engine, key_path=config.data_dir / AUDIT_KEY_FILE,
                      checkpoint_interval=config.audit_checkpoint_interval,
-                     witness=audit_witness(config))
+                     witness=audit_witness(config), clock=clock)
     catalogs = CatalogService(
         config.repo_path, SecretStore(config.secrets_dir), config.catalog_cache_size
     )
     rbac = None if catalogs.desired is None else \
         Rbac(engine, config.data_dir, environments=tuple(config.environments))
     return Services(config=config, engine=engine, store=store, tokens=tokens, audit=audit,
-                    enrollment=Enrollment(engine), catalogs=catalogs, rbac=rbac)
+                    enrollment=Enrollment(engine), catalogs=catalogs, rbac=rbac,
+                    clock=clock)
 
 
 def audit_witness(config: ServerConfig) -> Witness:

@@ -12,13 +12,15 @@ import ipaddress
 import os
 import socket
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from steward.clock import utcnow
 
 CA_DAYS = 3650
 SERVER_DAYS = 825
@@ -42,7 +44,7 @@ def _name(common_name: str) -> x509.Name:
 
 def create_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
+    now = utcnow()
     subject = _name(common_name)
     cert = (
         x509.CertificateBuilder()
@@ -79,7 +81,7 @@ def issue_server_certificate(
         except ValueError:
             sans.append(x509.DNSName(name))
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
+    now = utcnow()
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     cert = (
         x509.CertificateBuilder()

@@ -14,13 +14,14 @@ docs/query.md. Every write is one transaction; see :mod:`steward.store.ingest`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
 
 from sqlalchemy import Engine, Table, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from steward.clock import utcnow
 from steward.query import Compiler, QueryError, fetch
 from steward.store.db import make_engine, read_transaction, write_transaction
 from steward.store.errors import StoreError
@@ -44,9 +45,6 @@ _SQLITE_TOO_COMPLEX = ("Expression tree is too large", "too many terms in compou
 _INVALID_REGEX = "2201B"
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 class Store:
     """Facts, catalogs, reports and events of a fleet, in SQLite or PostgreSQL."""
@@ -67,7 +65,7 @@ class Store:
         """
         self.engine: Engine = make_engine(url)
         self.dialect = self.engine.dialect.name
-        self._clock = clock or _utcnow
+        self._clock = clock or utcnow
         #: PostgreSQL stores a report with one statement, through a pool of its own in
         #: autocommit mode (and without waiting for the WAL flush if not durable); see
         #: :meth:`_store_report_statement`.

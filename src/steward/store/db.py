@@ -256,6 +256,3 @@ def reading(engine: Engine) -> Connection:
     """A connection for reads only: on SQLite it does not take the write lock."""
     return engine.connect().execution_options(**{READONLY_OPTION: True})
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -48,11 +48,11 @@ from sqlalchemy import (
     update,
 )
 
-from steward.access.tokens import iso
+from steward.clock import SYSTEM_CLOCK, Clock, iso
 from steward.errors import StewardError
 from steward.pipeline.tables import metadata
 from steward.store import db as store_db
-from steward.store.db import UTCDateTime, utcnow
+from steward.store.db import UTCDateTime
 
 jobs = Table(
     "steward_jobs",
@@ -126,8 +126,9 @@ class NodePart:
 class JobStore:
     """Jobs in the database, plus the values of their sensitive parameters (memory only)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.engine = engine
+        self.clock = clock
         self._lock = threading.Lock()
         # job id -> sensitive values, for jobs this process created: never stored.
         self._secrets: dict[str, dict[str, Any]] = {}
@@ -145,8 +146,8 @@ class JobStore:
                 raise JobError(f"nodes {first.certname!r} and {part.certname!r} of environment "
                                f"{part.environment!r} were given different scripts of task "
                                f"{task!r}")
-        job_id = f"job-{utcnow():%Y%m%d%H%M%S}-{secrets.token_hex(4)}"
-        now = utcnow()
+        job_id = f"job-{self.clock.now():%Y%m%d%H%M%S}-{secrets.token_hex(4)}"
+        now = self.clock.now()
         with self.engine.begin() as conn:
             self._forget_finished(conn)
             conn.execute(insert(jobs).values(
@@ -224,12 +225,12 @@ class JobStore:
                         "stdio): run the task again")
                     conn.execute(update(job_results).where(
                         and_(r.job_id == job_id, r.certname == certname, r.state == "pending"))
-                        .values(state="failed", finished_at=utcnow(), output=reason))
+                        .values(state="failed", finished_at=self.clock.now(), output=reason))
                     self._finish_if_done(conn, job_id)
                     continue
                 taken = conn.execute(update(job_results).where(
                     and_(r.job_id == job_id, r.certname == certname, r.state == "pending"))
-                    .values(state="running", started_at=utcnow()))
+                    .values(state="running", started_at=self.clock.now()))
                 if not taken.rowcount:
                     continue
                 values = secret or {}
@@ -248,7 +249,7 @@ class JobStore:
         with self.engine.begin() as conn:
             done = conn.execute(update(job_results).where(
                 and_(r.job_id == job_id, r.certname == certname, r.state == "running"))
-                .values(state=state, finished_at=utcnow(), exit_code=exit_code,
+                .values(state=state, finished_at=self.clock.now(), exit_code=exit_code,
                         result=result, output=output[-OUTPUT_LIMIT:]))
             if not done.rowcount:
                 raise JobError(f"node {certname!r} has no running part of job {job_id!r}")
@@ -262,10 +263,10 @@ class JobStore:
             job = conn.execute(select(jobs.c.timeout).where(jobs.c.id == job_id)).first()
             if job is None:
                 return
-            limit = utcnow() - timedelta(seconds=int(job.timeout) + GRACE_SECONDS)
+            limit = self.clock.now() - timedelta(seconds=int(job.timeout) + GRACE_SECONDS)
             conn.execute(update(job_results).where(
                 and_(r.job_id == job_id, r.state == "running", r.started_at < limit))
-                .values(state="timeout", finished_at=utcnow(),
+                .values(state="timeout", finished_at=self.clock.now(),
                         output="the node did not report a result in time"))
             # Also settles a job whose last two parts finished in concurrent transactions
             # (each saw the other still running, so neither marked the job finished).
@@ -277,7 +278,7 @@ class JobStore:
         with self.engine.begin() as conn:
             conn.execute(update(job_results).where(
                 and_(r.job_id == job_id, r.state == "pending"))
-                .values(state="skipped", finished_at=utcnow(), output=reason))
+                .values(state="skipped", finished_at=self.clock.now(), output=reason))
             self._finish_if_done(conn, job_id)
 
     def _finish_if_done(self, conn: Any, job_id: str) -> None:
@@ -287,7 +288,7 @@ class JobStore:
         if open_parts == 0:
             conn.execute(update(jobs).where(and_(jobs.c.id == job_id,
                                                  jobs.c.state == "running"))
-                         .values(state="finished", finished_at=utcnow()))
+                         .values(state="finished", finished_at=self.clock.now()))
             # Only claims read the scripts; the task's source stays in git at each commit.
             conn.execute(delete(job_scripts).where(job_scripts.c.job_id == job_id))
             with self._lock:

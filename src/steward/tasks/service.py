@@ -29,7 +29,8 @@ class TaskService:
     def __init__(self, pipeline: Pipeline, jobs: JobStore | None = None) -> None:
         self.pipeline = pipeline
         self.catalog = TaskCatalog(pipeline.repo)
-        self.jobs = jobs if jobs is not None else JobStore(pipeline.services.engine)
+        self.jobs = jobs if jobs is not None else JobStore(pipeline.services.engine,
+                                                            clock=pipeline.services.clock)
 
     def _default_environment(self) -> str:
         environments = self.pipeline.environments

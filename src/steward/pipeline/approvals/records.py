@@ -43,12 +43,13 @@ from steward.access.authorize import Forbidden
 from steward.access.principal import CREDENTIAL_ROLES, Principal
 from steward.access.rbac import Grantee, Rbac, actor_for, parse_principal
 from steward.access.roles import BUILTIN_ROLES
+from steward.clock import utcnow
 from steward.errors import StewardError, describe_value
 from steward.language.errors import did_you_mean
 from steward.language.yamlsource import load_yaml
 from steward.pipeline.tables import metadata
 from steward.store import db as store_db
-from steward.store.db import UTCDateTime, utcnow
+from steward.store.db import UTCDateTime
 
 Verdict = Literal["approve", "reject"]
 VERDICTS: Final[tuple[Verdict, ...]] = ("approve", "reject")

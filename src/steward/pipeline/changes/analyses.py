@@ -9,11 +9,12 @@ new head gives a new report, a new digest, and voids them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import JSON, Column, Engine, Index, Integer, String, Table, Text, insert, select
 
+from steward.clock import SYSTEM_CLOCK, Clock, iso
 from steward.errors import StewardError
 from steward.pipeline.tables import metadata
 from steward.store.db import UTCDateTime
@@ -66,10 +67,6 @@ class AnalysisMissing(StewardError):
     """The change has not been analysed (yet) at its current head."""
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 @dataclass(frozen=True, slots=True)
 class Analysis:
     change_id: str
@@ -94,12 +91,13 @@ class Analysis:
 class Analyses:
     """Stores and reads analyses, overrides and validations of changes."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.engine = engine
+        self.clock = clock
 
     def record(self, change_id: str, head: str, actor: str, report: dict[str, Any],
                policy: dict[str, Any]) -> Analysis:
-        now = datetime.now(UTC)
+        now = self.clock.now()
         digest = str(report["digest"])
         with self.engine.begin() as conn:
             conn.execute(insert(analyses).values(
@@ -126,7 +124,7 @@ class Analyses:
         with self.engine.begin() as conn:
             conn.execute(insert(overrides).values(
                 change_id=change_id, digest=digest, policy=policy, actor=actor,
-                reason=reason, at=datetime.now(UTC)))
+                reason=reason, at=self.clock.now()))
 
     def overrides(self, change_id: str, digest: str) -> dict[str, dict[str, Any]]:
         """Overrides valid for this digest, by policy name."""
@@ -136,17 +134,17 @@ class Analyses:
                                         overrides.c.digest == digest).order_by(overrides.c.id)
             ).all()
         return {row.policy: {"policy": row.policy, "actor": row.actor, "reason": row.reason,
-                             "at": _iso(row.at)} for row in rows}
+                             "at": iso(row.at)} for row in rows}
 
     def validate(self, change_id: str, digest: str, actor: str, verdict: Verdict,
                  evidence: str) -> dict[str, Any]:
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with self.engine.begin() as conn:
             conn.execute(insert(validations).values(
                 change_id=change_id, digest=digest, actor=actor, verdict=verdict,
                 evidence=evidence, at=now))
         return {"change": change_id, "digest": digest, "actor": actor, "verdict": verdict,
-                "evidence": evidence, "at": _iso(now)}
+                "evidence": evidence, "at": iso(now)}
 
     def validations(self, change_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -155,5 +153,5 @@ class Analyses:
                 .order_by(validations.c.id)
             ).all()
         return [{"change": row.change_id, "digest": row.digest, "actor": row.actor,
-                 "verdict": row.verdict, "evidence": row.evidence, "at": _iso(row.at)}
+                 "verdict": row.verdict, "evidence": row.evidence, "at": iso(row.at)}
                 for row in rows]

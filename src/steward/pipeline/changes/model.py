@@ -10,7 +10,7 @@ the row lock and SQLite by its write lock, so concurrent proposals never share a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, cast
 
 from sqlalchemy import (
@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 
 from steward.access.principal import ActorKind, Principal
+from steward.clock import iso
 from steward.pipeline.changes.states import ChangeKind, ChangeState, transition_targets
 from steward.pipeline.tables import metadata
 from steward.store.db import UTCDateTime
@@ -78,11 +79,6 @@ change_counter = Table(
     Column("name", String(32), primary_key=True),
     Column("value", Integer, nullable=False),
 )
-
-
-def iso(value: datetime | None) -> str | None:
-    """RFC 3339 UTC with a ``Z``, the form every pipeline document uses."""
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,13 +30,14 @@ from __future__ import annotations
 import builtins
 import contextlib
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from steward.access.principal import SYSTEM, Principal
+from steward.clock import SYSTEM_CLOCK, Clock
 from steward.gitrepo import CHANGE_BRANCH_PREFIX, DesiredStateRepo, GitError, StaleBaseError
 from steward.pipeline.changes.errors import (
     ChangeConflict,
@@ -93,10 +94,6 @@ _COUNTER: Final = "changes"
 _ATTEMPTS: Final = 5
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Changes:
     """Proposals, change records and their state machine, over one repository and database.
 
@@ -105,8 +102,9 @@ class Changes:
     """
 
     def __init__(self, engine: Engine, repo: DesiredStateRepo, *,
-                 environments: Sequence[str] | None = None) -> None:
+                 environments: Sequence[str] | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.engine = engine
+        self.clock = clock
         self.repo = repo
         self.environments = tuple(environments) if environments is not None else None
 
@@ -368,7 +366,7 @@ class Changes:
             raise ChangeConflict(
                 f"{change.branch} moved meanwhile; read {change.id} again ({exc})"
             ) from exc
-        now = _now()
+        now = self.clock.now()
         try:
             with self.engine.begin() as conn:
                 result = conn.execute(
@@ -427,7 +425,7 @@ class Changes:
                     f"{change.id} has no impact report yet: run steward change impact "
                     f"{change.id} first"
                 )
-            now = _now()
+            now = self.clock.now()
             with self.engine.begin() as conn:
                 conditions = [changes.c.id == change.id, changes.c.state == change.state,
                               changes.c.head == change.head]
@@ -477,7 +475,7 @@ class Changes:
             target: ChangeState = change.state
             if change.state == "approved" and digest != change.impact_digest:
                 target = "analysed"
-            now = _now()
+            now = self.clock.now()
             with self.engine.begin() as conn:
                 result = conn.execute(
                     update(changes)
@@ -516,7 +514,7 @@ class Changes:
                         seq = _allocate(conn)
                     change_id = f"chg-{seq}"
                     branch = f"{CHANGE_BRANCH_PREFIX}{change_id}"
-                    now = _now()
+                    now = self.clock.now()
                     conn.execute(insert(changes).values(
                         id=change_id, seq=seq, title=title, message=message,
                         proposer_name=actor.name, proposer_kind=actor.kind,
@@ -550,7 +548,7 @@ class Changes:
         """
         state = self.get(change_id).state
         with self.engine.begin() as conn:
-            _append(conn, change_id, _now(), actor, action, state, state, detail)
+            _append(conn, change_id, self.clock.now(), actor, action, state, state, detail)
 
     def _undo_branch(self, branch: str, *, to: str | None, expected: str) -> None:
         """Best effort: put a change branch back after the database refused the write."""

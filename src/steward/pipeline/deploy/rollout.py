@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import (
@@ -46,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from steward.clock import SYSTEM_CLOCK, Clock, iso, utcnow
 from steward.errors import StewardError
 from steward.pipeline.tables import metadata
 from steward.store.db import UTCDateTime
@@ -233,23 +234,15 @@ class Deployment:
             "format": 1,
             "id": self.id, "change": self.change_id, "environment": self.environment,
             "commit": self.commit, "state": self.state, "strategy": self.strategy.to_json(),
-            "started_by": self.started_by, "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at), "detail": self.detail,
+            "started_by": self.started_by, "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at), "detail": self.detail,
             "counts": self.counts(),
             "nodes": [
-                {**node, "started_at": _iso(node["started_at"]),
-                 "finished_at": _iso(node["finished_at"])}
+                {**node, "started_at": iso(node["started_at"]),
+                 "finished_at": iso(node["finished_at"])}
                 for node in self.nodes
             ],
         }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 ProgressCallback = Callable[[Deployment], Awaitable[None] | None]
@@ -258,8 +251,9 @@ ProgressCallback = Callable[[Deployment], Awaitable[None] | None]
 class Deployments:
     """Deployment records, the per-environment lock and the batched rollout."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.engine = engine
+        self.clock = clock
 
     # -- records ---------------------------------------------------------------------------
 
@@ -274,7 +268,7 @@ class Deployments:
         plan = strategy.batches(sorted(set(nodes)))
         for _attempt in range(5):
             deployment_id = self._next_id()
-            now = _now()
+            now = self.clock.now()
             try:
                 with self.engine.begin() as conn:
                     holder = conn.execute(
@@ -376,7 +370,7 @@ class Deployments:
                 deployment_nodes.c.deployment_id == deployment_id,
                 deployment_nodes.c.status.in_(("pending", "running")))).values(status="skipped"))
             conn.execute(update(deployments).where(deployments.c.id == deployment_id)
-                         .values(state=state, finished_at=_now(), detail=detail))
+                         .values(state=state, finished_at=self.clock.now(), detail=detail))
             conn.execute(delete(environment_locks).where(and_(
                 environment_locks.c.environment == row.environment,
                 environment_locks.c.deployment_id == deployment_id)))
@@ -442,7 +436,7 @@ class Deployments:
                    runner: NodeRunner) -> NodeResult:
         from starlette.concurrency import run_in_threadpool
 
-        started = _now()
+        started = self.clock.now()
         await run_in_threadpool(self._set_node, deployment.id, certname, status="running",
                                 started_at=started)
         try:
@@ -453,7 +447,7 @@ class Deployments:
             result = NodeResult(certname, "failed", detail=str(exc))
         await run_in_threadpool(
             self._set_node, deployment.id, certname, status=result.status,
-            finished_at=_now(), report=result.report, exit_code=result.exit_code,
+            finished_at=self.clock.now(), report=result.report, exit_code=result.exit_code,
             detail=result.detail,
         )
         return result
@@ -512,7 +506,7 @@ class ServerNodeRunner:
 
     async def start(self, certname: str, *, requested_by: str) -> datetime:
         # Reports are stamped when received; a margin covers clock granularity.
-        since = _now()
+        since = utcnow()  # reports are stamped by the store's clock: the real one
         await self.signals.request(certname, requested_by, noop=False)
         return since
 

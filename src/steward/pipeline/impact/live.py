@@ -33,13 +33,14 @@ import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Engine, and_, select
 from starlette.concurrency import run_in_threadpool
 
 from steward.catalog.canonical import content_hash
+from steward.clock import utcnow
 from steward.pipeline.impact.model import SENSITIVE_TEXT
 from steward.secrets.store import SecretStore
 from steward.server.enrollment import Enrollment
@@ -137,13 +138,13 @@ class LivePredictor:
             else:
                 askable.append(target)
         deadline = time.monotonic() + timeout
-        expires = datetime.now(UTC) + timedelta(seconds=timeout)
+        expires = utcnow() + timedelta(seconds=timeout)
         gate = asyncio.Semaphore(max(1, self.concurrency))
 
         async def ask(target: LiveTarget) -> _Asked:
             async with gate:
                 # Reports are stamped when received, after the request: "since" is safe.
-                since = datetime.now(UTC)
+                since = utcnow()
                 request_id = await self.signals.request(
                     target.certname, requested_by, commit=commit,
                     environment=target.environment, change_id=change_id, expires_at=expires)

@@ -4,8 +4,8 @@ Adds ``parameters``, ``request_id``, ``prev_hash`` and ``entry_hash`` to ``stewa
 (and widens ``action``), creates ``steward_audit_head`` and the append-only
 ``steward_audit_checkpoints``. Entries written before this revision are **chained here**, in
 id order, with the same hash definition as new ones (format 1 of
-:func:`steward.access.audit.entry_hash`), so verification covers the whole log from entry 1.
-Their ids may have gaps (an old sequence skips the ids of rolled-back inserts):
+:func:`steward.access.audit_entries.entry_hash`), so verification covers the whole log from
+entry 1. Their ids may have gaps (an old sequence skips the ids of rolled-back inserts):
 ``legacy_through`` records the last of them, and only later ids must be consecutive.
 
 Revision ID: 0002
@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from steward.access.audit import GENESIS_HASH, EntryFields, entry_hash
+from steward.access.audit_entries import GENESIS_HASH, EntryFields, entry_hash
 from steward.store.db import UTCDateTime
 
 revision = "0002"
