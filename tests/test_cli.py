@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
+from typer.testing import CliRunner
+
+from steward.cli.settings import FLAGS, Settings, collect, settings, with_connection, with_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -143,3 +147,91 @@ def test_compile_keeps_secrets_out_of_the_catalog(tmp_path: Path) -> None:
     assert "__sensitive__" in proc.stdout
     assert oct(bundle.stat().st_mode & 0o777) == "0o600"
     assert "Sup3r-s3cret-pw" in bundle.read_text()
+
+
+# -- the shared options: before the command, at the command, from the environment ----------
+
+
+def _settings_app(seen: list[Settings], *, root: bool = True) -> typer.Typer:
+    app = typer.Typer()
+    if root:
+        app.callback()(collect)
+    else:
+        @app.callback()
+        def bare() -> None:
+            """A group without the root callback (as tests register sub-apps)."""
+
+    @app.command()
+    @with_connection
+    def connected(ctx: typer.Context) -> None:
+        seen.append(settings(ctx))
+
+    @app.command()
+    @with_data_dir
+    def local(ctx: typer.Context) -> None:
+        seen.append(settings(ctx))
+
+    return app
+
+
+@pytest.mark.parametrize(("argv", "env", "expected"), [
+    (["connected"], {}, Settings()),
+    (["connected"], {"STEWARD_DATA_DIR": "/env", "STEWARD_SERVER": "https://env:1",
+                     "STEWARD_TOKEN": "env-token", "STEWARD_CA_CERT": "/env/ca.crt"},
+     Settings(Path("/env"), "https://env:1", "env-token", Path("/env/ca.crt"))),
+    # Before the command, or at it, as every command always took them.
+    (["--data-dir", "/root", "--server", "https://root:1", "--token", "root-token",
+      "--ca-cert", "/root/ca.crt", "connected"], {},
+     Settings(Path("/root"), "https://root:1", "root-token", Path("/root/ca.crt"))),
+    (["connected", "--data-dir", "/cmd", "--server", "https://cmd:1", "--token", "cmd-token",
+      "--ca-cert", "/cmd/ca.crt"], {},
+     Settings(Path("/cmd"), "https://cmd:1", "cmd-token", Path("/cmd/ca.crt"))),
+    # The first found wins: the command's option, the root's, the environment, the default.
+    (["--server", "https://root:1", "--token", "root-token", "connected", "--server",
+      "https://cmd:1"], {"STEWARD_SERVER": "https://env:1", "STEWARD_TOKEN": "env-token",
+                         "STEWARD_DATA_DIR": "/env"},
+     Settings(Path("/env"), "https://cmd:1", "root-token", None)),
+    (["--data-dir", "/root", "local"], {"STEWARD_DATA_DIR": "/env"}, Settings(Path("/root"))),
+    (["local", "--data-dir", "/cmd"], {}, Settings(Path("/cmd"))),
+    (["local"], {"STEWARD_DATA_DIR": ""}, Settings()),  # empty: unset, as click reads it
+])
+def test_shared_options_first_found_wins(argv: list[str], env: dict[str, str],
+                                         expected: Settings,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    for flag in FLAGS:
+        monkeypatch.delenv(flag.envvar, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    seen: list[Settings] = []
+    result = CliRunner().invoke(_settings_app(seen), argv)
+    assert result.exit_code == 0, result.output
+    assert seen == [expected]
+
+
+def test_shared_options_without_the_root_callback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEWARD_DATA_DIR", "/env")
+    seen: list[Settings] = []
+    app = _settings_app(seen, root=False)
+    assert CliRunner().invoke(app, ["local"]).exit_code == 0
+    assert CliRunner().invoke(app, ["connected", "--token", "t"]).exit_code == 0
+    assert seen == [Settings(Path("/env")), Settings(Path("/env"), token="t")]
+
+
+def test_a_data_dir_command_takes_no_connection_options() -> None:
+    result = CliRunner().invoke(_settings_app([]), ["local", "--server", "https://x:1"])
+    assert result.exit_code == 2
+    assert "No such option" in result.output
+
+
+def test_connection_options_before_the_command_reach_it(tmp_path: Path) -> None:
+    """The real CLI: the root's --data-dir and --server are the command's."""
+    before = steward("--data-dir", str(tmp_path / "nowhere"), "change", "list")
+    assert_clean_error(before, f"{tmp_path / 'nowhere'} has no config.json")
+    secret = steward("--data-dir", str(tmp_path / "data"), "secret", "set", "k",
+                     stdin="value-1\n")
+    assert secret.returncode == 0, secret.stderr
+    listed = steward("secret", "list", "--data-dir", str(tmp_path / "data"))
+    assert listed.stdout.split() == ["k"]
+    refused = steward("--server", "https://127.0.0.1:9", "--token", "t", "node", "list",
+                      "--data-dir", str(tmp_path / "data"))
+    assert_clean_error(refused, "cannot reach the Steward server at https://127.0.0.1:9")

@@ -19,8 +19,6 @@ MAX_FUNCTION_LINES = 100
 #: "module" or "module:function" -> its lines when this list was made. Shrink it.
 OVERSIZE: dict[str, int] = {
     "api/routes.py:install": 215,
-    "mcpserver/server.py": 709,
-    "mcpserver/server.py:build_mcp": 461,
     "pipeline/approvals/records.py": 730,
     "pipeline/service.py": 703,
     "query/entities.py": 906,

@@ -19,7 +19,7 @@ from mcp.server.mcpserver import MCPServer
 from steward.access.principal import Principal
 from steward.assistant.config import resolve_model
 from steward.mcpserver import Rollouts, build_mcp
-from steward.mcpserver.task_tools import TaskAccess
+from steward.mcpserver.context import TaskAccess
 from steward.pipeline.service import Pipeline
 from steward.server.config import load_config
 from steward.server.init import init_data_dir

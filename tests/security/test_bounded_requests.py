@@ -26,7 +26,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from steward.mcpserver.server import MAX_ARGUMENT_CHARS, argument_problem
+from steward.mcpserver.gate import MAX_ARGUMENT_CHARS, argument_problem
 from tests.e2e.harness import (
     Server,
     create_identity,

@@ -14,20 +14,16 @@ from typing import Annotated, Any
 
 import typer
 
-from steward.cli.server_cmds import (
-    DEFAULT_DATA_DIR,
-    CaOption,
-    DataDirOption,
-    ServerOption,
-    TokenOption,
-)
+from steward.cli.settings import settings, with_connection
 from steward.errors import UsageError
 
 agents_app = typer.Typer(help="The reference multi-agent workflow over MCP.",
                          no_args_is_help=True)
 
 
+@with_connection
 def run(
+    ctx: typer.Context,
     goal: Annotated[str | None, typer.Argument(
         help="What to achieve, e.g. 'ensure nginx runs with 4 workers on web nodes in "
              "staging'.")] = None,
@@ -46,8 +42,6 @@ def run(
                          "an admin on first use).")] = None,
     transcript_file: Annotated[Path | None, typer.Option(
         "--transcript", help="Also write the transcript (JSON) here.")] = None,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Plan, validate, stop for humans if needed, deploy, and diagnose failures."""
     from steward.agentflow import Endpoint, Models
@@ -55,18 +49,18 @@ def run(
     from steward.agentflow import run as run_flow
     from steward.agentflow.setup import TOKENS_FILE, RestSink, create_identities, load_tokens
     from steward.assistant.config import build_model, load_config, parse_spec
-    from steward.cli.client import resolve
 
     if (goal is None) == (resume is None):
         raise UsageError("give a goal, or --resume CHANGE (not both)")
-    connection = resolve(data_dir, server, token, ca_cert)
+    where = settings(ctx)
+    connection = where.connection()
     endpoint = Endpoint(connection.server, connection.ca_cert)
-    config = parse_spec(model, api_key_env=api_key_env) if model else load_config(data_dir)
+    config = parse_spec(model, api_key_env=api_key_env) if model else load_config(where.data_dir)
     models = Models.same(build_model(config))
     if tokens_file is not None:
         tokens = load_tokens(tokens_file)
     else:
-        tokens = create_identities(endpoint, connection.token, data_dir / TOKENS_FILE)
+        tokens = create_identities(endpoint, connection.token, where.data_dir / TOKENS_FILE)
     # Each agent files its own steps on the change through the REST API (any host).
     kwargs: dict[str, Any] = {"endpoint": endpoint, "tokens": tokens, "models": models,
                               "sink": RestSink(endpoint, tokens)}

@@ -14,15 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from steward.cli.server_cmds import (
-    DEFAULT_DATA_DIR,
-    CaOption,
-    DataDirOption,
-    ServerOption,
-    TokenOption,
-    _client,
-    _table,
-)
+from steward.cli.server_cmds import _table
+from steward.cli.settings import settings, with_connection, with_data_dir
 from steward.errors import StewardError
 
 assistant_app = typer.Typer(help="Configure the Infra Assistant's model.", no_args_is_help=True)
@@ -38,15 +31,15 @@ class EvalBelowThreshold(StewardError):
     exit_code = 1
 
 
+@with_connection
 def ask(
+    ctx: typer.Context,
     question: Annotated[str, typer.Argument(help="A question about the fleet, in plain words.")],
     limit: Annotated[int, typer.Option(help="At most this many rows.", min=1, max=1000)] = 100,
     as_json: JsonOption = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Ask the Infra Assistant: a model writes the PQL, Steward checks and runs it read-only."""
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         result = client.request("POST", "/api/v1/ask",
                                 json_body={"question": question, "limit": limit})
     if as_json:
@@ -66,7 +59,9 @@ def ask(
     typer.echo(result.get("summary", ""))
 
 
+@with_data_dir
 def configure(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option(
         help="PROVIDER:MODEL, e.g. openai-compatible:http://localhost:11434/v1:qwen2.5-coder, "
              "openai:gpt-4o-mini, anthropic:claude-sonnet-4-5.")],
@@ -75,22 +70,22 @@ def configure(
     output: Annotated[str, typer.Option(
         help="How the model returns the query: tool (default), native (JSON schema) or "
              "prompted (for local models that cannot call tools).")] = "tool",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Write the server's model configuration (<data-dir>/assistant.toml)."""
     from steward.assistant.config import parse_spec, save_config
 
     config = parse_spec(model, api_key_env=api_key_env, output=output)
-    path = save_config(data_dir, config)
+    path = save_config(settings(ctx).data_dir, config)
     typer.echo(f"wrote {path}: {config.describe()}"
                + (f", API key from ${config.api_key_env}" if config.api_key_env else ""))
 
 
-def show(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+@with_data_dir
+def show(ctx: typer.Context) -> None:
     """Show the configured model (never a key)."""
     from steward.assistant.config import load_config
 
-    config = load_config(data_dir)
+    config = load_config(settings(ctx).data_dir)
     typer.echo(config.to_toml().rstrip())
 
 

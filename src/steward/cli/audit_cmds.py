@@ -19,13 +19,9 @@ import typer
 if TYPE_CHECKING:
     from steward.access.audit import AuditLog
 
-DataDirOption = Annotated[
-    Path,
-    typer.Option("--data-dir", envvar="STEWARD_DATA_DIR",
-                 help="Steward's data directory (made by 'steward init')."),
-]
+from steward.cli.settings import settings, with_data_dir
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-DEFAULT_DATA_DIR = Path(".steward")
 #: Exit status of 'audit verify' when the log could not be checked at all.
 EXIT_CANNOT_VERIFY = 2
 
@@ -64,8 +60,9 @@ def _dump(document: Any) -> None:
 
 
 @audit_app.command("verify")
+@with_data_dir
 def verify(
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    ctx: typer.Context,
     public_key: Annotated[Path | None, typer.Option(
         help="Check checkpoints with this public key (a copy of audit.pub kept off the "
              "server) instead of the data directory's audit.key."),
@@ -83,7 +80,7 @@ def verify(
 
     try:
         key = load_verify_key(public_key) if public_key is not None else None
-        with _open_log(data_dir) as log:
+        with _open_log(settings(ctx).data_dir) as log:
             result = log.verify(public_key=key)
     except StewardError as exc:
         typer.echo(f"steward: error: {exc}", err=True)
@@ -113,8 +110,9 @@ def verify(
 
 
 @audit_app.command("log")
+@with_data_dir
 def show_log(
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="The latest this many entries.")] = 50,
     actor: Annotated[str | None, typer.Option(help="Only this actor (e.g. admin:admin).")]
     = None,
@@ -128,7 +126,7 @@ def show_log(
     as_json: JsonOption = False,
 ) -> None:
     """Show the latest audit entries, oldest of them first."""
-    with _open_log(data_dir) as log:
+    with _open_log(settings(ctx).data_dir) as log:
         rows = log.entries(actor=actor, action=action, outcome=outcome, target_prefix=target,
                            request_id=request_id, limit=limit)
     rows.reverse()
@@ -153,13 +151,14 @@ def show_log(
 
 
 @audit_app.command("checkpoint")
+@with_data_dir
 def checkpoint(
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    ctx: typer.Context,
     as_json: JsonOption = False,
 ) -> None:
     """Sign the log's current head now and witness it (the server does so within a second
     of every append; keep the JSON off the server too to detect rewrites)."""
-    with _open_log(data_dir) as log:
+    with _open_log(settings(ctx).data_dir) as log:
         signed = log.checkpoint()
     if as_json:
         _dump(signed.to_json())

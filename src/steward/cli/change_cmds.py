@@ -14,16 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from steward.cli.server_cmds import (
-    DEFAULT_DATA_DIR,
-    CaOption,
-    DataDirOption,
-    ServerOption,
-    TokenOption,
-    _client,
-    _short_times,
-    _table,
-)
+from steward.cli.server_cmds import _short_times, _table
+from steward.cli.settings import Settings, settings, with_connection
 from steward.errors import UsageError
 
 change_app = typer.Typer(help="Propose, analyse, approve, deploy and roll back changes.",
@@ -85,7 +77,9 @@ def _read_edit(spec: str) -> tuple[str, str | None]:
 
 
 @change_app.command("propose")
+@with_connection
 def propose(
+    ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="Target environment.")],
     message: Annotated[str, typer.Option("--message", "-m", help="What and why.")],
     branch: Annotated[str | None, typer.Option(help="A branch pushed to desired.git.")] = None,
@@ -97,8 +91,6 @@ def propose(
     title: Annotated[str | None, typer.Option(help="Title (default: the message's first "
                                                    "line).")] = None,
     as_json: JsonOption = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Turn a branch or file edits into a change; it is analysed at once."""
     given = sum(x is not None and x != [] for x in (branch, edit, patch))
@@ -117,7 +109,7 @@ def propose(
             raise UsageError(f"--patch: cannot read {patch}: {exc.strerror}") from None
     if base is not None:
         body["base"] = base
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         change = client.request("POST", "/api/v1/changes", json_body=body)
     if as_json:
         _print_json(change)
@@ -126,16 +118,16 @@ def propose(
 
 
 @change_app.command("list")
+@with_connection
 def list_changes(
+    ctx: typer.Context,
     state: Annotated[str | None, typer.Option(help="Only changes in this state.")] = None,
     environment: Annotated[str | None, typer.Option(help="Only this environment.")] = None,
     as_json: JsonOption = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Changes, oldest first."""
     params = {k: v for k, v in (("state", state), ("environment", environment)) if v}
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         rows = client.request("GET", "/api/v1/changes", params=params)
     if as_json:
         _print_json(rows)
@@ -150,14 +142,14 @@ def list_changes(
 
 
 @change_app.command("show")
+@with_connection
 def show(
+    ctx: typer.Context,
     change_id: Annotated[str, typer.Argument(help="chg-N")],
     as_json: JsonOption = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """A change: state, impact summary, policy verdicts, approvals, history."""
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         change = client.request("GET", f"/api/v1/changes/{change_id}")
     if as_json:
         _print_json(change)
@@ -170,7 +162,9 @@ def show(
 
 
 @change_app.command("impact")
+@with_connection
 def impact(
+    ctx: typer.Context,
     change_id: Annotated[str, typer.Argument(help="chg-N")],
     again: Annotated[bool, typer.Option("--again", help="Re-run the analysis first.")] = False,
     live: Annotated[bool, typer.Option(
@@ -179,17 +173,13 @@ def impact(
     live_timeout: Annotated[float, typer.Option(
         "--timeout", help="With --live: seconds to wait for the nodes' reports.")] = 120.0,
     as_json: JsonOption = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """What will happen if this change runs: nodes, resources, before → after."""
-    from steward.cli.client import ApiClient, resolve
-
     if live and not 0 < live_timeout <= 900:
         raise UsageError(f"--timeout {live_timeout:g}: between 0 and 900 seconds")
     # A live analysis answers once the nodes have reported (or the timeout passed).
     wait = live_timeout + 120.0 if live else 60.0
-    with ApiClient(resolve(data_dir, server, token, ca_cert), timeout=wait) as client:
+    with settings(ctx).client(timeout=wait) as client:
         if live:
             client.request("POST", f"/api/v1/changes/{change_id}/analyse",
                            json_body={"live": True, "timeout": live_timeout})
@@ -222,11 +212,9 @@ def _reviewed(client: Any, change_id: str, head: str | None, digest: str | None,
     return {"head": head, "digest": digest}
 
 
-def _review(action: str, change_id: str, body: dict[str, Any], as_json: bool,
-            data_dir: Path, server: str | None, token: str | None,
-            ca_cert: Path | None, *, head: str | None, digest: str | None,
-            verb: str) -> None:
-    with _client(data_dir, server, token, ca_cert) as client:
+def _review(where: Settings, action: str, change_id: str, body: dict[str, Any], as_json: bool,
+            *, head: str | None, digest: str | None, verb: str) -> None:
+    with where.client() as client:
         body = {**body, **_reviewed(client, change_id, head, digest, verb)}
         change = client.request("POST", f"/api/v1/changes/{change_id}/{action}",
                                 json_body=body)
@@ -237,61 +225,61 @@ def _review(action: str, change_id: str, body: dict[str, Any], as_json: bool,
 
 
 @change_app.command("approve")
+@with_connection
 def approve(
+    ctx: typer.Context,
     change_id: Annotated[str, typer.Argument(help="chg-N")],
     comment: Annotated[str | None, typer.Option("--message", "-m")] = None,
     head: HeadOption = None, digest: DigestOption = None,
     as_json: JsonOption = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Approve the head and impact report you reviewed (never your own change).
 
     Shows the head and digest it approves; refused if the change moved on from them.
     """
-    _review("approve", change_id, {"comment": comment}, as_json, data_dir, server, token,
-            ca_cert, head=head, digest=digest, verb="approving")
+    _review(settings(ctx), "approve", change_id, {"comment": comment}, as_json, head=head,
+            digest=digest, verb="approving")
 
 
 @change_app.command("reject")
+@with_connection
 def reject(
+    ctx: typer.Context,
     change_id: Annotated[str, typer.Argument(help="chg-N")],
     reason: Annotated[str, typer.Option("--message", "-m")],
     head: HeadOption = None, digest: DigestOption = None,
     as_json: JsonOption = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Reject the head and impact report you reviewed."""
-    _review("reject", change_id, {"reason": reason}, as_json, data_dir, server, token, ca_cert,
-            head=head, digest=digest, verb="rejecting")
+    _review(settings(ctx), "reject", change_id, {"reason": reason}, as_json, head=head,
+            digest=digest, verb="rejecting")
 
 
 @change_app.command("override")
+@with_connection
 def override(
+    ctx: typer.Context,
     change_id: Annotated[str, typer.Argument(help="chg-N")],
     policy: Annotated[str, typer.Argument(help="The soft-mandatory policy's name.")],
     reason: Annotated[str, typer.Option("--message", "-m")],
     head: HeadOption = None, digest: DigestOption = None,
     as_json: JsonOption = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Override a failing soft-mandatory policy (recorded, bound to the report you read)."""
-    _review("override", change_id, {"policy": policy, "reason": reason}, as_json, data_dir,
-            server, token, ca_cert, head=head, digest=digest, verb="overriding on")
+    _review(settings(ctx), "override", change_id, {"policy": policy, "reason": reason},
+            as_json, head=head, digest=digest, verb="overriding on")
 
 
 @change_app.command("validate")
+@with_connection
 def validate(
+    ctx: typer.Context,
     change_id: Annotated[str, typer.Argument(help="chg-N")],
     verdict: Annotated[str, typer.Option(help="pass or fail")],
     evidence: Annotated[str, typer.Option(help="What was checked.")] = "",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Record a validator's verdict on the change's current impact report."""
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         result = client.request("POST", f"/api/v1/changes/{change_id}/validate",
                                 json_body={"verdict": verdict, "evidence": evidence})
     typer.echo(f"{change_id}: validation {result['verdict']} recorded by {result['actor']}")
@@ -327,7 +315,9 @@ def _follow(client: Any, deployment_id: str, timeout: float) -> dict[str, Any]:
 
 
 @change_app.command("deploy")
+@with_connection
 def deploy(
+    ctx: typer.Context,
     change_id: Annotated[str, typer.Argument(help="chg-N")],
     canary: Annotated[int, typer.Option(help="Nodes in the first batch.")] = 1,
     batch_size: Annotated[str, typer.Option(help="Later batches: a count or N%.")] = "25%",
@@ -342,8 +332,6 @@ def deploy(
     digest: Annotated[str | None, typer.Option(
         "--digest", help="The approved impact digest (default: the change's, shown).")] = None,
     as_json: JsonOption = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Merge an approved change and roll it out in batches (halts on failures).
 
@@ -351,7 +339,7 @@ def deploy(
     """
     strategy = {"canary": canary, "batch_size": batch_size, "max_failures": max_failures,
                 "node_timeout": node_timeout, "auto_rollback": auto_rollback}
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         reviewed = _reviewed(client, change_id, head, digest, "deploying")
         deployment = client.request("POST", f"/api/v1/changes/{change_id}/deploy",
                                     json_body={"strategy": strategy, **reviewed})
@@ -370,16 +358,16 @@ def deploy(
 
 
 @change_app.command("rollback")
+@with_connection
 def rollback(
+    ctx: typer.Context,
     change_id: Annotated[str, typer.Argument(help="chg-N (deployed or failed)")],
     deploy_now: Annotated[bool, typer.Option(
         "--deploy/--no-deploy", help="Deploy the rollback once approved.")] = True,
     as_json: JsonOption = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Create the reverting change, analyse it, approve it on the fast path, deploy it."""
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         change = client.request("POST", f"/api/v1/changes/{change_id}/rollback")
         if not as_json:
             _summary(change)
@@ -398,15 +386,15 @@ def rollback(
 
 
 @change_app.command("promote")
+@with_connection
 def promote(
+    ctx: typer.Context,
     change_id: Annotated[str, typer.Argument(help="chg-N (deployed)")],
     to: Annotated[str, typer.Option("--to", help="The next environment.")],
     as_json: JsonOption = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Propose a deployed change to the next environment; it runs the pipeline again."""
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         change = client.request("POST", f"/api/v1/changes/{change_id}/promote",
                                 json_body={"environment": to})
     if as_json:
@@ -416,14 +404,14 @@ def promote(
 
 
 @change_app.command("trace")
+@with_connection
 def trace(
+    ctx: typer.Context,
     change_id: Annotated[str, typer.Argument(help="chg-N")],
     as_json: JsonOption = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """From proposal to the per-node reports that enforced it (also: steward audit trace)."""
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         document = client.request("GET", f"/api/v1/changes/{change_id}/trace")
     if as_json:
         _print_json(document)
@@ -448,19 +436,19 @@ def render_trace(document: dict[str, Any]) -> None:
 
 
 @identity_app.command("create")
+@with_connection
 def identity_create(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The identity's name.")],
     kind: Annotated[str, typer.Option(help="human or agent")] = "human",
     role: Annotated[list[str] | None, typer.Option(
         help="ROLE or ROLE@ENVIRONMENT (repeatable).")] = None,
     expires_in: Annotated[float | None, typer.Option(help="Token lifetime, seconds.")] = None,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Create a human or agent identity with roles; prints its token once."""
     if kind not in ("human", "agent"):
         raise UsageError(f"--kind {kind!r}: human or agent")
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         created = client.request("POST", "/api/v1/identities", json_body={
             "name": name, "kind": kind, "roles": role or [], "expires_in": expires_in})
     roles = ", ".join(f"{b['role']}@{b['environment']}" for b in created["roles"]) or "none"
@@ -469,12 +457,12 @@ def identity_create(
 
 
 @identity_app.command("list")
+@with_connection
 def identity_list(
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
+    ctx: typer.Context,
 ) -> None:
     """Role bindings of every identity."""
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         rows = client.request("GET", "/api/v1/identities")
     if not rows:
         typer.echo("(no role bindings)")
@@ -483,30 +471,30 @@ def identity_list(
 
 
 @identity_app.command("grant")
+@with_connection
 def identity_grant(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="kind:name or a human's name.")],
     role: Annotated[str, typer.Argument(help="ROLE or ROLE@ENVIRONMENT")],
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Grant a role, everywhere or in one environment."""
     role_name, _, env = role.partition("@")
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         client.request("POST", f"/api/v1/identities/{name}/roles",
                        json_body={"role": role_name, "environment": env or "*"})
     typer.echo(f"granted {role_name} in {env or 'every environment'} to {name}")
 
 
 @identity_app.command("revoke-role")
+@with_connection
 def identity_revoke(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="kind:name or a human's name.")],
     role: Annotated[str, typer.Argument(help="ROLE or ROLE@ENVIRONMENT")],
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Revoke a role binding; effective on the next request."""
     role_name, _, env = role.partition("@")
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         client.request("DELETE", f"/api/v1/identities/{name}/roles/{role_name}",
                        params={"environment": env or "*"})
     typer.echo(f"revoked {role_name} in {env or 'every environment'} from {name}")

@@ -1,4 +1,9 @@
-"""The ``steward`` command line (everything but the node-side ``apply`` and ``facts``)."""
+"""The ``steward`` command line (everything but the node-side ``apply`` and ``facts``).
+
+The root callback collects the options shared by the commands (``--data-dir``, ``--server``,
+``--token``, ``--ca-cert``, see :mod:`steward.cli.settings`), which may come before the
+command or, as always, after it.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from steward.cli.change_cmds import register as register_change_commands
 from steward.cli.mcp_cmds import register as register_mcp_commands
 from steward.cli.policy_cmds import register as register_policy_commands
 from steward.cli.server_cmds import register as register_server_commands
+from steward.cli.settings import collect, settings, with_data_dir
 from steward.cli.task_cmds import register as register_task_commands
 from steward.errors import StewardError, UsageError
 
@@ -28,17 +34,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 secret_app = typer.Typer(help="Manage the encrypted secrets store.", no_args_is_help=True)
+app.callback()(collect)
 app.add_typer(secret_app, name="secret")
-
-DataDirOption = Annotated[
-    Path,
-    typer.Option(
-        "--data-dir",
-        envvar="STEWARD_DATA_DIR",
-        help="Steward's data directory (secrets store, state).",
-    ),
-]
-DEFAULT_DATA_DIR = Path(".steward")
 
 
 def _read_facts(path: Path) -> dict[str, object]:
@@ -55,14 +52,15 @@ def _read_facts(path: Path) -> dict[str, object]:
 
 
 @app.command()
+@with_data_dir
 def compile(
+    ctx: typer.Context,
     repo: Annotated[Path, typer.Option(help="Desired-state repository directory.")],
     node: Annotated[str, typer.Option(help="Node name (certname).")],
     facts: Annotated[Path, typer.Option(help="Facts JSON file (see 'steward facts').")],
     environment: Annotated[
         str | None, typer.Option(help="Environment; overrides classification.")
     ] = None,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the catalog here, not stdout.")
     ] = None,
@@ -78,7 +76,7 @@ def compile(
     from steward.secrets.store import SecretStore
 
     repository = load_repository(repo)
-    store = SecretStore(data_dir)
+    store = SecretStore(settings(ctx).data_dir)
     result = compile_catalog(
         repository, node=node, facts=_read_facts(facts), environment=environment, secrets=store
     )
@@ -99,9 +97,10 @@ def write_private_json(path: Path, document: dict[str, str]) -> None:
 
 
 @secret_app.command("set")
+@with_data_dir
 def secret_set(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Secret name, as referenced by {secret: NAME}.")],
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Store a secret; the value is read from stdin (or prompted), never from the arguments."""
     from steward.secrets.store import SecretStore
@@ -112,28 +111,28 @@ def secret_set(
         value = sys.stdin.read().rstrip("\n")
     if not value:
         raise UsageError(f"secret {name!r}: refusing to store an empty value")
+    data_dir = settings(ctx).data_dir
     SecretStore(data_dir).set(name, value)
     typer.echo(f"stored secret {name!r} in {data_dir}")
 
 
 @secret_app.command("list")
-def secret_list(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+@with_data_dir
+def secret_list(ctx: typer.Context) -> None:
     """List secret names (never values)."""
     from steward.secrets.store import SecretStore
 
-    for name in SecretStore(data_dir).names():
+    for name in SecretStore(settings(ctx).data_dir).names():
         typer.echo(name)
 
 
 @secret_app.command("rm")
-def secret_rm(
-    name: Annotated[str, typer.Argument()],
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-) -> None:
+@with_data_dir
+def secret_rm(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
     """Delete a secret."""
     from steward.secrets.store import SecretStore
 
-    SecretStore(data_dir).delete(name)
+    SecretStore(settings(ctx).data_dir).delete(name)
     typer.echo(f"deleted secret {name!r}")
 
 

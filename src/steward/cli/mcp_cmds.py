@@ -7,20 +7,14 @@ the command so ``steward --help`` stays quick.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Annotated
 
 import typer
 
-DataDirOption = Annotated[
-    Path,
-    typer.Option("--data-dir", envvar="STEWARD_DATA_DIR",
-                 help="Steward's data directory (made by 'steward init')."),
-]
-DEFAULT_DATA_DIR = Path(".steward")
+from steward.cli.settings import settings, with_data_dir
 
 
-def mcp(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+@with_data_dir
+def mcp(ctx: typer.Context) -> None:
     """Serve the MCP tools over stdin/stdout as the identity whose token is in STEWARD_TOKEN.
 
     For local MCP clients (Claude Desktop, Claude Code, Cursor); remote clients use the
@@ -28,7 +22,7 @@ def mcp(data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
     """
     from steward.mcpserver.stdio import serve_stdio
 
-    serve_stdio(data_dir, os.environ.get("STEWARD_TOKEN"))
+    serve_stdio(settings(ctx).data_dir, os.environ.get("STEWARD_TOKEN"))
 
 
 def register(app: typer.Typer) -> None:

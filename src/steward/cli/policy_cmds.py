@@ -11,21 +11,16 @@ from typing import Annotated
 
 import typer
 
+from steward.cli.settings import settings, with_data_dir
 from steward.errors import StewardError
 
 policy_app = typer.Typer(help="Test and check Rego policies (docs/policy.md).",
                          no_args_is_help=True)
 
-DataDirOption = Annotated[
-    Path,
-    typer.Option("--data-dir", envvar="STEWARD_DATA_DIR",
-                 help="Steward's data directory; its policies/ is the default --dir."),
-]
 DirOption = Annotated[
     Path | None,
     typer.Option("--dir", help="Policy directory (default: <data-dir>/policies)."),
 ]
-DEFAULT_DATA_DIR = Path(".steward")
 
 
 def _directory(data_dir: Path, directory: Path | None) -> Path:
@@ -39,9 +34,10 @@ def _fail(exc: StewardError) -> typer.Exit:
 
 
 @policy_app.command("test")
+@with_data_dir
 def run_tests(
+    ctx: typer.Context,
     directory: DirOption = None,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Also print where each test is defined.")] = False,
 ) -> None:
@@ -49,7 +45,7 @@ def run_tests(
     from steward.pipeline.policy.opa_tests import run_policy_tests
 
     try:
-        report = run_policy_tests(_directory(data_dir, directory))
+        report = run_policy_tests(_directory(settings(ctx).data_dir, directory))
     except StewardError as exc:
         raise _fail(exc) from None
     for case in report.cases:
@@ -66,16 +62,17 @@ def run_tests(
 
 
 @policy_app.command("check")
+@with_data_dir
 def check(
+    ctx: typer.Context,
     directory: DirOption = None,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Validate policies.yaml, compile every policy it lists and evaluate each once on an
     empty input (recursion, evaluation limits); print the policy table."""
     from steward.pipeline.policy.evaluate import check_policy_set, load_policy_set
 
     try:
-        policy_set = load_policy_set(_directory(data_dir, directory))
+        policy_set = load_policy_set(_directory(settings(ctx).data_dir, directory))
         check_policy_set(policy_set)
     except StewardError as exc:
         raise _fail(exc) from None

@@ -10,45 +10,15 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:
-    from steward.cli.client import ApiClient
-
-DataDirOption = Annotated[
-    Path,
-    typer.Option("--data-dir", envvar="STEWARD_DATA_DIR",
-                 help="Steward's data directory (made by 'steward init')."),
-]
-ServerOption = Annotated[
-    str | None,
-    typer.Option("--server", envvar="STEWARD_SERVER",
-                 help="https://HOST:PORT (default: from the data directory's config)."),
-]
-TokenOption = Annotated[
-    str | None,
-    typer.Option("--token", envvar="STEWARD_TOKEN",
-                 help="API token (default: the data directory's admin token)."),
-]
-CaOption = Annotated[
-    Path | None,
-    typer.Option("--ca-cert", envvar="STEWARD_CA_CERT",
-                 help="CA to verify the server with (default: <data-dir>/tls/ca.crt)."),
-]
-DEFAULT_DATA_DIR = Path(".steward")
+from steward.cli.settings import settings, with_connection, with_data_dir
 
 node_app = typer.Typer(help="Enroll, list, revoke and run nodes.", no_args_is_help=True)
 token_app = typer.Typer(help="Create and revoke join and operator tokens.",
                         no_args_is_help=True)
-
-
-def _client(data_dir: Path, server: str | None, token: str | None,
-            ca_cert: Path | None) -> ApiClient:
-    from steward.cli.client import ApiClient, resolve
-
-    return ApiClient(resolve(data_dir, server, token, ca_cert))
 
 
 _ISO = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
@@ -90,8 +60,9 @@ def _cell(value: Any) -> str:
 # -- init and server -------------------------------------------------------------------------
 
 
+@with_data_dir
 def init(
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    ctx: typer.Context,
     database_url: Annotated[str | None, typer.Option(
         envvar="STEWARD_DATABASE_URL",
         help="postgresql://USER@HOST/DB (default: SQLite in the data directory)."),
@@ -126,6 +97,7 @@ def init(
     from steward.server.db import redact_url
     from steward.server.init import init_data_dir
 
+    data_dir = settings(ctx).data_dir
     umask = os.umask(0o077)  # every file of the data directory is the server user's alone
     try:
         result = init_data_dir(data_dir, database_url=database_url, repo=repo,
@@ -159,8 +131,9 @@ def init(
     typer.echo(f"Next: steward server --data-dir {data_dir}")
 
 
+@with_data_dir
 def server(
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Listen address (default: config).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (default: config).")] = None,
     database_url: Annotated[str | None, typer.Option(
@@ -176,7 +149,7 @@ def server(
     from steward.server.config import load_config, make_private
 
     # The configuration first: a wrong --data-dir should not wait for the server stack.
-    config = load_config(data_dir).with_overrides(
+    config = load_config(settings(ctx).data_dir).with_overrides(
         host=host, port=port, database_url=database_url, repo_path=repo,
     )
     # Everything the server writes (database, witness, checkouts, git objects) is its own.
@@ -207,7 +180,7 @@ def server(
     typer.echo(f"Steward server on {config.server_url} (database "
                f"{redact_url(config.database_url)}, repository {config.repo_path})", err=True)
     try:
-        settings = uvicorn.Config(
+        listening = uvicorn.Config(
             build_app(config, services=services),
             host=config.host, port=config.port,
             ssl_certfile=str(config.tls_cert), ssl_keyfile=str(config.tls_key),
@@ -216,7 +189,7 @@ def server(
         # uvicorn has configured logging now: every handler scrubs credentials from then on
         # (a token in a query string, a password in an error), with the one marker.
         install_log_redaction(*UVICORN_LOGGERS)
-        running = uvicorn.Server(settings)
+        running = uvicorn.Server(listening)
         with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run
             running.run()
         if not running.started:
@@ -229,14 +202,14 @@ def server(
 
 
 @node_app.command("list")
+@with_connection
 def node_list(
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
+    ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="pending | approved | revoked")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List nodes with their enrollment status (pending requests included)."""
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         nodes = client.request("GET", "/api/v1/nodes",
                                params={"status": status} if status else None)
     if as_json:
@@ -247,44 +220,46 @@ def node_list(
 
 
 @node_app.command("approve")
+@with_connection
 def node_approve(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The node's certname.")],
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Approve a node's pending enrollment request; it collects its credential next poll."""
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         result = client.request("POST", f"/api/v1/nodes/{name}/approve")
     typer.echo(f"approved {name}" if result.get("changed") else f"{name} was already approved")
 
 
 @node_app.command("revoke")
+@with_connection
 def node_revoke(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The node's certname.")],
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Revoke a node's credentials (or reject its request); effective on its next request."""
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         result = client.request("POST", f"/api/v1/nodes/{name}/revoke")
     typer.echo(f"revoked {name} ({result.get('tokens_revoked', 0)} credential(s))")
 
 
 @node_app.command("run")
+@with_connection
 def node_run(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The node's certname.")],
     noop: Annotated[bool, typer.Option(help="Ask for a noop run.")] = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Ask a node to run now (a listening agent starts within seconds)."""
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         result = client.request("POST", f"/api/v1/nodes/{name}/run", json_body={"noop": noop})
     typer.echo(f"run requested for {name} (request {result['request_id']})")
 
 
 @node_app.command("add-ssh")
+@with_connection
 def node_add_ssh(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The node's certname.")],
     host: Annotated[str, typer.Option(help="SSH host name or address.")],
     port: Annotated[int, typer.Option(help="SSH port.")] = 22,
@@ -295,13 +270,11 @@ def node_add_ssh(
         help="known_hosts file (on the server) holding the host's key.")] = None,
     trust_on_first_use: Annotated[bool, typer.Option(
         help="Record the host key on first contact.")] = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Add an agentless node: the server pushes its catalog over SSH on a schedule."""
     body = {"certname": name, "host": host, "port": port, "user": user, "key_file": key_file,
             "sudo": sudo, "known_hosts": known_hosts, "trust_on_first_use": trust_on_first_use}
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         client.request("POST", "/api/v1/nodes", json_body=body)
     typer.echo(f"added SSH node {name} ({user}@{host}:{port})")
 
@@ -310,14 +283,14 @@ def node_add_ssh(
 
 
 @token_app.command("create")
+@with_connection
 def token_create(
+    ctx: typer.Context,
     kind: Annotated[str, typer.Option(help="join (enroll nodes) or operator.")] = "join",
     name: Annotated[str | None, typer.Option(help="A label (default: the kind).")] = None,
     expires: Annotated[str | None, typer.Option(
         help="Lifetime such as 1h, 7d (join tokens default to 24h).")] = None,
     uses: Annotated[int | None, typer.Option(help="Join tokens: how many enrollments.")] = None,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Create a token and print it (the only time it is shown)."""
     from steward.agent.cli import parse_duration
@@ -328,7 +301,7 @@ def token_create(
     body: dict[str, Any] = {"kind": kind, "name": name or kind, "max_uses": uses}
     if expires is not None:
         body["expires_in"] = parse_duration(expires, "--expires")
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         created = client.request("POST", "/api/v1/tokens", json_body=body)
     typer.echo(created["token"])
     details = [f"id {created['id']}", f"kind {created['kind']}"]
@@ -340,13 +313,13 @@ def token_create(
 
 
 @token_app.command("list")
+@with_connection
 def token_list(
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
+    ctx: typer.Context,
     include_revoked: Annotated[bool, typer.Option(help="Show revoked tokens too.")] = False,
 ) -> None:
     """List tokens (metadata only; tokens are never shown again)."""
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         tokens = client.request("GET", "/api/v1/tokens",
                                 params={"include_revoked": include_revoked})
     _table(_short_times(tokens), ["id", "kind", "name", "certname", "created_at", "expires_at",
@@ -354,13 +327,13 @@ def token_list(
 
 
 @token_app.command("revoke")
+@with_connection
 def token_revoke(
+    ctx: typer.Context,
     token_id: Annotated[str, typer.Argument(help="The token's id (see 'token list').")],
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Revoke a token by id; effective on its next use."""
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         client.request("DELETE", f"/api/v1/tokens/{token_id}")
     typer.echo(f"revoked token {token_id}")
 
@@ -368,22 +341,22 @@ def token_revoke(
 # -- query -----------------------------------------------------------------------------------
 
 
+@with_connection
 def query(
+    ctx: typer.Context,
     pql: Annotated[str, typer.Argument(help="A PQL query, or an AST as JSON.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON result.")] = False,
     limit: Annotated[int | None, typer.Option(help="At most this many results.")] = None,
     offset: Annotated[int | None, typer.Option(help="Skip this many results.")] = None,
     order_by: Annotated[str | None, typer.Option(
         help='JSON, e.g. \'[{"field": "certname", "order": "asc"}]\'.')] = None,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
-    server: ServerOption = None, token: TokenOption = None, ca_cert: CaOption = None,
 ) -> None:
     """Query the state store with PQL (PuppetDB's query language), over the server's API."""
     params: dict[str, Any] = {"query": pql}
     for key, value in (("limit", limit), ("offset", offset), ("order_by", order_by)):
         if value is not None:
             params[key] = value
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         rows = client.request("GET", "/pdb/query/v4", params=params)
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2, sort_keys=True, ensure_ascii=False) + "\n")

@@ -13,14 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from steward.cli.server_cmds import (
-    DEFAULT_DATA_DIR,
-    CaOption,
-    DataDirOption,
-    ServerOption,
-    TokenOption,
-    _client,
-)
+from steward.cli.settings import settings, with_connection
 from steward.errors import StewardError, UsageError
 
 task_app = typer.Typer(help="List, show and run tasks (pre-approved actions).",
@@ -70,12 +63,12 @@ def print_job(job: dict[str, Any]) -> None:
 
 
 @task_app.command("list")
-def list_tasks(environment: EnvOption = None, data_dir: DataDirOption = DEFAULT_DATA_DIR,
-               server: ServerOption = None, token: TokenOption = None,
-               ca_cert: CaOption = None, as_json: JsonOption = False) -> None:
+@with_connection
+def list_tasks(ctx: typer.Context, environment: EnvOption = None,
+               as_json: JsonOption = False) -> None:
     """The tasks of an environment."""
     params = {"environment": environment} if environment else None
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         document = client.request("GET", "/api/v1/tasks", params=params)
     if as_json:
         _print_json(document)
@@ -87,13 +80,12 @@ def list_tasks(environment: EnvOption = None, data_dir: DataDirOption = DEFAULT_
 
 
 @task_app.command("show")
-def show_task(name: str, environment: EnvOption = None,
-              data_dir: DataDirOption = DEFAULT_DATA_DIR, server: ServerOption = None,
-              token: TokenOption = None, ca_cert: CaOption = None,
+@with_connection
+def show_task(ctx: typer.Context, name: str, environment: EnvOption = None,
               as_json: JsonOption = False) -> None:
     """A task's metadata: parameters, noop support, read-only."""
     params = {"environment": environment} if environment else None
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         task = client.request("GET", f"/api/v1/tasks/{name}", params=params)
     if as_json:
         _print_json(task)
@@ -112,20 +104,21 @@ def show_task(name: str, environment: EnvOption = None,
 
 
 @task_app.command("run")
+@with_connection
 def run_task(
+    ctx: typer.Context,
     name: str,
     nodes: Annotated[str, typer.Option("--nodes", help="PQL selecting the nodes.")],
     param: Annotated[list[str] | None, typer.Option("--param", help="NAME=VALUE")] = None,
     noop: Annotated[bool, typer.Option("--noop", help="Only say what it would do.")] = False,
     concurrency: Annotated[int, typer.Option(help="Nodes running it at once.")] = 10,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the results.")] = 300.0,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR, server: ServerOption = None,
-    token: TokenOption = None, ca_cert: CaOption = None, as_json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Run a task on the nodes PQL selects; waits and prints each node's result."""
     body = {"nodes": nodes, "params": parse_params(param or []), "noop": noop,
             "concurrency": concurrency}
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         job = client.request("POST", f"/api/v1/tasks/{name}/run", json_body=body)
         deadline = time.monotonic() + wait
         while job["state"] != "finished" and time.monotonic() < deadline:
@@ -135,11 +128,10 @@ def run_task(
 
 
 @job_app.command("show")
-def show_job(job_id: str, data_dir: DataDirOption = DEFAULT_DATA_DIR,
-             server: ServerOption = None, token: TokenOption = None,
-             ca_cert: CaOption = None, as_json: JsonOption = False) -> None:
+@with_connection
+def show_job(ctx: typer.Context, job_id: str, as_json: JsonOption = False) -> None:
     """A job and each node's result."""
-    with _client(data_dir, server, token, ca_cert) as client:
+    with settings(ctx).client() as client:
         job = client.request("GET", f"/api/v1/jobs/{job_id}")
     _finish(job, as_json)
 

@@ -4,6 +4,8 @@ See docs/agents.md. :func:`build_mcp` makes the server; :mod:`steward.mcpserver.
 it on the HTTP server at ``/mcp``; :mod:`steward.mcpserver.stdio` serves ``steward mcp``.
 """
 
-from steward.mcpserver.server import TOOL_PERMISSIONS, Rollouts, build_mcp, visible_tools
+from steward.mcpserver.context import Rollouts
+from steward.mcpserver.permissions import TOOL_PERMISSIONS, visible_tools
+from steward.mcpserver.server import build_mcp
 
 __all__ = ["TOOL_PERMISSIONS", "Rollouts", "build_mcp", "visible_tools"]

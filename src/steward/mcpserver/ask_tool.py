@@ -9,7 +9,6 @@ come back inside the node-data envelope; the query and the attempts beside it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any, Final
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -21,44 +20,41 @@ from starlette.concurrency import run_in_threadpool
 from steward.assistant.config import AssistantConfigError
 from steward.assistant.core import DEFAULT_LIMIT, MAX_LIMIT, AskError, answer
 from steward.errors import StewardError
+from steward.mcpserver.context import caller, tool_context
 from steward.mcpserver.data import from_nodes
 
-#: Gives the model to answer with and its output mode; raises AssistantConfigError (saying
-#: how to configure one) when there is none.
-ModelProvider = Callable[[], tuple[Any, str]]
-
-_READ: Final = ToolAnnotations(read_only_hint=True, destructive_hint=False,
-                               idempotent_hint=False, open_world_hint=False)
+#: Read-only, but not idempotent: the model may write another query for the same question.
+_ASK: Final = ToolAnnotations(read_only_hint=True, destructive_hint=False,
+                              idempotent_hint=False, open_world_hint=False)
 
 
-def register_ask_tool(server: MCPServer, model: ModelProvider,
-                      caller: Callable[[Any], Any]) -> None:
-    """Add ``ask``; ``caller`` is the server's (resolves and checks the caller)."""
+def register(server: MCPServer) -> None:
+    server.add_tool(ask, title="Ask about the fleet in plain language", annotations=_ASK)
 
-    @server.tool(title="Ask about the fleet in plain language", annotations=_READ)
-    async def ask(
-        ctx: Context,
-        question: Annotated[str, Field(min_length=1, max_length=4000, description=(
-            "e.g. which web nodes failed their last run?"))],
-        limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description="Most rows returned")
-                         ] = DEFAULT_LIMIT,
-    ) -> dict[str, Any]:
-        """Answer a question about the fleet: Steward's assistant writes a PQL query, Steward
-        checks and runs it read-only, and you get the query, the rows and a short summary.
-        Prefer the query tool when you can write the PQL yourself."""
-        try:
-            found = await caller(ctx.request_context.request)
-            chosen, output = await run_in_threadpool(model)
-            pipeline = found.pipeline
-            result = await run_in_threadpool(
-                lambda: answer(question, identity=found.identity, services=pipeline.services,
-                               model=chosen, authorizer=pipeline.services.authorize,
-                               limit=limit, output=output))
-        except AskError as exc:
-            tried = "; ".join(f"{a.query or '(no query)'} -> {a.error}" for a in exc.attempts)
-            raise ToolError(f"{exc}" + (f" (attempts: {tried})" if tried else "")) from None
-        except (AssistantConfigError, StewardError) as exc:
-            raise ToolError(str(exc)) from None
-        document = result.to_json()
-        return from_nodes({"rows": document.pop("rows"), "summary": document.pop("summary")},
-                          **document)
+
+async def ask(
+    ctx: Context,
+    question: Annotated[str, Field(min_length=1, max_length=4000, description=(
+        "e.g. which web nodes failed their last run?"))],
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description="Most rows returned")
+                     ] = DEFAULT_LIMIT,
+) -> dict[str, Any]:
+    """Answer a question about the fleet: Steward's assistant writes a PQL query, Steward
+    checks and runs it read-only, and you get the query, the rows and a short summary.
+    Prefer the query tool when you can write the PQL yourself."""
+    try:
+        found = await caller(ctx)
+        chosen, output = await run_in_threadpool(tool_context(ctx).model())
+        pipeline = found.pipeline
+        result = await run_in_threadpool(
+            lambda: answer(question, identity=found.identity, services=pipeline.services,
+                           model=chosen, authorizer=pipeline.services.authorize,
+                           limit=limit, output=output))
+    except AskError as exc:
+        tried = "; ".join(f"{a.query or '(no query)'} -> {a.error}" for a in exc.attempts)
+        raise ToolError(f"{exc}" + (f" (attempts: {tried})" if tried else "")) from None
+    except (AssistantConfigError, StewardError) as exc:
+        raise ToolError(str(exc)) from None
+    document = result.to_json()
+    return from_nodes({"rows": document.pop("rows"), "summary": document.pop("summary")},
+                      **document)

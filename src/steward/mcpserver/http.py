@@ -24,8 +24,9 @@ from starlette.routing import Route
 
 from steward.assistant.config import MODEL_EXTRA, resolve_model
 from steward.mcpserver.auth import StewardTokenVerifier, identity_from_access_token
-from steward.mcpserver.server import Rollouts, build_mcp
-from steward.mcpserver.task_tools import TASK_SERVICE, TaskAccess
+from steward.mcpserver.context import Rollouts, TaskAccess
+from steward.mcpserver.server import build_mcp
+from steward.mcpserver.task_tools import TASK_SERVICE
 from steward.pipeline.service import Pipeline
 from steward.server.app import AppState
 from steward.server.config import ServerConfig

@@ -22,8 +22,8 @@ from steward.access.tokens import AuthenticationError
 from steward.assistant.config import resolve_model
 from steward.errors import StewardError
 from steward.mcpserver.auth import authenticate_principal, token_resolver
-from steward.mcpserver.server import Rollouts, build_mcp
-from steward.mcpserver.task_tools import TaskAccess
+from steward.mcpserver.context import Rollouts, TaskAccess
+from steward.mcpserver.server import build_mcp
 from steward.pipeline.schema import migrate
 from steward.pipeline.service import Pipeline
 from steward.server.config import load_config
