@@ -28,8 +28,6 @@ OVERSIZE: dict[str, int] = {
     "pipeline/changes/records.py": 761,
     "pipeline/service.py": 703,
     "query/compiler.py": 856,
-    "query/entities.py": 906,
-    "query/entities.py:build_entities": 401,
     "server/app.py:_node_routes": 131,
     "server/app.py:_operator_routes": 103,
     "server/config.py:init_data_dir": 112,

@@ -51,7 +51,6 @@ from steward.mcpserver.data import file_content, from_nodes
 from steward.mcpserver.task_tools import TaskAccess, register_task_tools
 from steward.pipeline.deploy.rollout import ServerNodeRunner, Strategy
 from steward.pipeline.service import Pipeline
-from steward.query.entities import ENTITIES
 from steward.query.examples import REFERENCE_EXAMPLES
 from steward.query.limits import loads_ast
 from steward.query.parser import parse_pql
@@ -368,7 +367,7 @@ def build_mcp(pipeline: Callable[[], Pipeline | None], identity: IdentityResolve
                        "default_fields": list(e.default_fields),
                        **({"needs_permission": ENTITY_PERMISSIONS[name]}
                           if name in ENTITY_PERMISSIONS else {})}
-                for name, e in sorted(ENTITIES.items())
+                for name, e in store.entities.items()
             }
             types = {name: {"doc": t.doc, "parameters": sorted(p.name for p in t.params)}
                      for name, t in sorted(TYPES.items())}

@@ -52,7 +52,7 @@ from sqlalchemy import (
 )
 
 from steward.query import entities as ent
-from steward.query.entities import Entity, Field, Kind, Render, Scope
+from steward.query.entities import Entity, EntityRegistry, Field, Kind, Render, Scope
 from steward.query.errors import QueryError
 from steward.query.limits import check_ast, check_page
 from steward.query.parser import parse_pql
@@ -119,12 +119,12 @@ def _describe(node: Any) -> str:
 # -- AST structure ----------------------------------------------------------------------------
 
 
-def _as_from(query: Any, entity_name: str | None) -> list[Any]:
+def _as_from(query: Any, entity_name: str | None, entities: EntityRegistry) -> list[Any]:
     """Normalise what callers pass into a ``["from", entity, ...]`` node."""
     if isinstance(query, str):
         query = parse_pql(query)
     if entity_name is not None:
-        ent.entity(entity_name)
+        entities.entity(entity_name)
         if query is None:
             return ["from", entity_name]
         if isinstance(query, list) and query and query[0] == "from":
@@ -165,10 +165,10 @@ def _count(node: Any, what: str) -> int:
     return int(node[1])
 
 
-def _split(node: list[Any]) -> _Parts:
+def _split(node: list[Any], entities: EntityRegistry) -> _Parts:
     if len(node) < 2:
         raise QueryError(f"'from' needs an entity: {_describe(node)}")
-    entity = ent.entity(node[1])
+    entity = entities.entity(node[1])
     body: Any = None
     order_by: list[tuple[str, str]] | None = None
     limit: int | None = None
@@ -293,11 +293,11 @@ def _value_condition(field_name: str, access: ValueAccess, op: str, value: Any,
 
 
 class Compiler:
-    """Compiles queries for one backend (``sqlite`` or ``postgresql``) over ``tables``."""
+    """Compiles queries of ``entities`` over ``tables`` for ``sqlite`` or ``postgresql``."""
 
-    def __init__(self, tables: Mapping[str, Table], dialect: str) -> None:
-        self.tables = tables
-        self.dialect = dialect
+    def __init__(self, tables: Mapping[str, Table], dialect: str,
+                 entities: EntityRegistry) -> None:
+        self.tables, self.dialect, self.entities = tables, dialect, entities
 
     # -- entry point ---------------------------------------------------------------------
     def compile(
@@ -313,7 +313,7 @@ class Compiler:
     ) -> CompiledQuery:
         if not isinstance(query, str):
             check_ast(query)  # text is checked as it is parsed
-        parts = _split(_as_from(query, entity))
+        parts = _split(_as_from(query, entity, self.entities), self.entities)
         parts = _merge_paging(parts, limit, offset, order_by)
         scope = self._scope(parts.entity)
         conditions = self._where(scope, parts.filter)
@@ -551,7 +551,7 @@ class Compiler:
         if not (isinstance(target, list) and target and target[0] == "from"):
             raise QueryError(f"'in' takes [\"array\", [...]] or a subquery [\"from\", ...]: "
                              f"{_describe(target)}")
-        parts = _split(target)
+        parts = _split(target, self.entities)
         if not parts.projection:
             raise QueryError(
                 f"the subquery after 'in' must project the fields to compare, e.g. "
@@ -621,8 +621,8 @@ class Compiler:
         if len(node) not in (2, 3):
             raise QueryError(f"'subquery' takes an entity and an optional query: "
                              f"{_describe(node)}")
-        inner_entity = ent.entity(node[1])
-        pairs = ent.relation(scope.entity, inner_entity)
+        inner_entity = self.entities.entity(node[1])
+        pairs = self.entities.relation(scope.entity, inner_entity)
         parts = _Parts(inner_entity, [inner for _, inner in pairs],
                        node[2] if len(node) == 3 else None, None, None, None, None)
         return self._in_subquery(scope, [outer for outer, _ in pairs], parts)

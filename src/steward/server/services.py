@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
+from steward.access import audit_entity
 from steward.access.audit import KEY_FILE as AUDIT_KEY_FILE
 from steward.access.audit import AuditLog, Witness
 from steward.access.principal import Principal
@@ -15,7 +16,7 @@ from steward.access.tokens import Tokens
 from steward.secrets.store import SecretStore
 from steward.server.catalogs import CatalogService
 from steward.server.config import ServerConfig
-from steward.server.db import QUERY_TABLES, make_engine
+from steward.server.db import make_engine
 from steward.server.enrollment import Enrollment
 from steward.server.migrate import migrate
 
@@ -50,9 +51,13 @@ class Services:
 
 
 def open_store(url: str) -> Store:
+    """The store, querying the server's audit log beside its own entities."""
     from steward.store import Store
+    from steward.store.entities import store_entities
 
-    return Store(url, query_tables=QUERY_TABLES)
+    entities = store_entities()
+    audit_entity.register(entities)
+    return Store(url, query_tables=audit_entity.QUERY_TABLES, entities=entities)
 
 
 def build_services(config: ServerConfig, *, migrate_schema: bool = True) -> Services:
