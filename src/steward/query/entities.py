@@ -102,6 +102,26 @@ FilterBuilder = Callable[[ValueAccess], ColumnElement[bool]]
 
 
 @dataclass(frozen=True)
+class Nested:
+    """An EXPANDED field filled after the query with rows of another entity (a report's
+    events), wrapped as PuppetDB does: ``{"href": ..., "data": [...]}``.
+
+    The children are the rows of ``entity`` (projected to ``fields``) whose column
+    ``column`` is one of the parents' hidden ``key``; each goes to the parent whose hidden
+    ``group_of`` equals the child's ``group_field``, which is dropped from the child.
+    """
+
+    entity: str
+    fields: tuple[str, ...]
+    column: str
+    key: str
+    group_field: str
+    group_of: str
+    #: The ``href`` of a parent's collection, from the parent's raw row.
+    href: Callable[[Mapping[Any, Any]], str]
+
+
+@dataclass(frozen=True)
 class Field:
     name: str
     kind: Kind
@@ -118,8 +138,10 @@ class Field:
     filterable: bool = True
     projectable: bool = True
     render: Render | None = None
-    #: Hidden columns ``render`` reads from the raw row.
+    #: Hidden columns ``render`` (or ``nested``) reads from the raw row.
     needs: tuple[str, ...] = ()
+    #: For EXPANDED fields without ``sql`` or ``render``: the rows that fill them.
+    nested: Nested | None = None
     #: Indexed by this many leading characters (see store.models.TITLE_PREFIX).
     prefix_index: int | None = None
     #: Marks deactivated/expired/node_state: naming it lifts the implicit active filter.

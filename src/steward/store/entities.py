@@ -22,6 +22,7 @@ from steward.query.entities import (
     Field,
     FilterBuilder,
     Kind,
+    Nested,
     Scope,
     active_filter,
     boolean,
@@ -117,6 +118,13 @@ def _inventory_trusted(name: str, path: tuple[PathElement, ...]) -> Field:
 
 def _resource_parameter(name: str, path: tuple[PathElement, ...]) -> Field:
     return json_value(name, "resources", "parameters", path)
+
+
+def _catalog_part(name: str, entity: str, fields: tuple[str, ...]) -> Nested:
+    """A catalog's ``resources`` or ``edges``: the node's rows of that entity."""
+    return Nested(entity, fields, column="certname_id", key="_certname_id",
+                  group_field="certname", group_of="_certname",
+                  href=lambda raw: f"/pdb/query/v4/catalogs/{raw['_certname']}/{name}")
 
 
 # -- the entities --------------------------------------------------------------------------------
@@ -304,9 +312,13 @@ CATALOGS = Entity(
         document("classification", "catalogs"),
         document("inputs", "catalogs"),
         Field("resources", Kind.EXPANDED, filterable=False,
-              needs=("_certname_id", "_certname")),
+              needs=("_certname_id", "_certname"), nested=_catalog_part(
+                  "resources", "resources", ("certname", "resource", "type", "title", "tags",
+                                             "exported", "file", "line", "parameters"))),
         Field("edges", Kind.EXPANDED, filterable=False,
-              needs=("_certname_id", "_certname")),
+              needs=("_certname_id", "_certname"), nested=_catalog_part(
+                  "edges", "edges", ("certname", "source_type", "source_title",
+                                     "target_type", "target_title", "relationship"))),
         NODE_STATE,
     )},
     hidden={"_certname_id": col("catalogs", "certname_id"),

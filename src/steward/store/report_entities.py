@@ -16,6 +16,7 @@ from steward.query.entities import (
     Entity,
     Field,
     Kind,
+    Nested,
     Scope,
     SqlOf,
     boolean,
@@ -68,6 +69,15 @@ def _logs(value: Any, row: Mapping[str, Any]) -> Any:
     return {"href": f"/pdb/query/v4/reports/{row['_hash']}/logs", "data": list(value or [])}
 
 
+#: A report's events, as PuppetDB embeds them (``resource_events``).
+_RESOURCE_EVENTS = Nested(
+    "events", ("report", "status", "timestamp", "resource_type", "resource_title", "property",
+               "new_value", "old_value", "message", "file", "line", "containment_path",
+               "containing_class", "corrective_change"),
+    column="report", key="_hash", group_field="report", group_of="_hash",
+    href=lambda raw: f"/pdb/query/v4/reports/{raw['_hash']}/events")
+
+
 def _containment_path(_value: Any, row: Mapping[str, Any]) -> Any:
     ref = f"{row['_resource_type']}[{row['_resource_title']}]"
     klass = row["_containing_class"]
@@ -107,7 +117,8 @@ REPORTS = Entity(
               needs=("_hash",), filterable=False),
         Field("logs", Kind.EXPANDED, sql=col("reports", "logs"), render=_logs,
               needs=("_hash",), filterable=False),
-        Field("resource_events", Kind.EXPANDED, filterable=False, needs=("_hash",)),
+        Field("resource_events", Kind.EXPANDED, filterable=False, needs=("_hash",),
+              nested=_RESOURCE_EVENTS),
         Field("resources", Kind.EXPANDED, sql=col("report_resources", "resources"),
               render=_report_resources, filterable=False, needs=("_hash",)),
     )},
