@@ -22,20 +22,10 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    FromClause,
-    Table,
-    true,
-)
+from sqlalchemy import ColumnElement, FromClause, Table, true
 
 from steward.query.errors import QueryError
-from steward.query.sqlexpr import (
-    ColumnsValue,
-    JsonPathValue,
-    PathElement,
-    ValueAccess,
-)
+from steward.query.sqlexpr import ColumnsValue, JsonPathValue, PathElement, ValueAccess
 
 
 class Kind(Enum):
@@ -142,7 +132,7 @@ class Field:
     needs: tuple[str, ...] = ()
     #: For EXPANDED fields without ``sql`` or ``render``: the rows that fill them.
     nested: Nested | None = None
-    #: Indexed by this many leading characters (see store.models.TITLE_PREFIX).
+    #: Indexed by this many leading characters (the owner's prefix index).
     prefix_index: int | None = None
     #: Marks deactivated/expired/node_state: naming it lifts the implicit active filter.
     node_state: bool = False
@@ -287,7 +277,8 @@ def document(name: str, table: str, column: str | None = None) -> Field:
 
 
 def columns_value(table: str, *, indexed_prefix: int | None = None) -> Field:
-    """A value split into typed columns; ``indexed_prefix`` as in store.models."""
+    """A value split into typed columns; ``indexed_prefix``: the leading characters of
+    strings the owner's index covers."""
     return Field("value", Kind.VALUE, sql=col(table, "value"), nullable=False,
                  value=lambda s: ColumnsValue(s.t(table), indexed_prefix=indexed_prefix))
 
