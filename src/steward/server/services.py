@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from steward.access import audit_entity
 from steward.access.audit import KEY_FILE as AUDIT_KEY_FILE
 from steward.access.audit import AuditLog, Witness
 from steward.access.principal import Principal
@@ -52,6 +51,7 @@ class Services:
 
 def open_store(url: str) -> Store:
     """The store, querying the server's audit log beside its own entities."""
+    from steward.access import audit_entity
     from steward.store import Store
     from steward.store.entities import store_entities
 
