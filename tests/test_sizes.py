@@ -21,8 +21,6 @@ OVERSIZE: dict[str, int] = {
     "api/routes.py:install": 215,
     "pipeline/approvals/records.py": 730,
     "pipeline/service.py": 703,
-    "query/entities.py": 906,
-    "query/entities.py:build_entities": 401,
     "server/app.py:_node_routes": 131,
     "server/app.py:_operator_routes": 103,
     "server/pdb.py:build_router": 127,

@@ -104,10 +104,9 @@ class Fleet:
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Fleet]:
-    from steward.pipeline.changes.model import changes
-    from steward.pipeline.deploy.rollout import deployments
+    from steward.pipeline import entities as pipeline_entities
     from steward.pipeline.schema import migrate
-    from steward.tasks.jobs import job_results, jobs
+    from steward.tasks import entities as task_entities
 
     backend = str(request.param)
     tmp = tmp_path_factory.mktemp(f"mcp-{backend}")
@@ -117,9 +116,10 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         services = build_services(load_config(tmp / "data"))
         try:
             migrate(services.engine)
-            services.store.add_query_tables({changes.name: changes,
-                                             deployments.name: deployments,
-                                             jobs.name: jobs, job_results.name: job_results})
+            pipeline_entities.register(services.store.entities)
+            task_entities.register(services.store.entities)
+            services.store.add_query_tables({**pipeline_entities.QUERY_TABLES,
+                                             **task_entities.QUERY_TABLES})
             pipeline = Pipeline(services)
             identities: dict[str, Principal] = {}
             for name, role in ROLES.items():

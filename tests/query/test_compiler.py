@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from steward.query import Compiler
 from steward.query.examples import REFERENCE_EXAMPLES
+from steward.store.entities import store_entities
 from steward.store.models import TABLES
 from tests.query.fleet import Fleet, seed
 from tests.query.test_examples import names
@@ -47,7 +48,7 @@ QUERIES = [
 
 def test_literals_are_bound_never_interpolated() -> None:
     for dialect in (sqlite.dialect(), postgresql.dialect()):
-        compiler = Compiler(TABLES, dialect.name)
+        compiler = Compiler(TABLES, dialect.name, store_entities())
         compiled = compiler.compile(
             f'nodes {{ certname = "{HOSTILE}" or certname ~ "{HOSTILE}" or '
             f'facts {{ value = "{HOSTILE}" }} or certname in ["{HOSTILE}"] }}')

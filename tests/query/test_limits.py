@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from steward.query import QueryError, parse_pql
+from steward.access import audit_entity
+from steward.pipeline import entities as pipeline_entities
+from steward.query import Compiler, QueryError, parse_pql
 from steward.query.limits import (
     MAX_AST_NODES,
     MAX_DEPTH,
@@ -22,6 +24,9 @@ from steward.query.limits import (
     loads_ast,
     page_param,
 )
+from steward.store.entities import store_entities
+from steward.store.models import TABLES
+from steward.tasks import entities as task_entities
 from tests.query.conftest import Seeded
 
 DIGITS = "1" * 5000  # past int()'s own 4,300-digit limit: a ValueError there
@@ -162,13 +167,32 @@ def test_a_path_groups_and_orders_on_both_backends(seeded: Seeded) -> None:
     assert rows == [{"path": ["uptime_seconds"]}]
 
 
-@pytest.mark.parametrize("entity", ["audit", "changes", "deployments", "jobs", "job_results"])
-def test_an_entity_the_server_did_not_register_is_a_query_error(
+ABOVE_THE_STORE = ["audit", "changes", "deployments", "jobs", "job_results"]
+
+
+def _queries(entity: str) -> list[Any]:
+    return [f"{entity} {{}}", ["from", entity],
+            ["from", "nodes", ["in", "certname", ["from", entity, ["extract", ["id"]]]]]]
+
+
+@pytest.mark.parametrize("entity", ABOVE_THE_STORE)
+def test_an_entity_registered_without_its_table_is_a_query_error(
         seeded: Seeded, entity: str) -> None:
-    """Before: a KeyError (a 500) on a bare store, or a server without the change pipeline
-    (a plain-directory repository)."""
-    for query in (f"{entity} {{}}", ["from", entity],
-                  ["from", "nodes", ["in", "certname", ["from", entity, ["extract", ["id"]]]]]):
+    """Before: a KeyError (a 500) on a server without the change pipeline (a plain-directory
+    repository), where the application registers the entities but not their tables."""
+    registry = store_entities()
+    for owner in (audit_entity.register, pipeline_entities.register, task_entities.register):
+        owner(registry)
+    compiler = Compiler(TABLES, seeded.store.dialect, registry)
+    for query in _queries(entity):
+        with pytest.raises(QueryError) as caught:
+            compiler.compile(query)
+        assert f"the '{entity}' entity is available only on" in str(caught.value)
+
+
+@pytest.mark.parametrize("entity", ABOVE_THE_STORE)
+def test_a_bare_store_knows_only_its_own_entities(seeded: Seeded, entity: str) -> None:
+    for query in _queries(entity):
         with pytest.raises(QueryError) as caught:
             seeded.store.query(query)
-        assert f"the '{entity}' entity is available only on" in str(caught.value)
+        assert f"unknown entity {entity!r}; valid entities: catalogs," in str(caught.value)

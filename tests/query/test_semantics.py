@@ -299,8 +299,9 @@ def test_report_shape(seeded: Seeded) -> None:
 
 
 @pytest.mark.parametrize(("query", "message"), [
-    ("nodez {}", "unknown entity 'nodez'; valid entities: audit, catalogs, changes, "
-                 "deployments, edges, environments, events, fact_contents"),
+    ("nodez {}", "unknown entity 'nodez'; valid entities: catalogs, edges, environments, "
+                 "events, fact_contents, fact_names, fact_paths, facts, factsets, inventory, "
+                 "nodes, reports, resources"),
     ("nodes { certnme = 1 }", "unknown field 'certnme' for entity 'nodes'; valid fields: "
                               "catalog_environment, catalog_timestamp, certname"),
     ("inventory { fact.os = 1 }", "valid fields: certname, environment, facts, node_state, "

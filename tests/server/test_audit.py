@@ -43,7 +43,7 @@ from steward.access.tokens import new_token
 from steward.access.witness import WITNESS_FILE, Witness
 from steward.catalog.canonical import canonical_json
 from steward.catalog.redaction import REDACTED, is_secret_key
-from steward.server.db import QUERY_TABLES, make_engine
+from steward.server.db import make_engine
 from steward.server.migrate import MIGRATIONS, migrate
 from tests.e2e.harness import database_url
 
@@ -518,7 +518,7 @@ def test_entries_filter_by_target_prefix_and_request(audit_db: AuditDb) -> None:
 
 
 def test_audit_entries_are_queryable_in_pql(audit_db: AuditDb) -> None:
-    from steward.store import Store
+    from steward.server.services import open_store
 
     log = audit_db.log
     node = Principal.authenticated("node", "n", "web1", "web1")
@@ -528,7 +528,7 @@ def test_audit_entries_are_queryable_in_pql(audit_db: AuditDb) -> None:
                outcome="succeeded", parameters={"kind": "join"})
     log.record(actor=node, action="facts", target="node:web1", outcome="allowed")
     log.record(actor=None, action="whoami", target=None, outcome="denied")
-    store = Store(audit_db.url, query_tables=QUERY_TABLES)
+    store = open_store(audit_db.url)
     try:
         assert store.query('audit[actor, action] { outcome = "denied" }') == [
             {"actor": "node:web1", "action": "catalog"},

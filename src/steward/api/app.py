@@ -67,16 +67,18 @@ class PipelineExtension:
 
 
 def _build(services: Services) -> Pipeline | None:
+    from steward.pipeline import entities
+
+    # Changes and deployments join PQL beside the store's entities and the audit log; their
+    # tables only with the pipeline (without, naming them is a query error saying so).
+    entities.register(services.store.entities)
     if services.catalogs.desired is None:
         # A plain-directory repository (tests, experiments): no pipeline, the rest works.
         return None
-    from steward.pipeline.changes.model import changes
-    from steward.pipeline.deploy.rollout import deployments
     from steward.pipeline.schema import migrate
 
     migrate(services.engine)
-    # Changes and deployments join PQL beside the store's entities and the audit log.
-    services.store.add_query_tables({changes.name: changes, deployments.name: deployments})
+    services.store.add_query_tables(entities.QUERY_TABLES)
     return Pipeline(services)
 
 

@@ -18,8 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from steward.mcpserver.task_tools import TASK_SERVICE
 from steward.server.app import AppState
 from steward.server.deps import Authenticated, state
+from steward.tasks import entities
 from steward.tasks.definitions import TaskError, TaskNotFound
-from steward.tasks.jobs import JobError, JobNotFound, job_results, jobs
+from steward.tasks.jobs import JobError, JobNotFound
 from steward.tasks.service import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, TaskService
 
 SERVICE = TASK_SERVICE
@@ -60,11 +61,13 @@ class TaskExtension:
         _routes(app)
 
     async def startup(self, state: AppState) -> None:
+        # Jobs join PQL always, their tables only with the pipeline (as changes do).
+        entities.register(state.services.store.entities)
         pipeline = state.extras.get("pipeline")
         if pipeline is None:
             return
         service = TaskService(pipeline)
-        state.services.store.add_query_tables({jobs.name: jobs, job_results.name: job_results})
+        state.services.store.add_query_tables(entities.QUERY_TABLES)
         state.extras[SERVICE] = service
 
         def complete(certname: str, job: str, body: dict[str, Any]) -> dict[str, Any]:

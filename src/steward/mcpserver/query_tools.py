@@ -18,7 +18,6 @@ from steward.catalog.types import TYPES
 from steward.errors import StewardError
 from steward.mcpserver.context import READ, Caller, call
 from steward.mcpserver.data import from_nodes
-from steward.query.entities import ENTITIES
 from steward.query.examples import REFERENCE_EXAMPLES
 from steward.query.limits import loads_ast
 from steward.query.parser import parse_pql
@@ -96,7 +95,7 @@ async def describe_data(ctx: Context) -> dict[str, Any]:
                    "default_fields": list(e.default_fields),
                    **({"needs_permission": ENTITY_PERMISSIONS[name]}
                       if name in ENTITY_PERMISSIONS else {})}
-            for name, e in sorted(ENTITIES.items())
+            for name, e in store.entities.items()
         }
         types = {name: {"doc": t.doc, "parameters": sorted(p.name for p in t.params)}
                  for name, t in sorted(TYPES.items())}

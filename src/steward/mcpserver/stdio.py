@@ -53,11 +53,13 @@ def serve_stdio(data_dir: Path, token: str | None) -> None:
         if services.catalogs.desired is None:
             raise StewardError(f"{services.config.repo_path} is a plain directory: the MCP "
                                "server needs the change pipeline (desired.git)")
-        from steward.pipeline.changes.model import changes
-        from steward.pipeline.deploy.rollout import deployments
+        from steward.pipeline import entities as pipeline_entities
+        from steward.tasks import entities as task_entities
 
         migrate(services.engine)
-        services.store.add_query_tables({changes.name: changes, deployments.name: deployments})
+        pipeline_entities.register(services.store.entities)
+        task_entities.register(services.store.entities)
+        services.store.add_query_tables(pipeline_entities.QUERY_TABLES)
         pipeline = Pipeline(services)
         asyncio.run(_serve(pipeline, services.engine, token))
     finally:

@@ -9,15 +9,15 @@ reference.
 from __future__ import annotations
 
 from steward.query.compiler import CompiledQuery, Compiler
-from steward.query.entities import ENTITIES, iso, path_key, puppet_type
+from steward.query.entities import EntityRegistry, iso, path_key, puppet_type
 from steward.query.errors import QueryError, QuerySyntaxError
 from steward.query.execute import fetch
 from steward.query.parser import parse_pql
 
 __all__ = [
-    "ENTITIES",
     "CompiledQuery",
     "Compiler",
+    "EntityRegistry",
     "QueryError",
     "QuerySyntaxError",
     "fetch",

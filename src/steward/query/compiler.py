@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Table, and_, select
 
-from steward.query.entities import Entity, Scope
+from steward.query.entities import Entity, EntityRegistry, Scope
 from steward.query.fieldsql import implicit_conditions, open_scope
 from steward.query.filters import where
 from steward.query.limits import check_ast
@@ -49,11 +49,11 @@ class CompiledQuery:
 
 
 class Compiler:
-    """Compiles queries for one backend (``sqlite`` or ``postgresql``) over ``tables``."""
+    """Compiles queries of ``entities`` over ``tables`` for ``sqlite`` or ``postgresql``."""
 
-    def __init__(self, tables: Mapping[str, Table], dialect: str) -> None:
-        self.tables = tables
-        self.dialect = dialect
+    def __init__(self, tables: Mapping[str, Table], dialect: str,
+                 entities: EntityRegistry) -> None:
+        self.tables, self.dialect, self.entities = tables, dialect, entities
 
     def compile(
         self,
@@ -68,9 +68,9 @@ class Compiler:
     ) -> CompiledQuery:
         if not isinstance(query, str):
             check_ast(query)  # text is checked as it is parsed
-        parts = split(as_from(query, entity))
+        parts = split(as_from(query, entity, self.entities), self.entities)
         parts = merge_paging(parts, limit, offset, order_by)
-        scope = open_scope(parts.entity, self.tables, self.dialect)
+        scope = open_scope(parts.entity, self.tables, self.dialect, self.entities)
         conditions = where(scope, parts.filter)
         if extra_where is not None:
             conditions.append(extra_where(scope))

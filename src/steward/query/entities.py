@@ -1,49 +1,32 @@
-"""What each PQL entity is made of: its fields, their types, and the SQL behind them.
+"""The entity framework: what a PQL entity is made of, and the building blocks of one.
 
-Entities and field names are PuppetDB's v4 ones. A field knows its type (which decides the
-operators and literals it accepts), how to read it in SQL for a given :class:`Scope` (one
-SELECT level, with its own table aliases), and how to render it in a response. Joins are
-added only for tables a query actually touches.
+A field knows its type (which decides the operators and literals it accepts), how to read
+it in SQL for a given :class:`Scope` (one SELECT level, with its own table aliases), and
+how to render it in a response. Joins are added only for tables a query actually touches.
 
-The tables are given by name (``tables["nodes"]``): this module knows the store's schema by
-its names only, so the query layer does not import the store.
+No entity is defined here: the packages owning the tables define theirs (the store
+PuppetDB's, access the audit log, the pipeline its changes and deployments, tasks the jobs)
+and register them in an :class:`EntityRegistry`, which the composition root (the server,
+the application) builds from the owners present. Tables are given by name
+(``tables["nodes"]``), so the query layer imports none of its owners. Names are listed
+sorted, so error messages and descriptions are stable.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import re
-import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    ColumnElement,
-    FromClause,
-    Table,
-    and_,
-    cast,
-    literal,
-    select,
-    true,
-    type_coerce,
-)
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import ColumnElement, FromClause, Table, true
 
 from steward.clock import iso as clock_iso
 from steward.query.errors import QueryError
-from steward.query.sqlexpr import (
-    ColumnsValue,
-    JsonPathValue,
-    PathElement,
-    ValueAccess,
-    array_any,
-)
+from steward.query.sqlexpr import ColumnsValue, JsonPathValue, PathElement, ValueAccess
 
 
 class Kind(Enum):
@@ -66,10 +49,11 @@ class Kind(Enum):
 class Scope:
     """One SELECT level: its entity, lazily created table aliases, and the joins they need."""
 
-    def __init__(self, entity: Entity, tables: Mapping[str, Table], dialect: str) -> None:
-        self.entity = entity
-        self.tables = tables
-        self.dialect = dialect
+    def __init__(self, entity: Entity, tables: Mapping[str, Table], dialect: str,
+                 entities: EntityRegistry) -> None:
+        self.entity, self.tables, self.dialect = entity, tables, dialect
+        #: The registry the query's subqueries resolve their entities in.
+        self.entities = entities
         self._aliases: dict[str, FromClause] = {}
         #: Set when the query names deactivated/expired/node_state: no implicit active filter.
         self.names_node_state = False
@@ -110,6 +94,26 @@ FilterBuilder = Callable[[ValueAccess], ColumnElement[bool]]
 
 
 @dataclass(frozen=True)
+class Nested:
+    """An EXPANDED field filled after the query with rows of another entity (a report's
+    events), wrapped as PuppetDB does: ``{"href": ..., "data": [...]}``.
+
+    The children are the rows of ``entity`` (projected to ``fields``) whose column
+    ``column`` is one of the parents' hidden ``key``; each goes to the parent whose hidden
+    ``group_of`` equals the child's ``group_field``, which is dropped from the child.
+    """
+
+    entity: str
+    fields: tuple[str, ...]
+    column: str
+    key: str
+    group_field: str
+    group_of: str
+    #: The ``href`` of a parent's collection, from the parent's raw row.
+    href: Callable[[Mapping[Any, Any]], str]
+
+
+@dataclass(frozen=True)
 class Field:
     name: str
     kind: Kind
@@ -126,9 +130,11 @@ class Field:
     filterable: bool = True
     projectable: bool = True
     render: Render | None = None
-    #: Hidden columns ``render`` reads from the raw row.
+    #: Hidden columns ``render`` (or ``nested``) reads from the raw row.
     needs: tuple[str, ...] = ()
-    #: Indexed by this many leading characters (see store.models.TITLE_PREFIX).
+    #: For EXPANDED fields without ``sql`` or ``render``: the rows that fill them.
+    nested: Nested | None = None
+    #: Indexed by this many leading characters (the owner's prefix index).
     prefix_index: int | None = None
     #: Marks deactivated/expired/node_state: naming it lifts the implicit active filter.
     node_state: bool = False
@@ -155,10 +161,15 @@ class Entity:
     joins: dict[str, Callable[[Scope], ColumnElement[bool]]] = field(default_factory=dict)
     hidden: dict[str, SqlOf] = field(default_factory=dict)
     dotted: dict[str, DottedSpec] = field(default_factory=dict)
-    #: Only nodes that are neither deactivated nor expired, unless the query says otherwise.
-    active_only: bool = False
+    #: The implicit filter (only live nodes), lifted when the query names a field marked
+    #: ``node_state``; None for entities that are never filtered so.
+    active: Callable[[Scope], ColumnElement[bool]] | None = None
     distinct: bool = False
     where: Callable[[Scope], ColumnElement[bool]] | None = None
+
+    @property
+    def active_only(self) -> bool:
+        return self.active is not None
 
     def field(self, name: str) -> Field:
         found = self.fields.get(name)
@@ -176,8 +187,6 @@ class Entity:
 # -- paths --------------------------------------------------------------------------------
 
 PATH_SEPARATOR = "#~"
-#: Leading characters of fact leaf strings indexed by the store (store.models.VALUE_PREFIX).
-VALUE_PREFIX = 100
 _SEGMENT = re.compile(r'"((?:[^"\\]|\\.)*)"|([^.\[\]"]+)')
 _INDEX = re.compile(r"\[(\d+)\]")
 
@@ -267,17 +276,9 @@ def document(name: str, table: str, column: str | None = None) -> Field:
     return Field(name, Kind.DOCUMENT, sql=col(table, column or name))
 
 
-def certname(table: str, *, keyed: bool) -> Field:
-    """``certname``: on node-keyed tables the text comes from ``nodes``, the key is the id."""
-    if not keyed:
-        return string("certname", table, nullable=False)
-    key = col("nodes", "id") if table == "nodes" else col(table, "certname_id")
-    return Field("certname", Kind.STRING, sql=col("nodes", "certname"), key=key,
-                 nullable=False)
-
-
 def columns_value(table: str, *, indexed_prefix: int | None = None) -> Field:
-    """A value split into typed columns; ``indexed_prefix`` as in store.models."""
+    """A value split into typed columns; ``indexed_prefix``: the leading characters of
+    strings the owner's index covers."""
     return Field("value", Kind.VALUE, sql=col(table, "value"), nullable=False,
                  value=lambda s: ColumnsValue(s.t(table), indexed_prefix=indexed_prefix))
 
@@ -290,80 +291,22 @@ def json_value(name: str, table: str, column: str,
     return Field(name, Kind.VALUE, sql=lambda s: access(s).json(), value=access)
 
 
-def _join_nodes(table: str) -> Callable[[Scope], ColumnElement[bool]]:
-    return lambda s: s.c("nodes", "id") == s.c(table, "certname_id")
-
-
-# -- special fields ---------------------------------------------------------------------------
-
-
-def _expect_bool(field_name: str, op: str, value: Any) -> bool:
-    if op != "=" or not isinstance(value, bool):
-        raise QueryError(f"field {field_name!r} takes only '= true' or '= false'")
-    return value
-
-
-def _node_state(s: Scope, op: str, value: Any) -> ColumnElement[bool]:
-    if op != "=" or value not in ("active", "inactive", "any"):
-        raise QueryError("field 'node_state' takes = \"active\", \"inactive\" or \"any\"")
-    if value == "any":
-        return true()
-    active = active_filter(s)
-    return active if value == "active" else ~active
-
-
-def _latest_report(report_hash: SqlOf) -> Callable[[Scope, str, Any], ColumnElement[bool]]:
-    def build(s: Scope, op: str, value: Any) -> ColumnElement[bool]:
-        wanted = _expect_bool("latest_report?", op, value)
-        nodes = s.fresh("nodes")
-        latest = select(nodes.c.latest_report_hash).where(
-            nodes.c.latest_report_hash.is_not(None))
-        condition = report_hash(s).in_(latest)
-        return condition if wanted else ~condition
-
-    return build
-
-
-def _tag(s: Scope, op: str, value: Any) -> ColumnElement[bool]:
-    if not isinstance(value, str) or op not in ("=", "~"):
-        raise QueryError("field 'tag' takes = \"name\" or ~ \"regex\"")
-    column = s.c("resources", "tags")
-    if op == "=":
-        return array_any(column, s.dialect, equals=value)
-    try:
-        re.compile(value)  # else SQLite's Python function fails mid-query (a 500)
-    except re.error as exc:
-        raise QueryError(f"invalid regular expression {value!r} for 'tag': {exc}") from None
-    return array_any(column, s.dialect, matches=value)
-
-
-NODE_STATE = Field("node_state", Kind.SPECIAL, special=_node_state, projectable=False,
-                   node_state=True)
-
-
 def active_filter(s: Scope) -> ColumnElement[bool]:
-    """The node is neither deactivated nor expired."""
-    return and_(s.c("nodes", "deactivated").is_(None), s.c("nodes", "expired").is_(None))
+    """The scope's entity's implicit filter (see :attr:`Entity.active`)."""
+    if s.entity.active is None:
+        raise QueryError(f"entity {s.entity.name!r} has no node state")
+    return s.entity.active(s)
 
 
-# -- rendering of expanded fields ---------------------------------------------------------------
+def requires_table(table: str, message: str) -> Callable[[Scope], ColumnElement[bool]]:
+    """An ``Entity.where`` for an entity whose table a server may not have registered: a
+    query error saying what it needs (``message``), not a crash."""
+    def check(s: Scope) -> ColumnElement[bool]:
+        if table not in s.tables:
+            raise QueryError(message)
+        return true()
 
-
-def _factset_facts(value: Any, row: Mapping[str, Any]) -> Any:
-    facts = value or {}
-    return {
-        "href": f"/pdb/query/v4/factsets/{row['_certname']}/facts",
-        "data": [{"name": k, "value": facts[k]} for k in sorted(facts)],
-    }
-
-
-def _metrics(value: Any, row: Mapping[str, Any]) -> Any:
-    data = [
-        {"category": category, "name": name, "value": amount}
-        for category in sorted(value or {})
-        for name, amount in sorted((value or {})[category].items())
-    ]
-    return {"href": f"/pdb/query/v4/reports/{row['_hash']}/metrics", "data": data}
+    return check
 
 
 @functools.lru_cache(maxsize=1024)
@@ -372,534 +315,88 @@ def puppet_type(name: str) -> str:
     return "::".join(segment[:1].upper() + segment[1:] for segment in name.split("::"))
 
 
-def _report_resources(value: Any, row: Mapping[str, Any]) -> Any:
-    """The run's per-resource statuses (PE's ``resources``), types spelled as in events."""
-    statuses = json.loads(zlib.decompress(value)) if value else []
-    for status in statuses:
-        status["resource_type"] = puppet_type(status.get("resource_type", ""))
-    return {"href": f"/pdb/query/v4/reports/{row['_hash']}/resources", "data": statuses}
+# -- the registry ---------------------------------------------------------------------------
+
+#: Pairs of (outer field, inner field) relating two entities in an implicit subquery.
+Pairs = tuple[tuple[str, str], ...]
 
 
-def _logs(value: Any, row: Mapping[str, Any]) -> Any:
-    return {"href": f"/pdb/query/v4/reports/{row['_hash']}/logs", "data": list(value or [])}
+class EntityRegistry:
+    """Entities by name, and how implicit subqueries (``nodes { facts { ... } }``) join them.
 
+    A relation is looked up in this order: pairs registered for the two entities
+    (:meth:`relate`), a link to a target entity by one of its fields (:meth:`link`), then a
+    field both entities share (:meth:`share`), each in registration order.
+    """
 
-# -- the entities --------------------------------------------------------------------------------
+    def __init__(self) -> None:
+        self._entities: dict[str, Entity] = {}
+        self._relations: dict[tuple[str, str], Pairs] = {}
+        self._links: list[tuple[str, str, str]] = []
+        self._shared: list[str] = []
 
+    def register(self, entity: Entity) -> None:
+        """Add ``entity``; registering the same object again is a no-op (an application
+        started twice on one store), another entity under a taken name an error."""
+        known = self._entities.get(entity.name)
+        if known is not None and known is not entity:
+            raise ValueError(f"entity {entity.name!r} is already registered")
+        self._entities[entity.name] = entity
 
-def _inventory_fact(name: str, path: tuple[PathElement, ...]) -> Field:
-    """``facts.<path>`` in inventory: filters use the indexed leaves in ``fact_contents``;
-    projections and null tests read the factset document."""
-    key = path_key(path)
+    def relate(self, outer: str, inner: str, pairs: Pairs) -> None:
+        """``outer { inner { ... } }`` matches rows whose ``pairs`` of fields are equal."""
+        self._relations[(outer, inner)] = pairs
 
-    def access(s: Scope) -> ValueAccess:
-        return JsonPathValue(s.c("factsets", "facts"), path, s.dialect)
+    def link(self, target: str, key: str, via: str) -> None:
+        """Any entity with a field ``via`` relates to ``target`` by ``target``'s ``key``
+        (``environment`` to ``environments.name``), in both directions."""
+        if (target, key, via) not in self._links:
+            self._links.append((target, key, via))
 
-    def via_leaves(s: Scope, build: FilterBuilder) -> ColumnElement[bool]:
-        leaves = s.fresh("fact_contents")
-        inner = select(leaves.c.certname_id).where(
-            leaves.c.path_key == key, build(ColumnsValue(leaves, indexed_prefix=VALUE_PREFIX))
-        )
-        return s.c("factsets", "certname_id").in_(inner)
+    def share(self, name: str) -> None:
+        """Two entities that both have field ``name`` relate by it (``certname``)."""
+        if name not in self._shared:
+            self._shared.append(name)
 
-    return Field(name, Kind.VALUE, sql=lambda s: access(s).json(), value=access,
-                 value_filter=via_leaves)
-
-
-def _inventory_trusted(name: str, path: tuple[PathElement, ...]) -> Field:
-    return json_value(name, "factsets", "trusted", path)
-
-
-def _resource_parameter(name: str, path: tuple[PathElement, ...]) -> Field:
-    return json_value(name, "resources", "parameters", path)
-
-
-#: The server's audit log (steward.server.db.audit), readable where the server registers it.
-AUDIT_TABLE = "steward_audit"
-
-
-def _audit_parameters_json(s: Scope) -> ColumnElement[Any]:
-    """The entry's parameters: canonical JSON text in the table (it is hashed byte for
-    byte), read as a JSON document (``jsonb`` on PostgreSQL)."""
-    column = s.c(AUDIT_TABLE, "parameters")
-    if s.dialect == "postgresql":
-        return cast(column, postgresql.JSONB())
-    return type_coerce(column, JSON())
-
-
-def _audit_available(s: Scope) -> ColumnElement[bool]:
-    """A query error, not a crash, where the audit table is not registered (a bare store)."""
-    if AUDIT_TABLE not in s.tables:
-        raise QueryError("the 'audit' entity is available only on the Steward server")
-    return true()
-
-
-#: The change pipeline's tables (steward.pipeline), readable where the server registers them.
-CHANGES_TABLE = "steward_changes"
-DEPLOYMENTS_TABLE = "steward_deployments"
-JOBS_TABLE = "steward_jobs"
-JOB_RESULTS_TABLE = "steward_job_results"
-
-
-def _pipeline_available(table: str, entity: str) -> Callable[[Scope], ColumnElement[bool]]:
-    def check(s: Scope) -> ColumnElement[bool]:
-        if table not in s.tables:
-            raise QueryError(f"the '{entity}' entity is available only on a Steward server "
-                             "with the change pipeline (a git repository of desired state)")
-        return true()
-
-    return check
-
-
-def _audit_parameter(name: str, path: tuple[PathElement, ...]) -> Field:
-    def access(s: Scope) -> ValueAccess:
-        return JsonPathValue(_audit_parameters_json(s), path, s.dialect)
-
-    return Field(name, Kind.VALUE, sql=lambda s: access(s).json(), value=access)
-
-
-def _containment_path(_value: Any, row: Mapping[str, Any]) -> Any:
-    ref = f"{row['_resource_type']}[{row['_resource_title']}]"
-    klass = row["_containing_class"]
-    return [klass, ref] if klass else [ref]
-
-
-def build_entities() -> dict[str, Entity]:
-    nodes = Entity(
-        name="nodes",
-        base="nodes",
-        active_only=True,
-        fields={f.name: f for f in (
-            certname("nodes", keyed=True),
-            timestamp("deactivated", "nodes", node_state=True),
-            timestamp("expired", "nodes", node_state=True),
-            timestamp("catalog_timestamp", "nodes"),
-            timestamp("facts_timestamp", "nodes"),
-            timestamp("report_timestamp", "nodes"),
-            string("catalog_environment", "nodes"),
-            string("facts_environment", "nodes"),
-            string("report_environment", "nodes"),
-            string("latest_report_status", "nodes"),
-            string("latest_report_hash", "nodes"),
-            boolean("latest_report_noop", "nodes"),
-            boolean("latest_report_noop_pending", "nodes"),
-            boolean("latest_report_corrective_change", "nodes"),
-            NODE_STATE,
-        )},
-        default_fields=(
-            "certname", "deactivated", "expired", "catalog_timestamp", "facts_timestamp",
-            "report_timestamp", "catalog_environment", "facts_environment",
-            "report_environment", "latest_report_status", "latest_report_hash",
-            "latest_report_noop", "latest_report_noop_pending",
-            "latest_report_corrective_change",
-        ),
-        natural_order=(col("nodes", "certname"),),
-    )
-    facts = Entity(
-        name="facts",
-        base="facts",
-        active_only=True,
-        joins={"nodes": _join_nodes("facts")},
-        fields={f.name: f for f in (
-            certname("facts", keyed=True),
-            string("name", "facts", nullable=False),
-            columns_value("facts"),
-            string("environment", "nodes", "facts_environment"),
-            NODE_STATE,
-        )},
-        default_fields=("certname", "name", "value", "environment"),
-        natural_order=(col("nodes", "certname"), col("facts", "name")),
-    )
-    fact_contents = Entity(
-        name="fact_contents",
-        base="fact_contents",
-        active_only=True,
-        joins={"nodes": _join_nodes("fact_contents")},
-        fields={f.name: f for f in (
-            certname("fact_contents", keyed=True),
-            Field("path", Kind.PATH, sql=col("fact_contents", "path")),
-            string("name", "fact_contents", nullable=False),
-            columns_value("fact_contents", indexed_prefix=VALUE_PREFIX),
-            string("environment", "nodes", "facts_environment"),
-            NODE_STATE,
-        )},
-        default_fields=("certname", "environment", "path", "name", "value"),
-        natural_order=(col("nodes", "certname"), col("fact_contents", "path_key")),
-    )
-    fact_paths = Entity(
-        name="fact_paths",
-        base="fact_paths",
-        fields={f.name: f for f in (
-            Field("path", Kind.PATH, sql=col("fact_paths", "path")),
-            string("type", "fact_paths"),
-        )},
-        default_fields=("path", "type"),
-        natural_order=(col("fact_paths", "path_key"), col("fact_paths", "type")),
-    )
-    fact_names = Entity(
-        name="fact_names",
-        base="fact_paths",
-        fields={"name": string("name", "fact_paths")},
-        default_fields=("name",),
-        natural_order=(col("fact_paths", "name"),),
-        distinct=True,
-        where=lambda s: s.c("fact_paths", "depth") == 0,
-    )
-    inventory = Entity(
-        name="inventory",
-        base="factsets",
-        active_only=True,
-        joins={"nodes": _join_nodes("factsets")},
-        fields={f.name: f for f in (
-            certname("factsets", keyed=True),
-            timestamp("timestamp", "factsets"),
-            string("environment", "factsets"),
-            document("facts", "factsets"),
-            document("trusted", "factsets"),
-            NODE_STATE,
-        )},
-        dotted={"facts": DottedSpec(_inventory_fact),
-                "trusted": DottedSpec(_inventory_trusted)},
-        default_fields=("certname", "timestamp", "environment", "facts", "trusted"),
-        natural_order=(col("nodes", "certname"),),
-    )
-    factsets = Entity(
-        name="factsets",
-        base="factsets",
-        active_only=True,
-        joins={"nodes": _join_nodes("factsets")},
-        fields={f.name: f for f in (
-            certname("factsets", keyed=True),
-            string("environment", "factsets"),
-            timestamp("timestamp", "factsets"),
-            timestamp("producer_timestamp", "factsets"),
-            string("hash", "factsets"),
-            Field("producer", Kind.STRING, sql=lambda s: literal("steward"),
-                  filterable=False),
-            Field("facts", Kind.EXPANDED, sql=col("factsets", "facts"), render=_factset_facts,
-                  needs=("_certname",), filterable=False),
-            NODE_STATE,
-        )},
-        hidden={"_certname": col("nodes", "certname")},
-        default_fields=("certname", "environment", "timestamp", "producer_timestamp",
-                        "producer", "hash", "facts"),
-        natural_order=(col("nodes", "certname"),),
-    )
-    resources = Entity(
-        name="resources",
-        base="resources",
-        active_only=True,
-        joins={"nodes": _join_nodes("resources")},
-        fields={f.name: f for f in (
-            certname("resources", keyed=True),
-            string("resource", "resources"),
-            string("type", "resources"),
-            string("title", "resources", prefix_index=200),
-            Field("tags", Kind.DOCUMENT, sql=col("resources", "tags"), filterable=False),
-            Field("tag", Kind.SPECIAL, special=_tag, projectable=False),
-            boolean("exported", "resources"),
-            string("file", "resources"),
-            number("line", "resources"),
-            string("environment", "nodes", "catalog_environment"),
-            document("parameters", "resources"),
-            NODE_STATE,
-        )},
-        dotted={"parameters": DottedSpec(_resource_parameter)},
-        default_fields=("certname", "resource", "type", "title", "tags", "exported", "file",
-                        "line", "environment", "parameters"),
-        natural_order=(col("nodes", "certname"), col("resources", "type"),
-                       col("resources", "title")),
-    )
-    edges = Entity(
-        name="edges",
-        base="edges",
-        active_only=True,
-        joins={"nodes": _join_nodes("edges")},
-        fields={f.name: f for f in (
-            certname("edges", keyed=True),
-            string("relationship", "edges"),
-            string("source_type", "edges"),
-            string("source_title", "edges"),
-            string("target_type", "edges"),
-            string("target_title", "edges"),
-            NODE_STATE,
-        )},
-        default_fields=("certname", "relationship", "source_type", "source_title",
-                        "target_type", "target_title"),
-        natural_order=(col("nodes", "certname"), col("edges", "source_type"),
-                       col("edges", "source_title"), col("edges", "target_type"),
-                       col("edges", "target_title"), col("edges", "relationship")),
-    )
-    catalogs = Entity(
-        name="catalogs",
-        base="catalogs",
-        active_only=True,
-        joins={"nodes": _join_nodes("catalogs")},
-        fields={f.name: f for f in (
-            certname("catalogs", keyed=True),
-            string("version", "catalogs", "code_id"),
-            string("environment", "catalogs"),
-            string("catalog_uuid", "catalogs"),
-            string("code_id", "catalogs"),
-            timestamp("producer_timestamp", "catalogs"),
-            Field("producer", Kind.STRING, sql=lambda s: literal("steward"),
-                  filterable=False),
-            string("hash", "catalogs"),
-            document("classification", "catalogs"),
-            document("inputs", "catalogs"),
-            Field("resources", Kind.EXPANDED, filterable=False,
-                  needs=("_certname_id", "_certname")),
-            Field("edges", Kind.EXPANDED, filterable=False,
-                  needs=("_certname_id", "_certname")),
-            NODE_STATE,
-        )},
-        hidden={"_certname_id": col("catalogs", "certname_id"),
-                "_certname": col("nodes", "certname")},
-        default_fields=("certname", "version", "environment", "catalog_uuid", "code_id",
-                        "producer_timestamp", "producer", "hash", "classification", "inputs",
-                        "resources", "edges"),
-        natural_order=(col("nodes", "certname"),),
-    )
-    reports = Entity(
-        name="reports",
-        base="reports",
-        joins={"report_resources": lambda s: s.c("report_resources", "report")
-               == s.c("reports", "hash")},
-        fields={f.name: f for f in (
-            string("certname", "reports"),
-            string("hash", "reports"),
-            string("environment", "reports"),
-            string("status", "reports"),
-            boolean("noop", "reports"),
-            boolean("noop_pending", "reports"),
-            string("puppet_version", "reports"),
-            number("report_format", "reports"),
-            string("configuration_version", "reports"),
-            timestamp("start_time", "reports"),
-            timestamp("end_time", "reports"),
-            timestamp("producer_timestamp", "reports"),
-            timestamp("receive_time", "reports"),
-            string("producer", "reports"),
-            string("transaction_uuid", "reports"),
-            string("catalog_uuid", "reports"),
-            string("code_id", "reports"),
-            string("type", "reports"),
-            boolean("corrective_change", "reports"),
-            string("catalog_hash", "reports"),
-            number("exit_code", "reports"),
-            Field("latest_report?", Kind.SPECIAL, projectable=False,
-                  special=_latest_report(col("reports", "hash"))),
-            Field("metrics", Kind.EXPANDED, sql=col("reports", "metrics"), render=_metrics,
-                  needs=("_hash",), filterable=False),
-            Field("logs", Kind.EXPANDED, sql=col("reports", "logs"), render=_logs,
-                  needs=("_hash",), filterable=False),
-            Field("resource_events", Kind.EXPANDED, filterable=False, needs=("_hash",)),
-            Field("resources", Kind.EXPANDED, sql=col("report_resources", "resources"),
-                  render=_report_resources, filterable=False, needs=("_hash",)),
-        )},
-        hidden={"_hash": col("reports", "hash")},
-        default_fields=(
-            "certname", "hash", "environment", "status", "noop", "noop_pending",
-            "puppet_version", "report_format", "configuration_version", "start_time",
-            "end_time", "producer_timestamp", "receive_time", "producer", "transaction_uuid",
-            "catalog_uuid", "code_id", "type", "corrective_change", "catalog_hash",
-            "exit_code", "metrics", "logs", "resource_events", "resources",
-        ),
-        natural_order=(col("reports", "certname"), col("reports", "producer_timestamp"),
-                       col("reports", "hash")),
-    )
-    events = Entity(
-        name="events",
-        base="events",
-        joins={"reports": lambda s: s.c("reports", "hash") == s.c("events", "report")},
-        fields={f.name: f for f in (
-            string("certname", "events"),
-            string("report", "events"),
-            string("status", "events"),
-            timestamp("timestamp", "events"),
-            timestamp("run_start_time", "reports", "start_time"),
-            timestamp("run_end_time", "reports", "end_time"),
-            timestamp("report_receive_time", "reports", "receive_time"),
-            string("resource_type", "events"),
-            string("resource_title", "events"),
-            string("property", "events"),
-            json_value("new_value", "events", "new_value"),
-            json_value("old_value", "events", "old_value"),
-            string("message", "events"),
-            string("file", "events"),
-            number("line", "events"),
-            Field("containment_path", Kind.EXPANDED, filterable=False,
-                  render=_containment_path,
-                  needs=("_resource_type", "_resource_title", "_containing_class")),
-            string("containing_class", "events"),
-            string("environment", "reports"),
-            string("configuration_version", "reports"),
-            boolean("corrective_change", "events"),
-            Field("latest_report?", Kind.SPECIAL, projectable=False,
-                  special=_latest_report(col("events", "report"))),
-        )},
-        hidden={
-            "_resource_type": col("events", "resource_type"),
-            "_resource_title": col("events", "resource_title"),
-            "_containing_class": col("events", "containing_class"),
-        },
-        default_fields=(
-            "certname", "report", "status", "timestamp", "run_start_time", "run_end_time",
-            "report_receive_time", "resource_type", "resource_title", "property",
-            "new_value", "old_value", "message", "file", "line", "containment_path",
-            "containing_class", "environment", "configuration_version", "corrective_change",
-        ),
-        natural_order=(col("events", "certname"), col("events", "timestamp"),
-                       col("events", "report"), col("events", "id")),
-    )
-    environments = Entity(
-        name="environments",
-        base="environments",
-        fields={"name": string("name", "environments")},
-        default_fields=("name",),
-        natural_order=(col("environments", "name"),),
-    )
-    audit = Entity(
-        name="audit",
-        base=AUDIT_TABLE,
-        fields={f.name: f for f in (
-            number("id", AUDIT_TABLE, nullable=False),
-            timestamp("at", AUDIT_TABLE, nullable=False),
-            string("actor", AUDIT_TABLE, nullable=False),
-            string("actor_kind", AUDIT_TABLE, nullable=False),
-            string("action", AUDIT_TABLE, nullable=False),
-            string("target", AUDIT_TABLE),
-            string("outcome", AUDIT_TABLE, nullable=False),
-            string("reason", AUDIT_TABLE),
-            string("remote", AUDIT_TABLE),
-            string("request_id", AUDIT_TABLE),
-            Field("parameters", Kind.DOCUMENT, sql=_audit_parameters_json),
-        )},
-        dotted={"parameters": DottedSpec(_audit_parameter)},
-        default_fields=("id", "at", "actor", "actor_kind", "action", "target", "outcome",
-                        "reason", "remote", "request_id", "parameters"),
-        natural_order=(col(AUDIT_TABLE, "id"),),
-        where=_audit_available,
-    )
-    changes = Entity(
-        name="changes",
-        base=CHANGES_TABLE,
-        fields={f.name: f for f in (
-            string("id", CHANGES_TABLE, nullable=False),
-            string("title", CHANGES_TABLE, nullable=False),
-            string("proposer", CHANGES_TABLE, "proposer_name", nullable=False),
-            string("proposer_kind", CHANGES_TABLE, nullable=False),
-            string("environment", CHANGES_TABLE, nullable=False),
-            string("state", CHANGES_TABLE, nullable=False),
-            string("kind", CHANGES_TABLE, nullable=False),
-            string("parent", CHANGES_TABLE, "parent_id"),
-            string("base", CHANGES_TABLE, nullable=False),
-            string("head", CHANGES_TABLE, nullable=False),
-            string("impact_digest", CHANGES_TABLE),
-            timestamp("created_at", CHANGES_TABLE, nullable=False),
-            timestamp("updated_at", CHANGES_TABLE, nullable=False),
-        )},
-        default_fields=("id", "title", "proposer", "proposer_kind", "environment", "state",
-                        "kind", "parent", "base", "head", "impact_digest", "created_at",
-                        "updated_at"),
-        natural_order=(col(CHANGES_TABLE, "seq"),),
-        where=_pipeline_available(CHANGES_TABLE, "changes"),
-    )
-    deployments = Entity(
-        name="deployments",
-        base=DEPLOYMENTS_TABLE,
-        fields={f.name: f for f in (
-            string("id", DEPLOYMENTS_TABLE, nullable=False),
-            string("change", DEPLOYMENTS_TABLE, "change_id", nullable=False),
-            string("environment", DEPLOYMENTS_TABLE, nullable=False),
-            string("commit", DEPLOYMENTS_TABLE, nullable=False),
-            string("state", DEPLOYMENTS_TABLE, nullable=False),
-            string("started_by", DEPLOYMENTS_TABLE, nullable=False),
-            timestamp("started_at", DEPLOYMENTS_TABLE, nullable=False),
-            timestamp("finished_at", DEPLOYMENTS_TABLE),
-            string("detail", DEPLOYMENTS_TABLE),
-        )},
-        default_fields=("id", "change", "environment", "commit", "state", "started_by",
-                        "started_at", "finished_at", "detail"),
-        natural_order=(col(DEPLOYMENTS_TABLE, "started_at"), col(DEPLOYMENTS_TABLE, "id")),
-        where=_pipeline_available(DEPLOYMENTS_TABLE, "deployments"),
-    )
-    jobs = Entity(
-        name="jobs",
-        base=JOBS_TABLE,
-        fields={f.name: f for f in (
-            string("id", JOBS_TABLE, nullable=False),
-            string("task", JOBS_TABLE, nullable=False),
-            string("environment", JOBS_TABLE, nullable=False),
-            number("noop", JOBS_TABLE, nullable=False),
-            string("query", JOBS_TABLE, nullable=False),
-            string("requested_by", JOBS_TABLE, nullable=False),
-            string("state", JOBS_TABLE, nullable=False),
-            timestamp("created_at", JOBS_TABLE, nullable=False),
-            timestamp("finished_at", JOBS_TABLE),
-        )},
-        default_fields=("id", "task", "environment", "noop", "query", "requested_by", "state",
-                        "created_at", "finished_at"),
-        natural_order=(col(JOBS_TABLE, "created_at"), col(JOBS_TABLE, "id")),
-        where=_pipeline_available(JOBS_TABLE, "jobs"),
-    )
-    job_results = Entity(
-        name="job_results",
-        base=JOB_RESULTS_TABLE,
-        fields={f.name: f for f in (
-            string("job", JOB_RESULTS_TABLE, "job_id", nullable=False),
-            string("certname", JOB_RESULTS_TABLE, nullable=False),
-            string("environment", JOB_RESULTS_TABLE, nullable=False),
-            string("state", JOB_RESULTS_TABLE, nullable=False),
-            number("exit_code", JOB_RESULTS_TABLE),
-            string("output", JOB_RESULTS_TABLE),
-            timestamp("started_at", JOB_RESULTS_TABLE),
-            timestamp("finished_at", JOB_RESULTS_TABLE),
-        )},
-        default_fields=("job", "certname", "environment", "state", "exit_code", "output",
-                        "started_at", "finished_at"),
-        natural_order=(col(JOB_RESULTS_TABLE, "job_id"), col(JOB_RESULTS_TABLE, "certname")),
-        where=_pipeline_available(JOB_RESULTS_TABLE, "job_results"),
-    )
-    everything = (nodes, facts, fact_contents, fact_paths, fact_names, inventory, factsets,
-                  resources, edges, catalogs, reports, events, environments, audit, changes,
-                  deployments, jobs, job_results)
-    return {e.name: e for e in everything}
-
-
-ENTITIES = build_entities()
-
-
-def entity(name: Any) -> Entity:
-    """An entity by name; PuppetDB's endpoint spellings (``fact-contents``) are accepted."""
-    found = ENTITIES.get(name.replace("-", "_")) if isinstance(name, str) else None
-    if found is None:
-        raise QueryError(f"unknown entity {name!r}; valid entities: "
-                         f"{', '.join(sorted(ENTITIES))}")
-    return found
-
-
-#: Implicit subqueries (``nodes { facts { ... } }``): which fields relate two entities.
-_RELATIONS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
-    ("facts", "fact_contents"): (("certname", "certname"), ("name", "name")),
-    ("fact_contents", "facts"): (("certname", "certname"), ("name", "name")),
-    ("reports", "events"): (("hash", "report"),),
-    ("events", "reports"): (("report", "hash"),),
-}
-
-
-def relation(outer: Entity, inner: Entity) -> tuple[tuple[str, str], ...]:
-    found = _RELATIONS.get((outer.name, inner.name))
-    if found is not None:
+    def entity(self, name: Any) -> Entity:
+        """An entity by name; PuppetDB's endpoint spellings (``fact-contents``) are
+        accepted."""
+        found = self._entities.get(name.replace("-", "_")) if isinstance(name, str) else None
+        if found is None:
+            raise QueryError(f"unknown entity {name!r}; valid entities: "
+                             f"{', '.join(self.names())}")
         return found
-    if inner.name == "environments" and "environment" in outer.fields:
-        return (("environment", "name"),)
-    if outer.name == "environments" and "environment" in inner.fields:
-        return (("name", "environment"),)
-    if "certname" in outer.fields and "certname" in inner.fields:
-        return (("certname", "certname"),)
-    raise QueryError(
-        f"{outer.name!r} has no implicit relationship with {inner.name!r}; use an explicit "
-        f"subquery: <field> in {inner.name}[<field>] {{ ... }}"
-    )
 
+    def relation(self, outer: Entity, inner: Entity) -> Pairs:
+        """The fields relating ``outer`` to ``inner`` in an implicit subquery."""
+        found = self._relations.get((outer.name, inner.name))
+        if found is not None:
+            return found
+        for target, key, via in self._links:
+            if inner.name == target and via in outer.fields:
+                return ((via, key),)
+            if outer.name == target and via in inner.fields:
+                return ((key, via),)
+        for name in self._shared:
+            if name in outer.fields and name in inner.fields:
+                return ((name, name),)
+        raise QueryError(
+            f"{outer.name!r} has no implicit relationship with {inner.name!r}; use an explicit "
+            f"subquery: <field> in {inner.name}[<field>] {{ ... }}"
+        )
+
+    def names(self) -> list[str]:
+        return sorted(self._entities)
+
+    def items(self) -> list[tuple[str, Entity]]:
+        """``(name, entity)`` sorted by name."""
+        return [(name, self._entities[name]) for name in self.names()]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entities
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entities)

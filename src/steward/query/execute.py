@@ -1,9 +1,9 @@
 """Running a compiled query and shaping rows as PuppetDB's v4 endpoints return them.
 
-Nested collections (a report's ``resource_events``, a catalog's ``resources`` and
-``edges``) are fetched after the main query with one query per 500 parents, through the
-same compiler, so they are rendered exactly as the ``events``/``resources``/``edges``
-entities render them, each with PuppetDB's ``{"href": ..., "data": [...]}`` wrapper.
+Nested collections (fields with a :class:`~steward.query.entities.Nested`, such as a
+report's ``resource_events``) are fetched after the main query with one query per 500
+parents, through the same compiler, so they are rendered exactly as their own entity
+renders them, each with PuppetDB's ``{"href": ..., "data": [...]}`` wrapper.
 """
 
 from __future__ import annotations
@@ -16,18 +16,9 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Connection, Result, RowMapping
 
 from steward.query.compiler import CompiledQuery, Compiler
-from steward.query.entities import Render, Scope
+from steward.query.entities import Nested, Render, Scope
 
 CHUNK = 500
-
-#: The fields of an event as embedded in a report (PuppetDB's ``resource_events``).
-REPORT_EVENT_FIELDS = ["report", "status", "timestamp", "resource_type", "resource_title",
-                       "property", "new_value", "old_value", "message", "file", "line",
-                       "containment_path", "containing_class", "corrective_change"]
-CATALOG_RESOURCE_FIELDS = ["certname", "resource", "type", "title", "tags", "exported",
-                           "file", "line", "parameters"]
-CATALOG_EDGE_FIELDS = ["certname", "source_type", "source_title", "target_type",
-                       "target_title", "relationship"]
 
 
 def fetch(conn: Connection, compiler: Compiler, compiled: CompiledQuery) -> list[dict[str, Any]]:
@@ -50,8 +41,10 @@ def fetch(conn: Connection, compiler: Compiler, compiled: CompiledQuery) -> list
             row[key] = render(value, named) if render is not None else value
         rows.append(row)
     for name in compiled.expansions:
-        _EXPANDERS[(compiled.entity.name, name)](conn, compiler,
-                                                 [raw._mapping for raw in raws], rows)
+        nested = compiled.entity.field(name).nested
+        if nested is None:
+            raise TypeError(f"{compiled.entity.name}.{name} is expanded but not nested")
+        _expand(conn, compiler, name, nested, [raw._mapping for raw in raws], rows)
     return rows
 
 
@@ -118,36 +111,10 @@ def _parent_in(column: str, ids: Sequence[Any], scope: Scope) -> ColumnElement[b
     return scope.c(scope.entity.base, column).in_(ids)
 
 
-def _report_events(conn: Connection, compiler: Compiler, raws: Sequence[RowMapping],
-                   rows: list[dict[str, Any]]) -> None:
-    events = _children(conn, compiler, "events", REPORT_EVENT_FIELDS, "report",
-                       [raw["_hash"] for raw in raws], "report")
+def _expand(conn: Connection, compiler: Compiler, name: str, nested: Nested,
+            raws: Sequence[RowMapping], rows: list[dict[str, Any]]) -> None:
+    """Fill field ``name`` of each row with its children (see :class:`Nested`)."""
+    children = _children(conn, compiler, nested.entity, list(nested.fields), nested.column,
+                         [raw[nested.key] for raw in raws], nested.group_field)
     for raw, row in zip(raws, rows, strict=True):
-        row["resource_events"] = {
-            "href": f"/pdb/query/v4/reports/{raw['_hash']}/events",
-            "data": events.get(raw["_hash"], []),
-        }
-
-
-def _catalog_part(name: str, entity: str, fields: list[str]) -> Expander:
-    def expand(conn: Connection, compiler: Compiler, raws: Sequence[RowMapping],
-               rows: list[dict[str, Any]]) -> None:
-        children = _children(conn, compiler, entity, fields, "certname_id",
-                             [raw["_certname_id"] for raw in raws], "certname")
-        for raw, row in zip(raws, rows, strict=True):
-            row[name] = {
-                "href": f"/pdb/query/v4/catalogs/{raw['_certname']}/{name}",
-                "data": children.get(raw["_certname"], []),
-            }
-
-    return expand
-
-
-Expander = Callable[[Connection, Compiler, Sequence[RowMapping], list[dict[str, Any]]], None]
-
-_EXPANDERS: Mapping[tuple[str, str], Expander] = {
-    ("reports", "resource_events"): _report_events,
-    ("catalogs", "resources"): _catalog_part("resources", "resources",
-                                             CATALOG_RESOURCE_FIELDS),
-    ("catalogs", "edges"): _catalog_part("edges", "edges", CATALOG_EDGE_FIELDS),
-}
+        row[name] = {"href": nested.href(raw), "data": children.get(raw[nested.group_of], [])}

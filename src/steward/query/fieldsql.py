@@ -10,14 +10,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table
 
 from steward.query import entities as ent
-from steward.query.entities import Entity, Field, Kind, Scope
+from steward.query.entities import Entity, EntityRegistry, Field, Kind, Scope
 from steward.query.errors import QueryError, describe
 from steward.query.sqlexpr import ValueAccess
 
 
-def open_scope(entity: Entity, tables: Mapping[str, Table], dialect: str) -> Scope:
+def open_scope(entity: Entity, tables: Mapping[str, Table], dialect: str,
+               entities: EntityRegistry) -> Scope:
     """A scope for ``entity``, or an error naming it if this server lacks its tables."""
-    scope = Scope(entity, tables, dialect)
+    scope = Scope(entity, tables, dialect, entities)
     if entity.base not in tables:
         # The audit log and the pipeline's tables are registered by the server (the
         # pipeline's only with a git repository of desired state): the entity's own

@@ -207,7 +207,7 @@ def _in(scope: Scope, node: list[Any]) -> ColumnElement[bool]:
     if not (isinstance(target, list) and target and target[0] == "from"):
         raise QueryError(f"'in' takes [\"array\", [...]] or a subquery [\"from\", ...]: "
                          f"{describe(target)}")
-    parts = split(target)
+    parts = split(target, scope.entities)
     if not parts.projection:
         raise QueryError(
             f"the subquery after 'in' must project the fields to compare, e.g. "
@@ -222,7 +222,7 @@ def _in_subquery(scope: Scope, names: list[Any], parts: Parts) -> ColumnElement[
                          f"{len(parts.projection or ())}")
     if parts.group_by:
         raise QueryError("a subquery after 'in' cannot use group_by")
-    inner = open_scope(parts.entity, scope.tables, scope.dialect)
+    inner = open_scope(parts.entity, scope.tables, scope.dialect, scope.entities)
     outer_exprs: list[ColumnElement[Any]] = []
     inner_exprs: list[ColumnElement[Any]] = []
     for outer_name, inner_name in zip(names, parts.projection or (), strict=True):
@@ -273,8 +273,8 @@ def _implicit_subquery(scope: Scope, node: list[Any]) -> ColumnElement[bool]:
     if len(node) not in (2, 3):
         raise QueryError(f"'subquery' takes an entity and an optional query: "
                          f"{describe(node)}")
-    inner_entity = ent.entity(node[1])
-    pairs = ent.relation(scope.entity, inner_entity)
+    inner_entity = scope.entities.entity(node[1])
+    pairs = scope.entities.relation(scope.entity, inner_entity)
     parts = Parts(inner_entity, [inner for _, inner in pairs],
                   node[2] if len(node) == 3 else None, None, None, None, None)
     return _in_subquery(scope, [outer for outer, _ in pairs], parts)

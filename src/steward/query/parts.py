@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from steward.query import entities as ent
-from steward.query.entities import Entity
+from steward.query.entities import Entity, EntityRegistry
 from steward.query.errors import QueryError, describe
 from steward.query.limits import check_page
 from steward.query.parser import parse_pql
@@ -30,12 +29,12 @@ class Parts:
     offset: int | None
 
 
-def as_from(query: Any, entity_name: str | None) -> list[Any]:
+def as_from(query: Any, entity_name: str | None, entities: EntityRegistry) -> list[Any]:
     """Normalise what callers pass into a ``["from", entity, ...]`` node."""
     if isinstance(query, str):
         query = parse_pql(query)
     if entity_name is not None:
-        ent.entity(entity_name)
+        entities.entity(entity_name)
         if query is None:
             return ["from", entity_name]
         if isinstance(query, list) and query and query[0] == "from":
@@ -76,11 +75,11 @@ def _count(node: Any, what: str) -> int:
     return int(node[1])
 
 
-def split(node: list[Any]) -> Parts:
+def split(node: list[Any], entities: EntityRegistry) -> Parts:
     """``["from", entity, query?, paging...]`` -> its :class:`Parts`."""
     if len(node) < 2:
         raise QueryError(f"'from' needs an entity: {describe(node)}")
-    entity = ent.entity(node[1])
+    entity = entities.entity(node[1])
     body: Any = None
     order_by: list[tuple[str, str]] | None = None
     limit: int | None = None

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
-from steward.access.tables import SERVER_METADATA, audit
+from steward.access.tables import SERVER_METADATA
 from steward.catalog.redaction import REDACTED
 from steward.server.errors import ConfigError
 from steward.store.db import READONLY_OPTION, UTCDateTime, create_private_sqlite
@@ -97,10 +97,6 @@ run_requests = Table(
     Column("error", Text, nullable=True),
     Index("ix_steward_run_requests_pending", "certname", "claimed_at"),
 )
-
-
-#: The server tables PQL may read, by the names the query layer knows them by.
-QUERY_TABLES: dict[str, Table] = {"steward_audit": audit}
 
 
 def normalise_url(url: str) -> str:

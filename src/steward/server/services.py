@@ -17,7 +17,7 @@ from steward.clock import SYSTEM_CLOCK, Clock
 from steward.secrets.store import SecretStore
 from steward.server.catalogs import CatalogService
 from steward.server.config import ServerConfig
-from steward.server.db import QUERY_TABLES, make_engine
+from steward.server.db import make_engine
 from steward.server.enrollment import Enrollment
 from steward.server.migrate import migrate
 
@@ -54,9 +54,14 @@ class Services:
 
 
 def open_store(url: str) -> Store:
+    """The store, querying the server's audit log beside its own entities."""
+    from steward.access import audit_entity
     from steward.store import Store
+    from steward.store.entities import store_entities
 
-    return Store(url, query_tables=QUERY_TABLES)
+    entities = store_entities()
+    audit_entity.register(entities)
+    return Store(url, query_tables=audit_entity.QUERY_TABLES, entities=entities)
 
 
 def build_services(config: ServerConfig, *, migrate_schema: bool = True,

@@ -22,8 +22,9 @@ from sqlalchemy import Engine, Table, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from steward.clock import utcnow
-from steward.query import Compiler, QueryError, fetch
+from steward.query import Compiler, EntityRegistry, QueryError, fetch
 from steward.store.db import make_engine, read_transaction, write_transaction
+from steward.store.entities import store_entities
 from steward.store.errors import StoreError
 from steward.store.ingest import Ingestor
 from steward.store.models import TABLES
@@ -51,7 +52,8 @@ class Store:
 
     def __init__(self, url: str, *, clock: Callable[[], datetime] | None = None,
                  durable_reports: bool = True,
-                 query_tables: Mapping[str, Table] | None = None) -> None:
+                 query_tables: Mapping[str, Table] | None = None,
+                 entities: EntityRegistry | None = None) -> None:
         """Create the engine; the schema is not touched until :meth:`migrate`.
 
         ``clock`` gives "now" (reports' ``receive_time``, factsets' ``timestamp``,
@@ -61,7 +63,10 @@ class Store:
         price of losing the last fraction of a second of reports if PostgreSQL itself
         crashes (never corruption, never a partial report). Facts and catalogs always
         commit durably; SQLite is unaffected. ``query_tables`` are further tables PQL may read
-        (the server's audit log, which lives in the same database under its own schema).
+        (the server's audit log, which lives in the same database under its own schema) and
+        ``entities`` the registry of every entity queries may name, the store's included
+        (the composition root builds it from the packages present); by default the store's
+        own (:mod:`steward.store.entities`).
         """
         self.engine: Engine = make_engine(url)
         self.dialect = self.engine.dialect.name
@@ -75,13 +80,15 @@ class Store:
                                               autocommit=True, pre_ping=False)
         self._ingest = Ingestor(TABLES, self._clock)
         self._query_tables: dict[str, Table] = dict(query_tables or {})
-        self._compiler = Compiler({**TABLES, **self._query_tables}, self.dialect)
+        #: What PQL may name; owners above the store register theirs here too.
+        self.entities = entities if entities is not None else store_entities()
+        self._compiler = Compiler({**TABLES, **self._query_tables}, self.dialect, self.entities)
 
     # -- schema -----------------------------------------------------------------------
     def add_query_tables(self, tables: Mapping[str, Table]) -> None:
         """Let PQL read more of the database's tables (the pipeline's, once it starts)."""
         self._query_tables.update(tables)
-        self._compiler = Compiler({**TABLES, **self._query_tables}, self.dialect)
+        self._compiler = Compiler({**TABLES, **self._query_tables}, self.dialect, self.entities)
 
     def migrate(self) -> None:
         """Upgrade the schema to the latest revision (``alembic upgrade head``); idempotent
