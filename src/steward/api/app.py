@@ -21,10 +21,9 @@ from steward.api import routes, routes_assistant
 from steward.api.routes_tasks import TaskExtension
 from steward.gitrepo import GitError
 from steward.mcpserver.http import McpExtension
-from steward.pipeline.approvals.records import ApprovalError, StaleApprovalError
-from steward.pipeline.changes.analyses import AnalysisMissing
-from steward.pipeline.changes.errors import ChangeError
-from steward.pipeline.deploy.rollout import DeployError, EnvironmentLocked
+from steward.pipeline.approvals import ApprovalError, StaleApprovalError
+from steward.pipeline.changes import AnalysisMissing, ChangeError
+from steward.pipeline.deploy import DeployError, EnvironmentLocked
 from steward.pipeline.service import GateError, Pipeline
 from steward.server.app import AppState, create_app
 from steward.server.config import ServerConfig
@@ -70,8 +69,8 @@ def _build(services: Services) -> Pipeline | None:
     if services.catalogs.desired is None:
         # A plain-directory repository (tests, experiments): no pipeline, the rest works.
         return None
-    from steward.pipeline.changes.model import changes
-    from steward.pipeline.deploy.rollout import deployments
+    from steward.pipeline.changes import changes
+    from steward.pipeline.deploy import deployments
     from steward.pipeline.schema import migrate
 
     migrate(services.engine)

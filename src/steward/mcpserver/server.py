@@ -49,7 +49,7 @@ from steward.mcpserver.ask_tool import ModelProvider, register_ask_tool
 from steward.mcpserver.auth import IdentityResolver, request_access_token
 from steward.mcpserver.data import file_content, from_nodes
 from steward.mcpserver.task_tools import TaskAccess, register_task_tools
-from steward.pipeline.deploy.rollout import ServerNodeRunner, Strategy
+from steward.pipeline.deploy import ServerNodeRunner, Strategy
 from steward.pipeline.service import Pipeline
 from steward.query.entities import ENTITIES
 from steward.query.examples import REFERENCE_EXAMPLES

@@ -53,8 +53,8 @@ def serve_stdio(data_dir: Path, token: str | None) -> None:
         if services.catalogs.desired is None:
             raise StewardError(f"{services.config.repo_path} is a plain directory: the MCP "
                                "server needs the change pipeline (desired.git)")
-        from steward.pipeline.changes.model import changes
-        from steward.pipeline.deploy.rollout import deployments
+        from steward.pipeline.changes import changes
+        from steward.pipeline.deploy import deployments
 
         migrate(services.engine)
         services.store.add_query_tables({changes.name: changes, deployments.name: deployments})

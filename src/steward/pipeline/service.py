@@ -27,21 +27,22 @@ from steward.access.rbac import Rbac, actor_for
 from steward.catalog.redaction import redact, scrub_text
 from steward.errors import StewardError
 from steward.gitrepo import Author, DesiredStateRepo, GitError
-from steward.pipeline.approvals.records import (
+from steward.pipeline.approvals import (
     Approvals,
     StaleApprovalError,
     check_reviewed,
     load_approval_rules,
 )
-from steward.pipeline.changes.analyses import Analyses, Analysis
-from steward.pipeline.changes.model import Change
-from steward.pipeline.changes.records import Changes
-from steward.pipeline.deploy.rollout import Deployment, Deployments, NodeRunner, Strategy
-from steward.pipeline.impact.analysis import StoreFleet, analyse_impact
-from steward.pipeline.impact.live import LivePredictor, live_counts
-from steward.pipeline.impact.model import ChangeInfo
-from steward.pipeline.policy.evaluate import PolicySet, evaluate, load_policy_set
-from steward.pipeline.policy.inputs import policy_input
+from steward.pipeline.changes import Analyses, Analysis, Change, Changes
+from steward.pipeline.deploy import Deployment, Deployments, NodeRunner, Strategy
+from steward.pipeline.impact import (
+    ChangeInfo,
+    LivePredictor,
+    StoreFleet,
+    analyse_impact,
+    live_counts,
+)
+from steward.pipeline.policy import PolicySet, evaluate, load_policy_set, policy_input
 from steward.server.services import Services
 
 log = logging.getLogger("steward.pipeline")
