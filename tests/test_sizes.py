@@ -25,7 +25,6 @@ OVERSIZE: dict[str, int] = {
     "mcpserver/server.py": 709,
     "mcpserver/server.py:build_mcp": 461,
     "pipeline/changes/records.py": 761,
-    "pipeline/service.py": 703,
     "query/compiler.py": 856,
     "query/entities.py": 906,
     "query/entities.py:build_entities": 401,

@@ -24,7 +24,8 @@ from steward.mcpserver.http import McpExtension
 from steward.pipeline.approvals import ApprovalError, StaleApprovalError
 from steward.pipeline.changes import AnalysisMissing, ChangeError
 from steward.pipeline.deploy import DeployError, EnvironmentLocked
-from steward.pipeline.service import GateError, Pipeline
+from steward.pipeline.gates import GateError
+from steward.pipeline.service import Pipeline
 from steward.server.app import AppState, create_app
 from steward.server.config import ServerConfig
 from steward.server.services import Services

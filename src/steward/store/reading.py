@@ -77,7 +77,8 @@ def facts_of(engine: Engine, certnames: Sequence[str]) -> dict[str, Any]:
         .where(nodes.c.certname.in_(list(certnames)))
     )
     with read_transaction(engine) as conn:
-        return dict(conn.execute(query).tuples().all())
+        rows: dict[str, Any] = dict(conn.execute(query).all())
+    return rows
 
 
 def _reports_where(certnames: Sequence[str], commit: str, noop: bool,
