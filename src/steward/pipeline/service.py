@@ -2,7 +2,8 @@
 
 Each operation authorises the caller (RBAC, per environment), acts, and writes an audit
 entry, allowed or denied, so no interface can implement a rule twice or forget one. The
-gates between states are all here:
+gates between states are all enforced here (what each waits for, in words, is
+:mod:`steward.pipeline.gates`):
 
 * ``analysed`` needs an impact report and a policy evaluation of the current head;
 * ``approved`` needs the approval rules satisfied for the current head and impact digest,
