@@ -23,18 +23,19 @@ APPROVALS_FILE: Final = "approvals.yaml"
 
 
 class ApprovalError(StewardError):
-    """A verdict cannot be recorded (HTTP 409 unless a subclass says otherwise)."""
+    """A verdict cannot be recorded (HTTP 409 unless a subclass says otherwise); the base of
+    the rules' errors and the records' alike, so it lives with the lower of the two."""
 
 
 class ApprovalRulesError(ApprovalError):
     """``approvals.yaml`` is invalid; the message names the file, line and field."""
 
 
-# -- what this module needs from a change -----------------------------------------------------
+# -- what approvals need from a change ---------------------------------------------------------
 
 
 class ChangeLike(Protocol):
-    """The fields of a change record approvals depend on (``change_model.Change`` has them)."""
+    """The fields of a change record approvals depend on (``changes.model.Change`` has them)."""
 
     @property
     def id(self) -> str: ...
