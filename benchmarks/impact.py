@@ -207,7 +207,7 @@ def measure(url: str, base_dir: Path, head_dir: Path, changed: str,
             recompile_all: bool = False) -> dict[str, Any]:
     """One analysis, end to end, from directories and a store URL to JSON and text."""
     from steward.language import load_repository
-    from steward.pipeline.impact.analysis import (
+    from steward.pipeline.impact import (
         ChangeInfo,
         StoreFleet,
         Timings,

@@ -23,13 +23,15 @@ from steward.access.principal import Principal
 from steward.access.rbac import Rbac
 from steward.access.roles import load_roles
 from steward.pipeline.approvals.records import (
-    ApprovalError,
-    ApprovalRules,
-    ApprovalRulesError,
     Approvals,
     HumanApprovalRequired,
     SelfApprovalError,
     StaleApprovalError,
+)
+from steward.pipeline.approvals.rules import (
+    ApprovalError,
+    ApprovalRules,
+    ApprovalRulesError,
     load_approval_rules,
     parse_approval_rules,
 )

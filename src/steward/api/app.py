@@ -21,11 +21,11 @@ from steward.api import routes, routes_assistant
 from steward.api.routes_tasks import TaskExtension
 from steward.gitrepo import GitError
 from steward.mcpserver.http import McpExtension
-from steward.pipeline.approvals.records import ApprovalError, StaleApprovalError
-from steward.pipeline.changes.analyses import AnalysisMissing
-from steward.pipeline.changes.errors import ChangeError
-from steward.pipeline.deploy.rollout import DeployError, EnvironmentLocked
-from steward.pipeline.service import GateError, Pipeline
+from steward.pipeline.approvals import ApprovalError, StaleApprovalError
+from steward.pipeline.changes import AnalysisMissing, ChangeError
+from steward.pipeline.deploy import DeployError, EnvironmentLocked
+from steward.pipeline.gates import GateError
+from steward.pipeline.service import Pipeline
 from steward.server.app import AppState, create_app
 from steward.server.config import ServerConfig
 from steward.server.services import Services

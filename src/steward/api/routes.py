@@ -14,10 +14,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from steward.access.principal import Principal
-from steward.pipeline.approvals.records import StaleApprovalError
-from steward.pipeline.deploy.rollout import ServerNodeRunner, Strategy
-from steward.pipeline.impact.analysis import render_text
-from steward.pipeline.impact.live import LivePredictor
+from steward.pipeline.approvals import StaleApprovalError
+from steward.pipeline.deploy import ServerNodeRunner, Strategy
+from steward.pipeline.impact import LivePredictor, render_text
 from steward.pipeline.service import Pipeline
 from steward.server.app import MAX_TOKEN_SECONDS
 from steward.server.deps import Authenticated, json_response, state

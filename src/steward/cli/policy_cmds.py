@@ -42,7 +42,7 @@ def run_tests(
         "--verbose", "-v", help="Also print where each test is defined.")] = False,
 ) -> None:
     """Run the test_* rules of every *_test.rego file (a test passes when it is true)."""
-    from steward.pipeline.policy.opa_tests import run_policy_tests
+    from steward.pipeline.policy import run_policy_tests
 
     try:
         report = run_policy_tests(_directory(settings(ctx).data_dir, directory))
@@ -69,7 +69,7 @@ def check(
 ) -> None:
     """Validate policies.yaml, compile every policy it lists and evaluate each once on an
     empty input (recursion, evaluation limits); print the policy table."""
-    from steward.pipeline.policy.evaluate import check_policy_set, load_policy_set
+    from steward.pipeline.policy import check_policy_set, load_policy_set
 
     try:
         policy_set = load_policy_set(_directory(settings(ctx).data_dir, directory))

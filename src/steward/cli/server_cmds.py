@@ -105,7 +105,7 @@ def init(
                                port=port, names=san, save_admin_token=save_token)
         config = result.config
         if versioned:
-            from steward.pipeline.policy.evaluate import install_default_policies
+            from steward.pipeline.policy import install_default_policies
 
             install_default_policies(config.data_dir)
             make_private(config.data_dir)

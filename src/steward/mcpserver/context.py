@@ -24,7 +24,7 @@ from starlette.requests import Request
 from steward.access.principal import Principal
 from steward.errors import StewardError
 from steward.mcpserver.auth import IdentityResolver, request_access_token
-from steward.pipeline.deploy.rollout import ServerNodeRunner
+from steward.pipeline.deploy import ServerNodeRunner
 from steward.pipeline.service import Pipeline
 from steward.server.runs import RunSignals
 from steward.tasks.service import TaskService

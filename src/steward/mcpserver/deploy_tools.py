@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from steward.errors import StewardError
 from steward.mcpserver.context import DESTRUCTIVE, Caller, call, caller, tool_context
-from steward.pipeline.deploy.rollout import Strategy
+from steward.pipeline.deploy import Strategy
 
 
 def register(server: MCPServer) -> None:

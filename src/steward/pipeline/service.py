@@ -2,7 +2,8 @@
 
 Each operation authorises the caller (RBAC, per environment), acts, and writes an audit
 entry, allowed or denied, so no interface can implement a rule twice or forget one. The
-gates between states are all here:
+gates between states are all enforced here (what each waits for, in words, is
+:mod:`steward.pipeline.gates`):
 
 * ``analysed`` needs an impact report and a policy evaluation of the current head;
 * ``approved`` needs the approval rules satisfied for the current head and impact digest,
@@ -15,10 +16,8 @@ gates between states are all here:
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from steward.access.authorize import Forbidden
@@ -27,50 +26,29 @@ from steward.access.rbac import Rbac, actor_for
 from steward.catalog.redaction import redact, scrub_text
 from steward.errors import StewardError
 from steward.gitrepo import Author, DesiredStateRepo, GitError
-from steward.pipeline.approvals.records import (
+from steward.pipeline.approvals import (
     Approvals,
     StaleApprovalError,
     check_reviewed,
     load_approval_rules,
 )
-from steward.pipeline.changes.analyses import Analyses, Analysis
-from steward.pipeline.changes.model import Change
-from steward.pipeline.changes.records import Changes
-from steward.pipeline.deploy.rollout import Deployment, Deployments, NodeRunner, Strategy
-from steward.pipeline.impact.analysis import StoreFleet, analyse_impact
-from steward.pipeline.impact.live import LivePredictor, live_counts
-from steward.pipeline.impact.model import ChangeInfo
-from steward.pipeline.policy.evaluate import PolicySet, evaluate, load_policy_set
-from steward.pipeline.policy.inputs import policy_input
+from steward.pipeline.changes import Analyses, Analysis, Change, Changes
+from steward.pipeline.deploy import Deployment, Deployments, NodeRunner, Strategy
+from steward.pipeline.gates import ChangeView, GateError, change_gates
+from steward.pipeline.impact import (
+    ChangeInfo,
+    LivePredictor,
+    StoreFleet,
+    analyse_impact,
+    live_counts,
+)
+from steward.pipeline.outcomes import settle_rollout
+from steward.pipeline.policy import PolicySet, evaluate, load_policy_set, policy_input
+from steward.pipeline.trace import change_trace
+from steward.pipeline.transcripts import transcript_step
 from steward.server.services import Services
 
 log = logging.getLogger("steward.pipeline")
-#: What one step of an agent's transcript may be (see steward.agentflow).
-TRANSCRIPT_KINDS = frozenset({"prompt", "tool_call", "tool_result", "message", "diagnosis"})
-MAX_TRANSCRIPT_BYTES = 16_384
-
-
-class GateError(StewardError):
-    """The change cannot move on yet; the message says what it is waiting for (HTTP 409)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeView:
-    """A change with what the interfaces show next to it."""
-
-    change: Change
-    analysis: Analysis | None
-    gates: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        document = self.change.to_json()
-        document["gates"] = self.gates
-        if self.analysis is not None:
-            document["impact"] = {"digest": self.analysis.digest,
-                                  "summary": self.analysis.summary,
-                                  "selection": self.analysis.report.get("selection")}
-            document["policy"] = self.analysis.policy
-        return document
 
 
 class Pipeline:
@@ -184,40 +162,7 @@ class Pipeline:
             return None
 
     def _gates(self, change: Change, analysis: Analysis | None) -> dict[str, Any]:
-        """Everything between this change and its next state, in words."""
-        waiting: list[str] = []
-        approval: dict[str, Any] | None = None
-        if analysis is None:
-            waiting.append(f"an impact analysis of head {change.head[:12]}")
-        else:
-            failed = analysis.summary.get("nodes_failed", 0)
-            if failed:
-                names = [n["certname"] for n in analysis.report.get("nodes", [])
-                         if n.get("status") == "failed"][:5]
-                waiting.append(f"the proposed catalog fails to compile on {failed} node(s) "
-                               f"({', '.join(names)}): fix the change")
-            policy = analysis.policy
-            overridden = self.analyses.overrides(change.id, analysis.digest)
-            for name in policy.get("blocking", []):
-                waiting.append(f"hard-mandatory policy {name} fails: the change must be fixed")
-            for result in policy.get("results", []):
-                if result["name"] in policy.get("needs_override", []) \
-                        and result["name"] not in overridden:
-                    waiting.append(
-                        f"soft-mandatory policy {result['name']} fails: an override by role "
-                        f"{' or '.join(result['overridable_by'])} "
-                        f"(steward change override {change.id} {result['name']} -m REASON)")
-            status = self.approvals.status(change, analysis.summary)
-            approval = {
-                "satisfied": status.satisfied,
-                "requirement": status.requirement.to_json(),
-                "valid": [r.to_json() for r in status.valid_approvals],
-                "void": [v.to_json() for v in status.void_approvals],
-                "missing": list(status.missing),
-            }
-            waiting.extend(status.missing)
-        return {"waiting_for": waiting, "approval": approval,
-                "validations": self.analyses.validations(change.id)}
+        return change_gates(change, analysis, self.analyses, self.approvals)
 
     # -- proposing and analysing -----------------------------------------------------------
 
@@ -552,32 +497,7 @@ class Pipeline:
 
         final = await self.deployments.run(deployment_id, runner)
         change_id = final.change_id
-        target = "deployed" if final.state == "succeeded" else "failed"
-        # A rollback's parent is settled first, so whoever sees the rollback leave
-        # 'deploying' also sees its parent 'rolled_back'.
-        change = await run_in_threadpool(self.changes.get, change_id)
-        if target == "deployed" and change.kind == "rollback" and change.parent:
-            parent = await run_in_threadpool(self.changes.get, change.parent)
-            if parent.state in ("deployed", "failed"):
-                await run_in_threadpool(self.changes.transition, parent.id, "rolled_back",
-                                        SYSTEM, detail={"rollback": change_id})
-        await run_in_threadpool(self.changes.transition, change_id, target, SYSTEM,
-                                detail={"deployment": final.id, "counts": final.counts(),
-                                        "detail": final.detail})
-        for node in final.nodes:
-            if node["status"] in ("succeeded", "failed"):
-                # Under the change's target, so its trace finds them without a scan.
-                await run_in_threadpool(
-                    self._audit, SYSTEM, "node.enforced",
-                    f"change:{change_id}/node:{node['certname']}",
-                    outcome=node["status"],
-                    reason=node["detail"],
-                    parameters={"change": change_id, "deployment": final.id,
-                                "report": node["report"], "commit": final.commit})
-        await run_in_threadpool(
-            self._audit, SYSTEM, "deployment.finished", f"change:{change_id}",
-            outcome="succeeded" if target == "deployed" else "failed", reason=final.detail,
-            parameters={"deployment": final.id, "counts": final.counts()})
+        target = await run_in_threadpool(settle_rollout, self.changes, self._audit, final)
         if target == "failed" and final.strategy.auto_rollback:
             try:
                 await self._auto_rollback(change_id, runner, actor)
@@ -657,14 +577,7 @@ class Pipeline:
         change = self.changes.get(change_id)
         actor = self.authorise(identity, "desired_state:read", change.environment,
                                action="agent.transcript", target=f"change:{change_id}")
-        if kind not in TRANSCRIPT_KINDS:
-            raise StewardError(f"transcript kind {kind!r} is invalid: one of "
-                               f"{', '.join(sorted(TRANSCRIPT_KINDS))}")
-        size = len(json.dumps(content, sort_keys=True, default=str))
-        if size > MAX_TRANSCRIPT_BYTES:
-            raise StewardError(f"transcript step content is {size} bytes; at most "
-                               f"{MAX_TRANSCRIPT_BYTES} (clip tool results before sending)")
-        step = {"agent": agent, "identity": actor.name, "kind": kind, "content": dict(content)}
+        step = transcript_step(agent, actor.name, kind, content)
         self._audit(actor, "agent.transcript", f"change:{change_id}", parameters=step)
         return dict(redact(step))  # as the trail holds it
 
@@ -672,30 +585,7 @@ class Pipeline:
 
     def trace(self, change_id: str) -> dict[str, Any]:
         """From proposal to the per-node reports that enforced it (``audit trace``)."""
-        change = self.changes.get(change_id)
-        related = [change_id] + [c.id for c in self.changes.list(parent=change_id)]
-        audit = self.services.audit
-        entries: list[dict[str, Any]] = []
-        for cid in related:
-            entries.extend(audit.for_target(f"change:{cid}"))
-        deployments = [d.to_json() for cid in related for d in self.deployments.for_change(cid)]
-        reports: list[dict[str, Any]] = []
-        for deployment in deployments:
-            for node in deployment["nodes"]:
-                if node["report"]:
-                    reports.append({"deployment": deployment["id"], "certname": node["certname"],
-                                    "report": node["report"], "status": node["status"],
-                                    "commit": deployment["commit"]})
-        entries.sort(key=lambda e: e["id"])
-        return {
-            "format": 1,
-            "change": change.to_json(),
-            "history": [h.to_json() for h in self.changes.history(change_id)],
-            "audit": entries,
-            "deployments": deployments,
-            "reports": reports,
-            "related_changes": related[1:],
-        }
+        return change_trace(change_id, self.changes, self.deployments, self.services.audit)
 
 
 def _same(a: str, b: str) -> bool:

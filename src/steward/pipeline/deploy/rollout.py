@@ -50,6 +50,7 @@ from steward.clock import SYSTEM_CLOCK, Clock, iso, utcnow
 from steward.errors import StewardError
 from steward.pipeline.tables import metadata
 from steward.store.db import UTCDateTime
+from steward.store.reading import first_report_of_commit
 
 NodeStatus = Literal["pending", "running", "succeeded", "failed", "skipped"]
 DeploymentState = Literal["running", "succeeded", "halted", "failed"]
@@ -461,16 +462,7 @@ class ReportWatcher:
         self.poll = poll
 
     def find(self, certname: str, since: datetime, commit: str) -> NodeResult | None:
-        from steward.store.models import Report
-
-        table = Report.__table__
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(table.c.hash, table.c.status, table.c.exit_code, table.c.noop)
-                .where(and_(table.c.certname == certname, table.c.receive_time >= since,
-                            table.c.code_id == commit, table.c.noop.is_(False)))
-                .order_by(table.c.receive_time).limit(1)
-            ).one_or_none()
+        row = first_report_of_commit(self.engine, certname, commit, noop=False, since=since)
         if row is None:
             return None
         failed = row.status == "failed" or (row.exit_code is not None and row.exit_code & 4)

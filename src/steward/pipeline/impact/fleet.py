@@ -1,4 +1,4 @@
-"""The fleet as impact analysis sees it, read from the state store's tables.
+"""The fleet as impact analysis sees it, read through the state store's read API.
 
 Two reads, so the cost follows the change: every node's recorded catalog ``inputs`` (the
 index selection runs on, one row per node), then the facts of the selected nodes only, in
@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from steward.pipeline.impact.model import FleetNode, ImpactError
-from steward.store.db import read_transaction
-from steward.store.models import TABLES
+from steward.store.reading import active_nodes, facts_of
 
 #: Facts are fetched this many nodes at a time (well under every backend's parameter limit).
 FACTS_BATCH = 500
@@ -33,41 +32,20 @@ class StoreFleet:
         A node's environment is its current catalog's, else its facts'. A node without
         facts cannot be compiled and is left out.
         """
-        nodes, catalogs, factsets = TABLES["nodes"], TABLES["catalogs"], TABLES["factsets"]
-        env = func.coalesce(catalogs.c.environment, factsets.c.environment)
-        query = (
-            select(nodes.c.certname, env, catalogs.c.inputs, catalogs.c.hash, catalogs.c.code_id)
-            .join(factsets, factsets.c.certname_id == nodes.c.id)
-            .outerjoin(catalogs, catalogs.c.certname_id == nodes.c.id)
-            .where(nodes.c.deactivated.is_(None), nodes.c.expired.is_(None))
-            .order_by(nodes.c.certname)
-        )
-        if environment is not None:
-            query = query.where(env == environment)
         try:
-            with read_transaction(self.engine) as conn:
-                rows = conn.execute(query).all()
+            rows = active_nodes(self.engine, environment)
         except SQLAlchemyError as exc:
             raise ImpactError(f"cannot read the fleet from the state store: {_reason(exc)}") \
                 from None
-        return [
-            FleetNode(certname, node_env, _inputs(inputs), catalog_hash, code_id)
-            for certname, node_env, inputs, catalog_hash, code_id in rows
-        ]
+        return [FleetNode(row.certname, row.environment, _inputs(row.inputs), row.catalog_hash,
+                          row.code_id) for row in rows]
 
     def facts(self, certnames: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         """``(certname, facts)`` for each of ``certnames`` that has facts, batch by batch."""
-        nodes, factsets = TABLES["nodes"], TABLES["factsets"]
         for start in range(0, len(certnames), FACTS_BATCH):
             batch = list(certnames[start : start + FACTS_BATCH])
-            query = (
-                select(nodes.c.certname, factsets.c.facts)
-                .join(factsets, factsets.c.certname_id == nodes.c.id)
-                .where(nodes.c.certname.in_(batch))
-            )
             try:
-                with read_transaction(self.engine) as conn:
-                    rows: dict[str, Any] = dict(conn.execute(query).all())
+                rows = facts_of(self.engine, batch)
             except SQLAlchemyError as exc:
                 raise ImpactError(f"cannot read facts from the state store: {_reason(exc)}") \
                     from None

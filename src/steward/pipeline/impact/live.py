@@ -30,13 +30,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from steward.catalog.canonical import content_hash
@@ -45,6 +44,7 @@ from steward.pipeline.impact.model import SENSITIVE_TEXT
 from steward.secrets.store import SecretStore
 from steward.server.enrollment import Enrollment
 from steward.server.runs import RunSignals
+from steward.store.reading import other_noop_commit, report_resources, reports_of_commit
 
 LiveStatus = Literal["reported", "timeout", "unreachable"]
 
@@ -52,8 +52,6 @@ LiveStatus = Literal["reported", "timeout", "unreachable"]
 LIVE_NODE_STATUSES = ("changed", "new")
 #: Nodes asked at once (requests written, not runs: the agents run on their own).
 DEFAULT_CONCURRENCY = 32
-#: Certnames per report look-up query.
-_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,38 +185,17 @@ class LivePredictor:
 
     def _find_reports(self, waiting: Mapping[str, _Asked], commit: str) -> dict[str, _Found]:
         """The first noop report of ``commit`` received after each node was asked."""
-        from steward.store.models import Report
-
-        table = Report.__table__
         since = min(a.since for a in waiting.values())
-        names = sorted(waiting)
         found: dict[str, _Found] = {}
-        with self.engine.connect() as conn:
-            for start in range(0, len(names), _CHUNK):
-                rows = conn.execute(
-                    select(table.c.certname, table.c.hash, table.c.exit_code, table.c.status,
-                           table.c.receive_time)
-                    .where(and_(table.c.certname.in_(names[start:start + _CHUNK]),
-                                table.c.code_id == commit, table.c.noop.is_(True),
-                                table.c.receive_time >= since))
-                    .order_by(table.c.receive_time, table.c.id)
-                ).all()
-                for row in rows:
-                    if row.certname in found or row.receive_time < waiting[row.certname].since:
-                        continue
-                    found[row.certname] = _Found(row.hash, row.exit_code, row.status)
+        for row in reports_of_commit(self.engine, sorted(waiting), commit, noop=True,
+                                     since=since):
+            if row.certname in found or row.receive_time < waiting[row.certname].since:
+                continue
+            found[row.certname] = _Found(row.hash, row.exit_code, row.status)
         return found
 
     def _reported(self, certname: str, found: _Found) -> LiveResult:
-        from steward.store.models import ReportResources
-
-        table = ReportResources.__table__
-        with self.engine.connect() as conn:
-            blob = conn.execute(select(table.c.resources)
-                                .where(table.c.report == found.hash)).scalar_one_or_none()
-        resources: list[dict[str, Any]] = []
-        if blob is not None:
-            resources = json.loads(zlib.decompress(bytes(blob)).decode("utf-8"))
+        resources = report_resources(self.engine, found.hash)
         events: list[dict[str, Any]] = []
         failures: list[dict[str, Any]] = []
         for resource in resources:
@@ -253,8 +230,6 @@ class LivePredictor:
 
     def _timed_out(self, asked: _Asked, commit: str, timeout: float) -> LiveResult:
         """Why nothing came back, in words; the request is withdrawn if still pending."""
-        from steward.store.models import Report
-
         pending = self.signals.withdraw(
             asked.request_id, f"live prediction timed out after {timeout:g} s")
         if pending:
@@ -263,15 +238,9 @@ class LivePredictor:
         else:
             detail = (f"the node took the request but sent no noop report of "
                       f"{commit[:12]} within {timeout:g} s")
-            table = Report.__table__
-            with self.engine.connect() as conn:
-                other = conn.execute(
-                    select(table.c.code_id).where(and_(
-                        table.c.certname == asked.target.certname, table.c.noop.is_(True),
-                        table.c.receive_time >= asked.since, table.c.code_id != commit))
-                    .limit(1)).first()
+            other = other_noop_commit(self.engine, asked.target.certname, commit, asked.since)
             if other is not None:
-                detail += (f"; it reported a noop run of {str(other.code_id)[:12]} instead "
+                detail += (f"; it reported a noop run of {other[:12]} instead "
                            "(an agent too old for live prediction?)")
         return LiveResult(asked.target.certname, "timeout", detail=detail)
 
