@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from steward.pipeline.changes.analyses import Analyses, Analysis, AnalysisMissing
 from steward.pipeline.changes.errors import ChangeError
-from steward.pipeline.changes.model import Change, changes
+from steward.pipeline.changes.model import Change
 from steward.pipeline.changes.records import Changes
 
 __all__ = [
@@ -15,5 +15,4 @@ __all__ = [
     "Change",
     "ChangeError",
     "Changes",
-    "changes",
 ]

@@ -11,7 +11,6 @@ from steward.pipeline.deploy.rollout import (
     NodeRunner,
     ServerNodeRunner,
     Strategy,
-    deployments,
 )
 
 __all__ = [
@@ -22,5 +21,4 @@ __all__ = [
     "NodeRunner",
     "ServerNodeRunner",
     "Strategy",
-    "deployments",
 ]
