@@ -16,9 +16,10 @@ from sqlalchemy import Engine
 from steward.pipeline.impact.analysis import verify_digest
 from steward.pipeline.impact.live import LiveResult, attach_results, live_counts, live_targets
 from steward.pipeline.impact.render import render_text
-from steward.server.db import make_engine
+from steward.server.db import SERVER_ENGINE
 from steward.server.migrate import migrate
 from steward.server.runs import RunSignals
+from steward.store.db import make_engine
 from tests.e2e.harness import database_url
 
 HEAD = "a" * 40
@@ -28,7 +29,7 @@ OTHER = "b" * 40
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     with database_url(str(request.param), tmp_path, "live_runs") as url:
-        eng = make_engine(url)
+        eng = make_engine(url, **SERVER_ENGINE)
         migrate(eng)
         try:
             yield eng

@@ -10,7 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from steward.secrets.store import SecretStore
-from steward.server.db import make_engine
+from steward.server.db import SERVER_ENGINE
+from steward.store.db import make_engine
 from tests.e2e.harness import SECRET_VALUE
 from tests.server.conftest import Env
 
@@ -62,7 +63,7 @@ def test_tokens_are_shown_once_and_stored_hashed(env: Env) -> None:
     listed = env.client.get("/api/v1/tokens", headers=env.headers()).json()
     assert created["id"] in {t["id"] for t in listed}
     assert all("token" not in t and "token_hash" not in t for t in listed)
-    engine = make_engine(env.config.database_url)
+    engine = make_engine(env.config.database_url, **SERVER_ENGINE)
     try:
         with engine.connect() as conn:
             stored = conn.execute(text("SELECT token_hash FROM steward_tokens WHERE id = :id"),
@@ -388,7 +389,7 @@ def test_pdb_queries_with_paging(env: Env) -> None:
 
 def test_the_audit_log_is_append_only_in_the_database(env: Env) -> None:
     env.client.get("/api/v1/whoami", headers=env.headers("stwa_bogus"))
-    engine = make_engine(env.config.database_url)
+    engine = make_engine(env.config.database_url, **SERVER_ENGINE)
     try:
         for statement in ("UPDATE steward_audit SET reason = 'x'", "DELETE FROM steward_audit"):
             with pytest.raises(SQLAlchemyError, match="append-only"), engine.begin() as conn:
@@ -400,7 +401,7 @@ def test_the_audit_log_is_append_only_in_the_database(env: Env) -> None:
 
 
 def test_both_schemas_coexist_with_their_own_version_tables(env: Env) -> None:
-    engine = make_engine(env.config.database_url)
+    engine = make_engine(env.config.database_url, **SERVER_ENGINE)
     try:
         with engine.connect() as conn:
             version = conn.execute(text("SELECT version_num FROM steward_server_version"))
@@ -409,7 +410,7 @@ def test_both_schemas_coexist_with_their_own_version_tables(env: Env) -> None:
         engine.dispose()
     from steward.server.migrate import migrate
 
-    engine = make_engine(env.config.database_url)
+    engine = make_engine(env.config.database_url, **SERVER_ENGINE)
     try:
         migrate(engine)  # idempotent
     finally:

@@ -15,9 +15,10 @@ from steward.access.tokens import Tokens
 from steward.secrets.store import SecretStore
 from steward.server.catalogs import CatalogService
 from steward.server.config import ServerConfig
-from steward.server.db import QUERY_TABLES, make_engine
+from steward.server.db import QUERY_TABLES, SERVER_ENGINE
 from steward.server.enrollment import Enrollment
 from steward.server.migrate import migrate
+from steward.store.db import make_engine
 
 if TYPE_CHECKING:
     from steward.store import Store
@@ -57,7 +58,7 @@ def open_store(url: str) -> Store:
 
 def build_services(config: ServerConfig, *, migrate_schema: bool = True) -> Services:
     """Connect to the database (migrating both schemas first, unless told not to)."""
-    engine = make_engine(config.database_url)
+    engine = make_engine(config.database_url, **SERVER_ENGINE)
     store = open_store(config.database_url)
     if migrate_schema:
         store.migrate()
