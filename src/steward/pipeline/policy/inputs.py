@@ -1,5 +1,8 @@
 """The document policies see as ``input``, and only as much of it as they can read.
 
+The pipeline builds it as a typed :class:`PolicyInput` around the typed impact report; it
+becomes JSON only when it is handed to Rego (:func:`steward.pipeline.policy.evaluate.evaluate`).
+
 rego-cpp ingests input at roughly a third of a millisecond per impact-report node, so a
 3,000-node report would cost over a second before any rule runs. Two things keep evaluation
 proportional to what policies actually need, without changing what any policy can observe:
@@ -32,7 +35,7 @@ class PolicyChange:
     """The change record's policy-relevant fields (``input.change``)."""
 
     id: str | None
-    environment: str | None
+    environment: str
     proposer_name: str | None
     proposer_kind: str | None
     changed_files: tuple[str, ...]
@@ -54,7 +57,7 @@ class PolicyInput:
     """What policies see as ``input`` (schemas/policy-input.schema.json), before
     ``resource_changes`` is derived and the document projected (:func:`evaluate`)."""
 
-    environment: str | None
+    environment: str
     change: PolicyChange
     impact: ImpactReport
 
