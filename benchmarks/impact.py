@@ -213,7 +213,6 @@ def measure(url: str, base_dir: Path, head_dir: Path, changed: str,
         Timings,
         analyse_impact,
         render_text,
-        report_json,
     )
     from steward.store import Store
 
@@ -234,7 +233,7 @@ def measure(url: str, base_dir: Path, head_dir: Path, changed: str,
     finally:
         store.close()
     analysed = time.perf_counter()
-    text = report_json(report)
+    text = report.json_text()
     rendered = render_text(report)
     done = time.perf_counter()
     cpu = _cpu_seconds() - cpu_started
@@ -254,8 +253,8 @@ def measure(url: str, base_dir: Path, head_dir: Path, changed: str,
         "workers": timings.workers,
         "report_bytes": len(text.encode("utf-8")),
         "text_lines": rendered.count("\n"),
-        "selection": report["selection"],
-        "summary": report["summary"],
+        "selection": report.selection.to_json(),
+        "summary": report.summary.to_json(),
     }
 
 

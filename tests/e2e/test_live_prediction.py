@@ -158,9 +158,9 @@ def test_live_prediction_shows_drift_the_static_diff_cannot_see(
         # The static diff is unchanged; the digest covers the live results and is new.
         web1_entry = next(n for n in report["nodes"] if n["certname"] == "web1")
         assert web1_entry["resources"] == web1_static["resources"]
-        from steward.pipeline.impact.analysis import verify_digest
+        from steward.pipeline.impact.report import ImpactReport
 
-        assert verify_digest(report)
+        assert ImpactReport.from_json(report).verify_digest()
         assert report["digest"] != static["digest"]
         assert view["impact"]["digest"] == report["digest"]
         # Approvers bind to what they saw: alice's approval is void now.

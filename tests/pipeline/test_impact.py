@@ -29,14 +29,16 @@ from steward.gitrepo import Author, DesiredStateRepo
 from steward.language import Repository, load_repository
 from steward.pipeline.impact.analysis import (
     ChangeInfo,
+    ImpactReport,
     StoreFleet,
     analyse_impact,
-    render_text,
-    report_json,
-    verify_digest,
+)
+from steward.pipeline.impact.analysis import (
+    render_text as render_report,
 )
 from steward.pipeline.impact.compile import analyse_nodes, make_sides
 from steward.pipeline.impact.model import NodeTask
+from steward.pipeline.impact.report import NodeImpact, Proposer
 from steward.pipeline.impact.select import scope_change
 from steward.secrets import SecretStore, init_store
 from steward.store import Store
@@ -143,24 +145,38 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]
 
 def analyse(base: Path, head: Path, store: Store, secrets: SecretStore,
             changed: tuple[str, ...], env: str = "production", **kwargs: Any) -> dict[str, Any]:
+    """The report's JSON document (checked: see :func:`check`)."""
     report = analyse_impact(
         ChangeInfo(env, BASE_SHA, HEAD_SHA, id="chg-7",
-                   proposer={"name": "planner-bot", "kind": "agent"}, changed_files=changed),
+                   proposer=Proposer("planner-bot", "agent"), changed_files=changed),
         load_repository(base), load_repository(head), StoreFleet(store.engine),
         secrets=secrets, **kwargs)
-    check(report)
-    return report
+    return check(report)
 
 
-def check(report: dict[str, Any]) -> None:
-    """Every report: valid against the schema, digest right, no secret anywhere."""
-    jsonschema.Draft202012Validator(SCHEMA).validate(report)
-    assert verify_digest(report)
-    text = report_json(report)
-    rendered = render_text(report)
+def check(report: ImpactReport) -> dict[str, Any]:
+    """Every report: its JSON valid against the schema and read back to the same model and
+    bytes, digest right, no secret anywhere. Returns the JSON document."""
+    document = report.to_json()
+    jsonschema.Draft202012Validator(SCHEMA).validate(document)
+    text = report_json(document)
+    again = ImpactReport.from_json(json.loads(text))
+    assert again == report
+    assert again.json_text() == text == report.json_text()
+    assert report.verify_digest()
+    rendered = render_report(report)
     for secret in (SECRET, ROTATED):
         assert secret not in text
         assert secret not in rendered
+    return document
+
+
+def report_json(document: dict[str, Any]) -> str:
+    return ImpactReport.from_json(document).json_text()
+
+
+def render_text(document: dict[str, Any]) -> str:
+    return render_report(ImpactReport.from_json(document))
 
 
 def nodes_of(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -462,8 +478,8 @@ def test_a_placeholder_without_a_digest_counts_as_changed() -> None:
     assert diff_catalogs(catalog({key: "a"}), catalog({key: "a"}))[0] == []
     for before, after in (({key: "a"}, {key: "b"}), ({key: "a"}, {}), ({}, {key: "b"})):
         [entry] = diff_catalogs(catalog(before), catalog(after))[0]
-        assert entry["sensitive"] is True
-        assert entry["properties"][0]["digest_changed"] is True
+        assert entry.sensitive is True
+        assert entry.properties[0].digest_changed is True
 
 
 def test_a_dormant_template_branch_names_its_sensitive_input(
@@ -608,8 +624,9 @@ def test_spawned_workers_refuse_a_changed_directory(
     worker.join()
     entries, used = results["out"]
     assert used == 1
-    assert all("+# one\n" in resource(e, "file[/etc/nginx/nginx.conf]")["content_diff"]
-               for e in entries)
+    assert all(isinstance(e, NodeImpact) for e in entries)
+    assert all("+# one\n" in resource(e.to_json(), "file[/etc/nginx/nginx.conf]")
+               ["content_diff"] for e in entries)
 
 
 def test_rendering_summary_first_and_collapsed(
@@ -665,11 +682,10 @@ def test_whole_flow_on_git_commits(tmp_path: Path, store: Store, secrets: Secret
                           message="more connections", edits={"data/roles/web.yaml": web})
     base_repo = desired.load(base)
     populate(store, base_repo, secrets)
-    report = analyse_impact(
+    report = check(analyse_impact(
         ChangeInfo("production", base, head, id="chg-1",
                    changed_files=tuple(desired.changed_files(base, head))),
-        base_repo, desired.load(head), StoreFleet(store.engine), secrets=secrets)
-    check(report)
+        base_repo, desired.load(head), StoreFleet(store.engine), secrets=secrets))
     assert report["change"]["changed_files"] == ["data/roles/web.yaml"]
     assert sorted(nodes_of(report)) == WEB
     # The stored catalogs were compiled with code_id BASE_SHA, not the commit: not at base.

@@ -29,6 +29,7 @@ from steward.catalog.sensitive import is_sensitive_placeholder, placeholder_key
 from steward.compiler import compile_catalog
 from steward.language import Repository, load_repository
 from steward.pipeline.impact.analysis import ChangeInfo, StoreFleet, analyse_impact
+from steward.pipeline.impact.report import Proposer
 from steward.secrets import SecretStore, init_store
 from steward.store import Store
 from tests.pipeline.test_impact import (
@@ -211,12 +212,12 @@ def test_reported_changes_equal_a_naive_recompile(
     base, head = load_repository(base_dir), load_repository(head_dir)
     truth = naive_changes(base, head, secrets)
     for recompile_all in (False, True):
-        report = analyse_impact(
+        # Schema, round trip, digest, and no secret value anywhere; the JSON document.
+        report = check(analyse_impact(
             ChangeInfo(ENV, BASE_SHA, HEAD_SHA, id="chg-1",
-                       proposer={"name": "planner-bot", "kind": "agent"},
+                       proposer=Proposer("planner-bot", "agent"),
                        changed_files=tuple(sorted(changed))),
-            base, head, StoreFleet(store.engine), secrets=secrets, recompile_all=recompile_all)
-        check(report)  # schema, digest, and no secret value anywhere
+            base, head, StoreFleet(store.engine), secrets=secrets, recompile_all=recompile_all))
         assert reported(report) == truth, (recompile_all, sorted(changed))
         summary = report["summary"]
         affected = {certname for certname, _, _ in truth}

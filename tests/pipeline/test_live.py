@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from steward.pipeline.impact.analysis import verify_digest
 from steward.pipeline.impact.live import LiveResult, attach_results, live_counts, live_targets
 from steward.pipeline.impact.render import render_text
-from steward.server.db import make_engine
+from steward.pipeline.impact.report import ImpactReport
+from steward.server.db import SERVER_ENGINE
 from steward.server.migrate import migrate
 from steward.server.runs import RunSignals
+from steward.store.db import make_engine
 from tests.e2e.harness import database_url
 
 HEAD = "a" * 40
@@ -28,7 +29,7 @@ OTHER = "b" * 40
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     with database_url(str(request.param), tmp_path, "live_runs") as url:
-        eng = make_engine(url)
+        eng = make_engine(url, **SERVER_ENGINE)
         migrate(eng)
         try:
             yield eng
@@ -115,7 +116,8 @@ def _report() -> dict[str, Any]:
         "change": {"id": "chg-1", "environment": "staging", "base": OTHER, "head": HEAD,
                    "proposer": None, "changed_files": [], "changed_data_keys": []},
         "selection": {"mode": "inputs", "reason": "test", "nodes_in_environment": 3,
-                      "nodes_recompiled": 3},
+                      "nodes_recompiled": 3, "nodes_without_inputs": 0,
+                      "nodes_classified_from_other_environments": 0},
         "summary": {"nodes_affected": 2, "nodes_failed": 0, "nodes_unchanged": 1,
                     "nodes_changed": 1, "nodes_new": 1, "nodes_removed": 0,
                     "resources_added": 0, "resources_removed": 0, "resources_modified": 0,
@@ -139,7 +141,7 @@ def test_attached_results_are_covered_by_a_new_digest() -> None:
         "web2": LiveResult("web2", "timeout", detail="the node did not ask"),
     }
     attached = attach_results(report, results)
-    assert verify_digest(attached)
+    assert ImpactReport.from_json(attached).verify_digest()
     assert attached["digest"] != report["digest"]
     assert report["nodes"][1]["live"] is None  # the input is not modified
     live = {n["certname"]: n["live"] for n in attached["nodes"]}
@@ -149,7 +151,7 @@ def test_attached_results_are_covered_by_a_new_digest() -> None:
                             "events": [], "failures": [], "detail": "the node did not ask"}
     assert live_counts(results) == {"reported": 1, "timeout": 1, "unreachable": 0,
                                     "events": 1, "corrective": 1}
-    text = render_text(attached)
+    text = render_text(ImpactReport.from_json(attached))
     assert "Live prediction" in text
     assert "1 reported, 1 timeout" in text
     assert "file[/etc/app/token] mode: \"0644\" → \"0600\"  [drift" in text

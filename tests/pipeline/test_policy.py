@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from steward.cli.policy_cmds import register
+from steward.pipeline.impact.report import ImpactReport
 from steward.pipeline.policy.errors import (
     PolicyConfigError,
     RegoSyntaxError,
@@ -25,12 +26,9 @@ from steward.pipeline.policy.evaluate import (
     install_default_policies,
     load_policy_set,
 )
-from steward.pipeline.policy.inputs import (
-    policy_input,
-    project,
-    referenced_paths,
-    resource_changes,
-)
+from steward.pipeline.policy.inputs import PolicyInput, project, referenced_paths
+from steward.pipeline.policy.inputs import policy_input as typed_input
+from steward.pipeline.policy.inputs import resource_changes as typed_changes
 from steward.pipeline.policy.opa_tests import run_policy_tests
 from steward.pipeline.policy.rego import RegoModule
 
@@ -48,6 +46,7 @@ def resource(title: str, action: str = "modify", type_: str = "file",
         "after": None if action == "remove" else {"file": "profiles/base.yaml", "line": 12},
         "properties": properties if properties is not None else [
             {"name": "content", "before": "a\n", "after": "b\n", "sensitive": False}],
+        "content_diff": None,
     }
     if type_ == "file" and action == "modify":
         entry["content_diff"] = f"--- {title}\n+++ {title}\n@@ -1 +1 @@\n-a\n+b\n"
@@ -63,9 +62,12 @@ def impact(nodes: dict[str, list[dict[str, Any]]], *, environment: str = "produc
            changed_files: list[str] | None = None) -> dict[str, Any]:
     entries = [{
         "certname": name, "status": "changed",
-        "current": {"catalog": "sha256:" + "a" * 64, "code_id": "1" * 40},
-        "proposed": {"catalog": "sha256:" + "b" * 64, "code_id": "2" * 40},
-        "resources": resources, "error": None, "live": None,
+        "current": {"catalog": "sha256:" + "a" * 64, "code_id": "1" * 40, "stored": None,
+                    "error": None},
+        "proposed": {"catalog": "sha256:" + "b" * 64, "code_id": "2" * 40,
+                     "environment": environment},
+        "classification": None, "resources": resources, "edges": [], "error": None,
+        "live": None,
     } for name, resources in sorted(nodes.items())]
     affected = len(entries)
     changed = sum(len(resources) for resources in nodes.values())
@@ -76,8 +78,10 @@ def impact(nodes: dict[str, list[dict[str, Any]]], *, environment: str = "produc
                    "changed_files": changed_files or ["data/common.yaml"],
                    "changed_data_keys": ["base::setting"]},
         "selection": {"mode": "inputs", "reason": "data keys base::setting changed",
-                      "nodes_in_environment": in_environment, "nodes_recompiled": affected},
-        "summary": {"nodes_affected": affected, "nodes_failed": 0, "nodes_unchanged": 0,
+                      "nodes_in_environment": in_environment, "nodes_recompiled": affected,
+                      "nodes_without_inputs": 0, "nodes_classified_from_other_environments": 0},
+        "summary": {"nodes_affected": affected, "nodes_changed": affected, "nodes_failed": 0,
+                    "nodes_unchanged": 0, "nodes_new": 0, "nodes_removed": 0,
                     "resources_added": 0, "resources_removed": 0,
                     "resources_modified": changed,
                     "blast_radius": {"nodes": affected, "resources": changed,
@@ -86,6 +90,15 @@ def impact(nodes: dict[str, list[dict[str, Any]]], *, environment: str = "produc
         "nodes": entries,
         "digest": "sha256:" + "c" * 64,
     }
+
+
+def policy_input(report: dict[str, Any], **kwargs: Any) -> PolicyInput:
+    """The typed input of a report document (as the pipeline reads a stored one)."""
+    return typed_input(ImpactReport.from_json(report), **kwargs)
+
+
+def resource_changes(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return typed_changes(ImpactReport.from_json(report))
 
 
 @pytest.fixture(scope="module")
@@ -449,7 +462,8 @@ def test_a_policy_reading_impact_nodes_sees_them(tmp_path: Path) -> None:
                 '\tnode.status == "failed"\n'
                 '\tmsg := concat("", [node.certname, ": ", node.error.message])\n}\n'})
     report = impact({"web1": [resource("/etc/motd")], "web2": []})
-    report["nodes"][1].update(status="failed", error={"message": "roles/web.yaml:3: boom"})
+    report["nodes"][1].update(status="failed",
+                              error={"message": "roles/web.yaml:3: boom", "location": None})
     result = evaluate(load_policy_set(directory), policy_input(report), "production")
     assert result.results[0].messages == ("web2: roles/web.yaml:3: boom",)
 
@@ -603,8 +617,9 @@ def test_policy_input_schema_is_valid_json_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(schema)
     properties = schema["properties"]
     assert properties["impact"] == {"$ref": "impact-report.schema.json"}
-    document = policy_input(impact({"web1": [resource("/etc/motd")]}))
-    document["resource_changes"] = resource_changes(document["impact"])
+    typed = policy_input(impact({"web1": [resource("/etc/motd")]}))
+    document = typed.to_json()
+    document["resource_changes"] = typed_changes(typed.impact)
     without_impact = {**schema, "properties": {**properties, "impact": {"type": "object"}}}
     jsonschema.Draft202012Validator(without_impact).validate(document)
 

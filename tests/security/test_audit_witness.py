@@ -37,9 +37,10 @@ from steward.cli.main import run
 from steward.clock import ManualClock
 from steward.server.app import create_app
 from steward.server.config import ServerConfig, load_config
-from steward.server.db import make_engine
+from steward.server.db import SERVER_ENGINE
 from steward.server.errors import ConfigError
 from steward.server.services import build_services
+from steward.store.db import make_engine
 from tests.e2e.harness import database_url, init_data_dir
 from tests.server.serving import serving
 from tests.server.test_audit import attack, rehash_from
@@ -122,7 +123,7 @@ def installed(backend: str, tmp_path: Path, clock: ManualClock | None) -> Iterat
     with database_url(backend, tmp_path, "witness") as url:
         data_dir, admin_token = init_data_dir(tmp_path, url)
         config = load_config(data_dir)
-        engine = make_engine(url)
+        engine = make_engine(url, **SERVER_ENGINE)
         try:
             with served(config, clock) as client:
                 yield Install(config, client, engine, admin_token, clock)
@@ -330,7 +331,7 @@ def test_external_witnesses_receive_every_checkpoint(backend: str, tmp_path: Pat
             document["audit_witness_url"] = f"http://127.0.0.1:{collector.server_port}/cp"
             (data_dir / "config.json").write_text(json.dumps(document), encoding="utf-8")
             config = load_config(data_dir)
-            engine = make_engine(url)
+            engine = make_engine(url, **SERVER_ENGINE)
             clock = ManualClock()
             try:
                 with served(config, clock) as client:

@@ -14,8 +14,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from steward.clock import ManualClock
 from steward.secrets.store import SecretStore
 from steward.server.app import create_app
-from steward.server.db import make_engine
+from steward.server.db import SERVER_ENGINE
 from steward.server.services import build_services
+from steward.store.db import make_engine
 from tests.e2e.harness import SECRET_VALUE, free_port
 from tests.server.conftest import Env
 from tests.server.serving import serving
@@ -89,7 +90,7 @@ def test_tokens_are_shown_once_and_stored_hashed(env: Env) -> None:
     listed = env.client.get("/api/v1/tokens", headers=env.headers()).json()
     assert created["id"] in {t["id"] for t in listed}
     assert all("token" not in t and "token_hash" not in t for t in listed)
-    engine = make_engine(env.config.database_url)
+    engine = make_engine(env.config.database_url, **SERVER_ENGINE)
     try:
         with engine.connect() as conn:
             stored = conn.execute(text("SELECT token_hash FROM steward_tokens WHERE id = :id"),
@@ -416,7 +417,7 @@ def test_pdb_queries_with_paging(env: Env) -> None:
 
 def test_the_audit_log_is_append_only_in_the_database(env: Env) -> None:
     env.client.get("/api/v1/whoami", headers=env.headers("stwa_bogus"))
-    engine = make_engine(env.config.database_url)
+    engine = make_engine(env.config.database_url, **SERVER_ENGINE)
     try:
         for statement in ("UPDATE steward_audit SET reason = 'x'", "DELETE FROM steward_audit"):
             with pytest.raises(SQLAlchemyError, match="append-only"), engine.begin() as conn:
@@ -428,7 +429,7 @@ def test_the_audit_log_is_append_only_in_the_database(env: Env) -> None:
 
 
 def test_both_schemas_coexist_with_their_own_version_tables(env: Env) -> None:
-    engine = make_engine(env.config.database_url)
+    engine = make_engine(env.config.database_url, **SERVER_ENGINE)
     try:
         with engine.connect() as conn:
             version = conn.execute(text("SELECT version_num FROM steward_server_version"))
@@ -437,7 +438,7 @@ def test_both_schemas_coexist_with_their_own_version_tables(env: Env) -> None:
         engine.dispose()
     from steward.server.migrate import migrate
 
-    engine = make_engine(env.config.database_url)
+    engine = make_engine(env.config.database_url, **SERVER_ENGINE)
     try:
         migrate(engine)  # idempotent
     finally:

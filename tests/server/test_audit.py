@@ -43,8 +43,9 @@ from steward.access.tokens import new_token
 from steward.access.witness import WITNESS_FILE, Witness
 from steward.catalog.canonical import canonical_json
 from steward.catalog.redaction import REDACTED, is_secret_key
-from steward.server.db import make_engine
+from steward.server.db import SERVER_ENGINE
 from steward.server.migrate import MIGRATIONS, migrate
+from steward.store.db import make_engine
 from tests.e2e.harness import database_url
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -65,7 +66,7 @@ class AuditDb:
 @pytest.fixture(params=BACKENDS)
 def audit_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuditDb]:
     with database_url(str(request.param), tmp_path, "audit") as url:
-        engine = make_engine(url)
+        engine = make_engine(url, **SERVER_ENGINE)
         migrate(engine)
         key = ensure_audit_key(tmp_path)
         try:
@@ -381,7 +382,7 @@ def test_the_signing_key_is_private_and_made_once(tmp_path: Path) -> None:
 def test_the_migration_chains_entries_written_before_the_chain(backend: str,
                                                                tmp_path: Path) -> None:
     with database_url(backend, tmp_path, "audit_legacy") as url:
-        engine = make_engine(url)
+        engine = make_engine(url, **SERVER_ENGINE)
         try:
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS))
@@ -554,7 +555,7 @@ def test_audit_entries_are_queryable_in_pql(audit_db: AuditDb) -> None:
 
 
 def test_verifying_100k_entries_takes_seconds(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'big.db'}")
+    engine = make_engine(f"sqlite:///{tmp_path / 'big.db'}", **SERVER_ENGINE)
     try:
         migrate(engine)
         log = AuditLog(engine, key_path=ensure_audit_key(tmp_path), checkpoint_interval=None)

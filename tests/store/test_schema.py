@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, Engine, event, inspect, text
 
 from steward.store import Store
-from steward.store.db import StoreConfigError
+from steward.store.db import WRITE_OPTION, StoreConfigError, make_engine, reading
 from steward.store.models import Base
 from tests.store.backends import store_url
 
@@ -70,6 +71,34 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
                 == "Monday"
     finally:
         store.close()
+
+
+def test_one_engine_factory_begins_as_each_caller_needs(tmp_path: Path) -> None:
+    """The store's engine begins deferred unless writing; the server's (begin_immediate)
+    takes the write lock up front unless reading, and waits its own busy timeout."""
+    def begins(engine: Engine, connect: Callable[[], Connection]) -> list[str]:
+        seen: list[str] = []
+        event.listen(engine, "before_cursor_execute",
+                     lambda _c, _cur, statement, *_: seen.append(statement))
+        with connect() as conn, conn.begin():
+            conn.exec_driver_sql("SELECT 1")
+        return [s for s in seen if s.startswith("BEGIN")]
+
+    store = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    server = make_engine(f"sqlite:///{tmp_path / 'server.db'}", begin_immediate=True,
+                         busy_timeout_ms=15_000)
+    try:
+        assert begins(store, store.connect) == ["BEGIN"]
+        assert begins(store, lambda: store.connect().execution_options(
+            **{WRITE_OPTION: True})) == ["BEGIN IMMEDIATE"]
+        assert begins(server, server.connect) == ["BEGIN IMMEDIATE"]
+        assert begins(server, lambda: reading(server)) == ["BEGIN"]
+        with server.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 15000
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        store.dispose()
+        server.dispose()
 
 
 @pytest.mark.parametrize("url", ["mysql://localhost/x", "postgresql+psycopg2://h/db",

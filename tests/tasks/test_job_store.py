@@ -20,7 +20,8 @@ from sqlalchemy import Engine, insert, inspect, select, text
 
 from steward.clock import utcnow
 from steward.pipeline.schema import MIGRATIONS, VERSION_TABLE, create_all
-from steward.server.db import make_engine
+from steward.server.db import SERVER_ENGINE
+from steward.store.db import make_engine
 from steward.tasks.jobs import JobError, JobStore, NodePart, job_results, job_scripts, jobs
 from tests.e2e.harness import database_url
 
@@ -34,7 +35,7 @@ def engine(request: pytest.FixtureRequest,
     """One database per backend for the module; each test uses its own certnames."""
     tmp = tmp_path_factory.mktemp(f"jobstore-{request.param}")
     with database_url(str(request.param), tmp, "job_store") as url:
-        eng = make_engine(url)
+        eng = make_engine(url, **SERVER_ENGINE)
         create_all(eng)
         try:
             yield eng
@@ -205,7 +206,7 @@ def _alembic(engine: Engine, action: str, revision: str) -> None:
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_migration_0003_upgrade_and_downgrade(backend: str, tmp_path: Path) -> None:
     with database_url(backend, tmp_path, "job_store_mig") as url:
-        eng = make_engine(url)
+        eng = make_engine(url, **SERVER_ENGINE)
         try:
             _alembic(eng, "upgrade", "0002")
             # A job started by a Steward before 0003: its script was only in that memory.

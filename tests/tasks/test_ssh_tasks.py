@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, text
 
-from steward.server.db import make_engine
+from steward.server.db import SERVER_ENGINE
+from steward.store.db import make_engine
 from tests.e2e.harness import (
     Server,
     call,
@@ -71,7 +72,7 @@ def _run(server: Server, token: str, task: str, **body: Any) -> Any:
 
 def _database_text(url: str) -> str:
     """Every row of every table, as text: where a leaked value would be found."""
-    engine = make_engine(url)
+    engine = make_engine(url, **SERVER_ENGINE)
     try:
         names = sorted(inspect(engine).get_table_names())
         assert "steward_job_results" in names

@@ -162,7 +162,7 @@ def install(app: FastAPI) -> None:
         report = _pipeline(request).impact_report(identity, change_id)
         if format == "text":
             return PlainTextResponse(render_text(report))
-        return json_response(report)
+        return json_response(report.to_json())
 
     @app.post("/api/v1/changes/{change_id}/analyse", tags=tags)
     async def analyse(request: Request, change_id: str, identity: Authenticated,

@@ -38,11 +38,12 @@ def _open_log(data_dir: Path) -> Iterator[AuditLog]:
     from steward.access.audit_entries import AuditError
     from steward.access.checkpoints import KEY_FILE
     from steward.server.config import load_config
-    from steward.server.db import make_engine, redact_url
+    from steward.server.db import SERVER_ENGINE, redact_url
     from steward.server.services import audit_witness
+    from steward.store.db import make_engine
 
     config = load_config(data_dir)
-    engine = make_engine(config.database_url)
+    engine = make_engine(config.database_url, **SERVER_ENGINE)
     try:
         yield AuditLog(engine, key_path=config.data_dir / KEY_FILE, create_key=False,
                        checkpoint_interval=None, witness=audit_witness(config))

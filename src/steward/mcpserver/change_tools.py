@@ -71,8 +71,8 @@ async def run_impact_analysis(
             change = c.pipeline.changes.get(change_id)
             policy = (c.pipeline.analyses.latest(change.id, change.impact_digest).policy
                       if change.impact_digest else None)
-        nodes = list(report.get("nodes", []))
-        return {**{k: v for k, v in report.items() if k != "nodes"},
+        nodes = (document := report.to_json()).pop("nodes")
+        return {**document,
                 "policy": policy, "nodes": nodes[:max_nodes], "nodes_total": len(nodes),
                 "nodes_truncated": len(nodes) > max_nodes}
 

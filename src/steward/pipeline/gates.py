@@ -29,7 +29,7 @@ class ChangeView:
         if self.analysis is not None:
             document["impact"] = {"digest": self.analysis.digest,
                                   "summary": self.analysis.summary,
-                                  "selection": self.analysis.report.get("selection")}
+                                  "selection": self.analysis.report.selection.to_json()}
             document["policy"] = self.analysis.policy
         return document
 
@@ -45,8 +45,7 @@ def change_gates(change: Change, analysis: Analysis | None, analyses: Analyses,
     else:
         failed = analysis.summary.get("nodes_failed", 0)
         if failed:
-            names = [n["certname"] for n in analysis.report.get("nodes", [])
-                     if n.get("status") == "failed"][:5]
+            names = [n.certname for n in analysis.report.nodes if n.status == "failed"][:5]
             waiting.append(f"the proposed catalog fails to compile on {failed} node(s) "
                            f"({', '.join(names)}): fix the change")
         policy = analysis.policy

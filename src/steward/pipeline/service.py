@@ -37,7 +37,9 @@ from steward.pipeline.deploy import Deployment, Deployments, NodeRunner, Strateg
 from steward.pipeline.gates import ChangeView, GateError, change_gates
 from steward.pipeline.impact import (
     ChangeInfo,
+    ImpactReport,
     LivePredictor,
+    Proposer,
     StoreFleet,
     analyse_impact,
     live_counts,
@@ -133,7 +135,7 @@ class Pipeline:
                        target=None)
         return self.changes.list(state=state, environment=environment)
 
-    def impact_report(self, identity: Principal, change_id: str) -> dict[str, Any]:
+    def impact_report(self, identity: Principal, change_id: str) -> ImpactReport:
         """The stored impact report of the change's current head and digest.
 
         Reading it is reading the change (``desired_state:read``, which every reviewer
@@ -224,11 +226,11 @@ class Pipeline:
             self.authorise, identity, "change:impact", change.environment,
             action="change.analyse", target=f"change:{change_id}"))
         report = await run_in_threadpool(self._impact, change)
-        report = await predictor.attach(report, commit=change.head, change_id=change.id,
-                                        requested_by=f"{actor.label} (live prediction of "
-                                                     f"{change.id})"[:255],
-                                        timeout=timeout)
-        live = {n["certname"]: n["live"] for n in report["nodes"] if n.get("live")}
+        report = ImpactReport.from_json(await predictor.attach(
+            report.to_json(), commit=change.head, change_id=change.id,
+            requested_by=f"{actor.label} (live prediction of {change.id})"[:255],
+            timeout=timeout))
+        live = {n.certname: n.live.to_json() for n in report.nodes if n.live is not None}
         await run_in_threadpool(functools.partial(
             self._audit, actor, "change.live_prediction", f"change:{change.id}",
             parameters={"head": change.head, "timeout": timeout, "counts": live_counts(live),
@@ -239,13 +241,13 @@ class Pipeline:
     def _analyse(self, change: Change, actor: Principal) -> Analysis:
         return self._record_analysis(change, actor, self._impact(change))
 
-    def _impact(self, change: Change) -> dict[str, Any]:
+    def _impact(self, change: Change) -> ImpactReport:
         """The static impact report of the change's head (nothing recorded yet)."""
         if change.state in ("deploying", "deployed", "failed", "rolled_back", "rejected"):
             raise GateError(f"{change.id} is {change.state}; it can no longer be re-analysed")
         info = ChangeInfo(
             environment=change.environment, base=change.base, head=change.head, id=change.id,
-            proposer={"name": change.proposer.name, "kind": change.proposer.kind},
+            proposer=Proposer(change.proposer.name, change.proposer.kind),
             changed_files=tuple(self.repo.changed_files(change.base, change.head)),
             default_environment=self.services.catalogs.default_environment(),
         )
@@ -256,7 +258,7 @@ class Pipeline:
                               pins=pins, workers=self.workers)
 
     def _record_analysis(self, change: Change, actor: Principal,
-                         report: dict[str, Any]) -> Analysis:
+                         report: ImpactReport) -> Analysis:
         """Policies, the analysis record and the change's new digest, all for ``report``."""
         verdicts = evaluate(self.policies,
                             policy_input(report, title=change.title, kind=change.kind),
@@ -269,7 +271,7 @@ class Pipeline:
                                     detail={"digest": analysis.digest},
                                     expected_head=change.head)
         self._audit(actor, "change.analyse", f"change:{change.id}",
-                    parameters={"digest": analysis.digest, "summary": report["summary"],
+                    parameters={"digest": analysis.digest, "summary": report.summary.to_json(),
                                 "policy": {k: verdicts[k] for k in
                                            ("passed", "blocking", "needs_override",
                                             "warnings")}})
@@ -466,8 +468,7 @@ class Pipeline:
                 f"{change.environment} moved since {change_id} was analysed (base "
                 f"{change.base[:12]}, now {tip[:12]}): what would be merged is not what was "
                 f"analysed and approved; amend or re-propose the change on the new tip")
-        nodes = [n["certname"] for n in analysis.report.get("nodes", [])
-                 if n.get("status") in ("changed", "new")]
+        nodes = [n.certname for n in analysis.report.nodes if n.status in ("changed", "new")]
         deployment = self.deployments.start(
             change_id=change_id, environment=change.environment, commit=change.head,
             nodes=nodes, strategy=strategy, started_by=actor.label)

@@ -1,39 +1,44 @@
-"""The server's own control-plane tables, and the database engine both backends share.
+"""The server's own control-plane tables, and how its database engine is set up.
 
 These tables (identities and tokens, nodes, enrollment requests, run requests, the audit
 log) belong to the server, not to the state store: they have their own Alembic history
 (``steward/server/migrations``, version table ``steward_server_version``) so the two schemas
-evolve independently in one database. SQLite runs in WAL mode so the agents' writes and the
-operators' reads do not block each other.
+evolve independently in one database. The engine comes from the store's factory
+(:func:`steward.store.db.make_engine`) with :data:`SERVER_ENGINE`.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    Connection,
-    Engine,
     Index,
     Integer,
     String,
     Table,
     Text,
-    create_engine,
-    event,
 )
 from sqlalchemy.engine import make_url
 
 from steward.access.tables import SERVER_METADATA
 from steward.catalog.redaction import REDACTED
 from steward.server.errors import ConfigError
-from steward.store.db import READONLY_OPTION, UTCDateTime, create_private_sqlite
+from steward.store.db import EngineOptions, UTCDateTime
 
 VERSION_TABLE = "steward_server_version"
-SQLITE_BUSY_TIMEOUT_MS = 15000
+
+#: The server's engine settings. Its transactions mostly read then write, so on SQLite they
+#: take the write lock up front unless opened with ``reading()``, waiting 15 s for it; its
+#: JSON columns keep the driver's own text; PostgreSQL gets a larger pool (request handlers
+#: and the agents' check-ins share it).
+SERVER_ENGINE: EngineOptions = {
+    "begin_immediate": True,
+    "busy_timeout_ms": 15_000,
+    "pool_size": 10,
+    "max_overflow": 20,
+    "canonical_json": False,
+}
 
 
 metadata = SERVER_METADATA
@@ -125,38 +130,3 @@ def redact_url(url: str) -> str:
         return hidden.replace(":***@", f":{REDACTED}@", 1)
     except Exception:  # an unparsable URL is shown as a placeholder, never verbatim
         return "<unparsable database URL>"
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for either backend; SQLite gets WAL, a busy timeout and foreign keys."""
-    url = normalise_url(url)
-    if url.startswith("sqlite"):
-        create_private_sqlite(url)  # 0600, and so its -wal and -shm
-        engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
-                               "check_same_thread": False},
-        )
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-            # Transactions are begun by hand below, so pysqlite must not begin its own.
-            dbapi_connection.isolation_level = None
-
-        @event.listens_for(engine, "begin")
-        def _begin(connection: Connection) -> None:
-            # IMMEDIATE takes the write lock up front: a read-then-write transaction then
-            # waits for the busy timeout instead of failing when another writer got in first.
-            # Plain reads (see reading()) need no lock in WAL mode.
-            readonly = connection.get_execution_options().get(READONLY_OPTION, False)
-            connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
-
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-
-

@@ -17,9 +17,10 @@ from steward.clock import SYSTEM_CLOCK, Clock
 from steward.secrets.store import SecretStore
 from steward.server.catalogs import CatalogService
 from steward.server.config import ServerConfig
-from steward.server.db import make_engine
+from steward.server.db import SERVER_ENGINE
 from steward.server.enrollment import Enrollment
 from steward.server.migrate import migrate
+from steward.store.db import make_engine
 
 if TYPE_CHECKING:
     from steward.store import Store
@@ -69,7 +70,7 @@ def build_services(config: ServerConfig, *, migrate_schema: bool = True,
     """Connect to the database (migrating both schemas first, unless told not to);
     ``clock`` is what the server and its pipeline take "now" from (tests pass a manual one).
     """
-    engine = make_engine(config.database_url)
+    engine = make_engine(config.database_url, **SERVER_ENGINE)
     store = open_store(config.database_url)
     if migrate_schema:
         store.migrate()

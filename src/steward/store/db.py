@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection, DateTime, Dialect, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -89,28 +89,59 @@ def _sqlite_to_char(stored: str | None, fmt: str | None) -> str | None:
     return to_char_text(stored, fmt)
 
 
+class EngineOptions(TypedDict, total=False):
+    """Keyword settings of :func:`make_engine`, for a caller that keeps its own set."""
+
+    synchronous_commit: bool
+    autocommit: bool
+    pre_ping: bool
+    begin_immediate: bool
+    busy_timeout_ms: int
+    pool_size: int
+    max_overflow: int
+    canonical_json: bool
+
+
 def make_engine(url: str, *, synchronous_commit: bool = True,
-                autocommit: bool = False, pre_ping: bool = True) -> Engine:
+                autocommit: bool = False, pre_ping: bool = True,
+                begin_immediate: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                pool_size: int = 5, max_overflow: int = 10,
+                canonical_json: bool = True) -> Engine:
     """An engine for ``sqlite:///path`` or ``postgresql+psycopg://...``, configured.
+
+    The one factory for the state store's and the server's engines; the defaults are the
+    store's. SQLite: a transaction marked :data:`WRITE_OPTION` begins ``IMMEDIATE`` and one
+    marked :data:`READONLY_OPTION` a plain ``BEGIN``; an unmarked one begins ``IMMEDIATE``
+    with ``begin_immediate=True`` (for code whose transactions mostly read then write),
+    else deferred; ``busy_timeout_ms`` is how long a locked database is waited for.
+    ``canonical_json=False`` keeps the driver's own JSON text (insertion order) instead of
+    :func:`dumps` and :func:`loads_sorted`, for tables whose readers expect that.
 
     PostgreSQL only: ``synchronous_commit=False`` makes its sessions commit without waiting
     for the WAL flush; ``autocommit=True`` runs every statement as its own transaction (no
     ``BEGIN``/``COMMIT`` round trips), for writes that are one statement; ``pre_ping=False``
     skips the liveness check (a round trip) on every checkout, for callers that retry
-    an idempotent statement on a connection found dead instead.
+    an idempotent statement on a connection found dead instead; ``pool_size`` and
+    ``max_overflow`` size the connection pool.
     """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
+    # SQLite hands back the stored text, already sorted by dumps(); jsonb does not.
+    serializer: dict[str, Any] = {"json_serializer": dumps} if canonical_json else {}
     if backend == "sqlite":
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, begin_immediate, busy_timeout_ms, serializer)
     if backend == "postgresql":
         if parsed.get_driver_name() not in ("psycopg", ""):
             raise StoreConfigError(
                 f"store URL {parsed.render_as_string(hide_password=True)!r}: use the psycopg "
                 "driver (postgresql+psycopg://...)"
             )
+        options: dict[str, Any] = {"pool_pre_ping": pre_ping, "pool_size": pool_size,
+                                   "max_overflow": max_overflow, **serializer}
+        if canonical_json:
+            options["json_deserializer"] = loads_sorted
         return _postgresql_engine(parsed.set(drivername="postgresql+psycopg"),
-                                  synchronous_commit, autocommit, pre_ping)
+                                  synchronous_commit, autocommit, options)
     raise StoreConfigError(
         f"store URL {parsed.render_as_string(hide_password=True)!r}: unsupported database "
         f"{backend!r} (use sqlite:///path or postgresql+psycopg://...)"
@@ -143,14 +174,15 @@ def create_private_sqlite(url: str) -> None:
             os.chmod(path + suffix, 0o600)
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, begin_immediate: bool, busy_timeout_ms: int,
+                   json_options: dict[str, Any]) -> Engine:
     parsed = make_url(url)
     memory = parsed.database in (None, "", ":memory:")
     if not memory:
         create_private_sqlite(url)
     kwargs: dict[str, Any] = {
-        "json_serializer": dumps,
-        "connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+        **json_options,
+        "connect_args": {"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
     }
     if memory:
         # One shared connection, or every checkout would see a different empty database.
@@ -162,9 +194,9 @@ def _sqlite_engine(url: str) -> Engine:
         # Transactions are begun by the "begin" hook below, not implicitly by the driver.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         if not memory:
-            _enable_wal(cursor)
+            _enable_wal(cursor, busy_timeout_ms)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -175,17 +207,22 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        writing = conn.get_execution_options().get(WRITE_OPTION, False)
+        # IMMEDIATE takes the write lock up front: a read-then-write transaction then waits
+        # for the busy timeout instead of failing when another writer got in first. Plain
+        # reads need no lock in WAL mode.
+        options = conn.get_execution_options()
+        writing = options.get(WRITE_OPTION, False) or (
+            begin_immediate and not options.get(READONLY_OPTION, False))
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
     return engine
 
 
-def _enable_wal(cursor: sqlite3.Cursor) -> None:
+def _enable_wal(cursor: sqlite3.Cursor, busy_timeout_ms: int) -> None:
     """Switch a database file to WAL (a persistent setting). Changing the journal mode can
     fail with "database is locked" without waiting, when another connection opens the new
     file at the same moment, so it is retried for as long as the busy timeout."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + busy_timeout_ms / 1000
     while True:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -197,10 +234,10 @@ def _enable_wal(cursor: sqlite3.Cursor) -> None:
 
 
 def _postgresql_engine(url: Any, synchronous_commit: bool, autocommit: bool,
-                       pre_ping: bool) -> Engine:
-    kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
-    engine = create_engine(url, json_serializer=dumps, json_deserializer=loads_sorted,
-                           pool_pre_ping=pre_ping, **kwargs)
+                       options: dict[str, Any]) -> Engine:
+    if autocommit:
+        options = {**options, "isolation_level": "AUTOCOMMIT"}
+    engine = create_engine(url, **options)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import JSON, Column, Engine, Index, Integer, String, Table, Text
 
 from steward.clock import SYSTEM_CLOCK, Clock, iso
 from steward.errors import StewardError
+from steward.pipeline.impact.report import ImpactReport
 from steward.pipeline.tables import metadata
 from steward.store.db import UTCDateTime
 
@@ -74,14 +75,14 @@ class Analysis:
     digest: str
     at: datetime
     actor: str
-    report: dict[str, Any]
+    report: ImpactReport
     policy: dict[str, Any]
 
     @property
     def summary(self) -> dict[str, Any]:
         """The report's summary, plus the policies' ``human_approval`` reasons: what the
         approval rules judge the change by (docs/policy.md, ``require_human``)."""
-        summary: dict[str, Any] = dict(self.report.get("summary", {}))
+        summary: dict[str, Any] = self.report.summary.to_json()
         reasons = self.policy.get("human_approval") if isinstance(self.policy, dict) else None
         if reasons:
             summary["human_approval"] = [str(reason) for reason in reasons]
@@ -95,14 +96,14 @@ class Analyses:
         self.engine = engine
         self.clock = clock
 
-    def record(self, change_id: str, head: str, actor: str, report: dict[str, Any],
+    def record(self, change_id: str, head: str, actor: str, report: ImpactReport,
                policy: dict[str, Any]) -> Analysis:
         now = self.clock.now()
-        digest = str(report["digest"])
+        digest = report.digest
         with self.engine.begin() as conn:
             conn.execute(insert(analyses).values(
                 change_id=change_id, head=head, digest=digest, at=now, actor=actor,
-                summary=report.get("summary", {}), report=report, policy=policy))
+                summary=report.summary.to_json(), report=report.to_json(), policy=policy))
         return Analysis(change_id, head, digest, now, actor, report, policy)
 
     def latest(self, change_id: str, digest: str | None = None) -> Analysis:
@@ -116,8 +117,8 @@ class Analyses:
                 f"{change_id} has no impact analysis"
                 + (f" with digest {digest}" if digest else "")
                 + f": run 'steward change impact {change_id}'")
-        return Analysis(row.change_id, row.head, row.digest, row.at, row.actor, row.report,
-                        row.policy)
+        return Analysis(row.change_id, row.head, row.digest, row.at, row.actor,
+                        ImpactReport.from_json(row.report), row.policy)
 
     def override(self, change_id: str, digest: str, policy: str, actor: str,
                  reason: str) -> None:

@@ -3,19 +3,21 @@ after), predicted by compiling both sides, and asked of the machines themselves 
 
 from __future__ import annotations
 
-from steward.pipeline.impact.analysis import analyse_impact, report_json
+from steward.pipeline.impact.analysis import analyse_impact
 from steward.pipeline.impact.fleet import StoreFleet
 from steward.pipeline.impact.live import LivePredictor, live_counts
 from steward.pipeline.impact.model import ChangeInfo, Timings
 from steward.pipeline.impact.render import render_text
+from steward.pipeline.impact.report import ImpactReport, Proposer
 
 __all__ = [
     "ChangeInfo",
+    "ImpactReport",
     "LivePredictor",
+    "Proposer",
     "StoreFleet",
     "Timings",
     "analyse_impact",
     "live_counts",
     "render_text",
-    "report_json",
 ]

@@ -19,8 +19,9 @@ The stages, each in its own module:
 4. :mod:`~steward.pipeline.impact.summary` — counts, blast radius, risk with reasons;
 5. :mod:`~steward.pipeline.impact.render` — the text a person reads.
 
-The report is canonical JSON: the same change, fleet and secrets give the same bytes, and
-``digest`` (``sha256:`` of the canonical JSON of everything else) is what approvals bind to.
+The report is an :class:`~steward.pipeline.impact.report.ImpactReport`, whose JSON is
+canonical: the same change, fleet and secrets give the same bytes, and ``digest``
+(``sha256:`` of the canonical JSON of everything else) is what approvals bind to.
 Live prediction (asking agents for a noop run) is a later stage: every node's ``live`` is
 null here.
 """
@@ -31,7 +32,6 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from steward.catalog.canonical import canonical_json, content_hash
 from steward.language import Repository
 from steward.pipeline.impact.compile import (
     PARALLEL_MIN_NODES,
@@ -50,6 +50,11 @@ from steward.pipeline.impact.model import (
     Timings,
 )
 from steward.pipeline.impact.render import render_text
+from steward.pipeline.impact.report import (
+    ImpactChange,
+    ImpactReport,
+    ImpactSelection,
+)
 from steward.pipeline.impact.select import Selection, scope_change, select_nodes
 from steward.pipeline.impact.summary import summarise
 from steward.secrets.store import SecretStore
@@ -60,12 +65,11 @@ __all__ = [
     "Fleet",
     "FleetNode",
     "ImpactError",
+    "ImpactReport",
     "StoreFleet",
     "Timings",
     "analyse_impact",
     "render_text",
-    "report_json",
-    "verify_digest",
 ]
 
 
@@ -89,7 +93,7 @@ def analyse_impact(
     recompile_all: bool = False,
     parallel_min: int | None = None,
     timings: Timings | None = None,
-) -> dict[str, Any]:
+) -> ImpactReport:
     """The impact report of ``change`` on its environment's nodes.
 
     ``pins`` maps certnames to the environment the server pins them to (classification
@@ -139,45 +143,34 @@ def analyse_impact(
     clock.lap("compile")
     if timings is not None:
         timings.workers = used
-    entries.sort(key=lambda entry: entry["certname"])
-    report: dict[str, Any] = {
-        "format": REPORT_FORMAT,
-        "change": {
-            "id": change.id,
-            "environment": env,
-            "base": change.base,
-            "head": change.head,
-            "proposer": dict(change.proposer) if change.proposer is not None else None,
-            "changed_files": list(scope.changed_files),
-            "changed_data_keys": scope.changed_data_keys,
-        },
-        "selection": {
-            "mode": selection.mode,
-            "reason": selection.reason,
-            "nodes_in_environment": selection.nodes_in_environment,
-            "nodes_recompiled": len(selection.candidates),
-            "nodes_without_inputs": selection.nodes_without_inputs,
-            "nodes_classified_from_other_environments": len(outsiders),
-        },
-        "summary": summarise(entries, environment=env,
-                             nodes_in_environment=selection.nodes_in_environment,
-                             widened=bool(scope.widen)),
-        "nodes": entries,
-    }
-    report["digest"] = content_hash(report)
+    entries.sort(key=lambda entry: entry.certname)
+    report = ImpactReport(
+        format=REPORT_FORMAT,
+        change=ImpactChange(
+            id=change.id,
+            environment=env,
+            base=change.base,
+            head=change.head,
+            proposer=change.proposer,
+            changed_files=tuple(scope.changed_files),
+            changed_data_keys=tuple(scope.changed_data_keys),
+        ),
+        selection=ImpactSelection(
+            mode=selection.mode,
+            reason=selection.reason,
+            nodes_in_environment=selection.nodes_in_environment,
+            nodes_recompiled=len(selection.candidates),
+            nodes_without_inputs=selection.nodes_without_inputs,
+            nodes_classified_from_other_environments=len(outsiders),
+        ),
+        summary=summarise(entries, environment=env,
+                          nodes_in_environment=selection.nodes_in_environment,
+                          widened=bool(scope.widen)),
+        nodes=tuple(entries),
+        digest="",
+    ).sealed()
     clock.lap("report")
     return report
-
-
-def report_json(report: Mapping[str, Any]) -> str:
-    """The report's canonical JSON text (sorted keys, no whitespace): what is stored."""
-    return canonical_json(report)
-
-
-def verify_digest(report: Mapping[str, Any]) -> bool:
-    """Whether ``digest`` still matches the rest of the report."""
-    body = {key: value for key, value in report.items() if key != "digest"}
-    return report.get("digest") == content_hash(body)
 
 
 class _Clock:

@@ -52,6 +52,15 @@ from steward.pipeline.impact.diff import (
     split_lines,
 )
 from steward.pipeline.impact.model import SENSITIVE_TEXT, ImpactError, NodeTask
+from steward.pipeline.impact.report import (
+    ClassificationChange,
+    CompileFailure,
+    CurrentSide,
+    EdgeChange,
+    NodeImpact,
+    ProposedSide,
+    ResourceChange,
+)
 from steward.secrets.store import SecretStore
 
 #: Below this many nodes a pool's start-up (two repository loads per worker) is not worth it.
@@ -109,7 +118,7 @@ def _secret_values(secrets: SecretStore | None, shortest: int) -> tuple[str, ...
 # -- one node -----------------------------------------------------------------------------------
 
 
-def analyse_node(sides: Sides, task: NodeTask) -> dict[str, Any] | None:
+def analyse_node(sides: Sides, task: NodeTask) -> NodeImpact | None:
     """The node's report entry; None for a node of another environment that stays there."""
     env = sides.environment
     base_env = head_env = None
@@ -289,18 +298,18 @@ def _environment(repo: Repository, task: NodeTask) -> str | None:
 
 def _compile(
     sides: Sides, repo: Repository, code_id: str | None, task: NodeTask
-) -> tuple[CompileResult | None, dict[str, Any] | None]:
+) -> tuple[CompileResult | None, CompileFailure | None]:
     try:
         result = compile_catalog(repo, task.certname, task.facts, environment=sides.environment,
                                  secrets=sides.secrets, code_id=code_id)
     except StewardError as err:
-        return None, {"message": _scrub(str(err), sides.secret_values),
-                      "location": _scrub(err.location, sides.secret_values)
-                      if err.location else None}
+        return None, CompileFailure(_scrub(str(err), sides.secret_values),
+                                    _scrub(err.location, sides.secret_values)
+                                    if err.location else None)
     except Exception as err:  # a compiler bug must fail this node, not the analysis
-        return None, {"message": _scrub(f"internal error while compiling {task.certname}: "
-                                        f"{type(err).__name__}: {err}", sides.secret_values),
-                      "location": None}
+        return None, CompileFailure(_scrub(f"internal error while compiling {task.certname}: "
+                                           f"{type(err).__name__}: {err}", sides.secret_values),
+                                    None)
     return result, None
 
 
@@ -309,38 +318,38 @@ def _entry(
     task: NodeTask,
     status: str,
     base_catalog: Catalog | None,
-    base_error: dict[str, Any] | None,
+    base_error: CompileFailure | None,
     head_catalog: Catalog | None,
-    head_error: dict[str, Any] | None,
-    resources: list[dict[str, Any]],
-    edges: list[dict[str, Any]],
-    classification: dict[str, Any] | None,
+    head_error: CompileFailure | None,
+    resources: list[ResourceChange],
+    edges: list[EdgeChange],
+    classification: ClassificationChange | None,
     *,
     moved_to: str | None = None,
     sensitive_inputs: list[str] | None = None,
-) -> dict[str, Any]:
+) -> NodeImpact:
     member = task.kind == "member"
-    entry: dict[str, Any] = {
-        "certname": task.certname,
-        "status": status,
-        "current": {
-            "catalog": base_catalog.hash if base_catalog is not None else None,
-            "code_id": sides.base_code_id if member else None,
-            "stored": task.stored_hash,
-            "error": base_error if member else None,
-        },
-        "proposed": {
-            "catalog": head_catalog.hash if head_catalog is not None else None,
-            "code_id": sides.head_code_id if status != "removed" else None,
-            "environment": moved_to if moved_to is not None else sides.environment,
-        },
-        "classification": classification,
-        "resources": resources,
-        "edges": edges,
-        "sensitive_inputs": sensitive_inputs or [],
-        "error": head_error,
-        "live": None,
-    }
+    entry = NodeImpact(
+        certname=task.certname,
+        status=status,
+        current=CurrentSide(
+            catalog=base_catalog.hash if base_catalog is not None else None,
+            code_id=sides.base_code_id if member else None,
+            stored=task.stored_hash,
+            error=base_error if member else None,
+        ),
+        proposed=ProposedSide(
+            catalog=head_catalog.hash if head_catalog is not None else None,
+            code_id=sides.head_code_id if status != "removed" else None,
+            environment=moved_to if moved_to is not None else sides.environment,
+        ),
+        classification=classification,
+        resources=tuple(resources),
+        edges=tuple(edges),
+        sensitive_inputs=tuple(sensitive_inputs or ()),
+        error=head_error,
+        live=None,
+    )
     return _scrub_entry(entry, sides.secret_values)
 
 
@@ -351,17 +360,17 @@ def _scrub(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
-def _scrub_entry(entry: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:
+def _scrub_entry(entry: NodeImpact, secrets: tuple[str, ...]) -> NodeImpact:
     """Belt and braces: a secret value found anywhere in the entry is replaced. The compiler
     already turns every secret-carrying value into a placeholder; this only costs a scan."""
     scanned = [value for value in secrets if len(value) >= MIN_SCANNED_SECRET]
     if not scanned:
         return entry
-    text = canonical_json(entry)
+    document = entry.to_json()
+    text = canonical_json(document)
     if not any(value in text for value in scanned):
         return entry
-    scrubbed: dict[str, Any] = _scrub_value(entry, tuple(scanned))
-    return scrubbed
+    return NodeImpact.from_json(_scrub_value(document, tuple(scanned)))
 
 
 def _scrub_value(value: Any, secrets: tuple[str, ...]) -> Any:
@@ -391,7 +400,7 @@ def analyse_nodes(
     total: int,
     workers: int,
     parallel_min: int = PARALLEL_MIN_NODES,
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[NodeImpact], int]:
     """Every entry (None results dropped) and the number of processes that did the work.
 
     ``batches`` is consumed lazily, so facts still being read overlap compiles running.
@@ -400,7 +409,7 @@ def analyse_nodes(
         return _serial(sides, (task for batch in batches for task in batch)), 1
     method, payload = _start_method(sides)
     given: list[NodeTask] = []
-    futures: list[Future[list[dict[str, Any] | None]]] = []
+    futures: list[Future[list[NodeImpact | None]]] = []
     try:
         with ProcessPoolExecutor(
             max_workers=workers,
@@ -432,7 +441,7 @@ def _start_method(sides: Sides) -> tuple[str, Sides | _WorkerSpec]:
     return "spawn", _WorkerSpec.of(sides)
 
 
-def _serial(sides: Sides, tasks: Iterable[NodeTask]) -> list[dict[str, Any]]:
+def _serial(sides: Sides, tasks: Iterable[NodeTask]) -> list[NodeImpact]:
     return [entry for task in tasks if (entry := analyse_node(sides, task)) is not None]
 
 
@@ -493,7 +502,7 @@ def _init_worker(payload: Sides | _WorkerSpec) -> None:
     _WorkerState.sides = payload if isinstance(payload, Sides) else payload.load()
 
 
-def _work_chunk(tasks: list[NodeTask]) -> list[dict[str, Any] | None]:
+def _work_chunk(tasks: list[NodeTask]) -> list[NodeImpact | None]:
     sides = _WorkerState.sides
     if sides is None:  # pragma: no cover - the initializer always runs first
         raise ImpactError("impact worker used before it was initialised")

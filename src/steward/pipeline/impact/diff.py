@@ -25,6 +25,13 @@ from typing import Any, Literal, Protocol
 from steward.catalog.model import Catalog, Resource
 from steward.catalog.sensitive import SENSITIVE_KEY, is_sensitive_placeholder
 from steward.pipeline.impact.model import SENSITIVE_TEXT
+from steward.pipeline.impact.report import (
+    ClassificationChange,
+    EdgeChange,
+    PropertyChange,
+    Provenance,
+    ResourceChange,
+)
 
 #: Parameters whose text is shown as a unified diff as well as before → after.
 CONTENT_PARAMS = ("content",)
@@ -45,7 +52,7 @@ class LineMasker(Protocol):
 
 def diff_catalogs(
     before: Catalog | None, after: Catalog | None, masker: LineMasker | None = None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[ResourceChange], list[EdgeChange]]:
     """(resource entries sorted by reference, edge entries sorted) from ``before`` to
     ``after``; a missing side counts as an empty catalog. ``masker`` (with the sensitive
     values of both sides) lets a sensitive content change show its non-secret lines."""
@@ -54,7 +61,7 @@ def diff_catalogs(
     old_digests = before.sensitive if before is not None else {}
     new_digests = after.sensitive if after is not None else {}
     moved = _changed_digests(old_digests, new_digests)
-    entries: list[dict[str, Any]] = []
+    entries: list[ResourceChange] = []
     for ref in sorted(old.keys() | new.keys()):
         was, now = old.get(ref), new.get(ref)
         if was is not None and now is not None:
@@ -72,16 +79,16 @@ def diff_catalogs(
     old_edges = {(e.source, e.target, e.relationship) for e in before.edges} if before else set()
     new_edges = {(e.source, e.target, e.relationship) for e in after.edges} if after else set()
     edges = [
-        {"action": action, "source": s, "target": t, "relationship": r}
+        EdgeChange(action, s, t, r)
         for action, group in (("add", new_edges - old_edges), ("remove", old_edges - new_edges))
         for s, t, r in group
     ]
-    edges.sort(key=lambda e: (e["source"], e["target"], e["relationship"], e["action"]))
+    edges.sort(key=lambda e: (e.source, e.target, e.relationship, e.action))
     return entries, edges
 
 
-def provenance(resource: Resource) -> dict[str, Any]:
-    return {"file": resource.file, "line": resource.line}
+def provenance(resource: Resource) -> Provenance:
+    return Provenance(resource.file, resource.line)
 
 
 def placeholder_keys(value: Any) -> set[str]:
@@ -109,8 +116,8 @@ def _modified(
     old_digests: dict[str, str],
     new_digests: dict[str, str],
     masker: LineMasker | None = None,
-) -> dict[str, Any] | None:
-    properties: list[dict[str, Any]] = []
+) -> ResourceChange | None:
+    properties: list[PropertyChange] = []
     content_diff: str | None = None
     for name in sorted(was.parameters.keys() | now.parameters.keys()):
         a, b = was.parameters.get(name), now.parameters.get(name)
@@ -133,17 +140,11 @@ def _modified(
             content_diff = unified_diff(a, b, label)
     if not properties:  # only sensitive placeholders that name the same value
         return None
-    return {
-        "resource": ref,
-        "type": now.type,
-        "title": now.title,
-        "action": "modify",
-        "before": provenance(was),
-        "after": provenance(now),
-        "properties": properties,
-        "content_diff": content_diff,
-        "sensitive": _is_sensitive(was.parameters) or _is_sensitive(now.parameters),
-    }
+    return ResourceChange(
+        ref, now.type, now.title, "modify", provenance(was), provenance(now),
+        tuple(properties), content_diff,
+        _is_sensitive(was.parameters) or _is_sensitive(now.parameters),
+    )
 
 
 def _masked_content_diff(a: Any, b: Any, label: str, masker: LineMasker) -> str | None:
@@ -169,7 +170,7 @@ def _masked_content_diff(a: Any, b: Any, label: str, masker: LineMasker) -> str 
     return masked_unified_diff(texts[0], texts[1], label, masks[0], masks[1])
 
 
-def _whole(ref: str, resource: Resource, action: str, digests: dict[str, str]) -> dict[str, Any]:
+def _whole(ref: str, resource: Resource, action: str, digests: dict[str, str]) -> ResourceChange:
     """An added or removed resource: every parameter, with the other side null."""
     properties = []
     for name in sorted(resource.parameters):
@@ -178,34 +179,23 @@ def _whole(ref: str, resource: Resource, action: str, digests: dict[str, str]) -
             properties.append(_property(name, None, value, {}, digests))
         else:
             properties.append(_property(name, value, None, digests, {}))
-    return {
-        "resource": ref,
-        "type": resource.type,
-        "title": resource.title,
-        "action": action,
-        "before": provenance(resource) if action == "remove" else None,
-        "after": provenance(resource) if action == "add" else None,
-        "properties": properties,
-        "content_diff": None,
-        "sensitive": _is_sensitive(resource.parameters),
-    }
+    return ResourceChange(
+        ref, resource.type, resource.title, action,
+        provenance(resource) if action == "remove" else None,
+        provenance(resource) if action == "add" else None,
+        tuple(properties), None, _is_sensitive(resource.parameters),
+    )
 
 
 def _property(
     name: str, a: Any, b: Any, old_digests: dict[str, str], new_digests: dict[str, str]
-) -> dict[str, Any]:
+) -> PropertyChange:
     shown_a, secret_a = redact(a)
     shown_b, secret_b = redact(b)
-    entry: dict[str, Any] = {
-        "name": name,
-        "before": shown_a,
-        "after": shown_b,
-        "sensitive": secret_a or secret_b,
-    }
-    if secret_a or secret_b:
-        entry["digest_changed"] = _sensitive_identity(
-            a, old_digests, "before") != _sensitive_identity(b, new_digests, "after")
-    return entry
+    if not (secret_a or secret_b):
+        return PropertyChange(name, shown_a, shown_b, False)
+    return PropertyChange(name, shown_a, shown_b, True, _sensitive_identity(
+        a, old_digests, "before") != _sensitive_identity(b, new_digests, "after"))
 
 
 def redact(value: Any) -> tuple[Any, bool]:
@@ -346,9 +336,9 @@ def _lines(text: str) -> list[str]:
 
 def classification_change(
     before: Catalog | None, after: Catalog | None
-) -> dict[str, Any] | None:
+) -> ClassificationChange | None:
     """Roles, profiles and rules before → after, when they differ."""
     if before is None or after is None or _strict_equal(before.classification,
                                                          after.classification):
         return None
-    return {"before": before.classification, "after": after.classification}
+    return ClassificationChange(before.classification, after.classification)

@@ -13,6 +13,7 @@ from typing import Any
 
 from steward.catalog.redaction import REDACTED
 from steward.errors import StewardError
+from steward.pipeline.impact.report import Proposer
 
 #: Version of the impact report document (``format``); see schemas/impact-report.schema.json.
 REPORT_FORMAT = 1
@@ -37,8 +38,7 @@ class ChangeInfo:
     base: str | None = None
     head: str | None = None
     id: str | None = None
-    #: ``{"name": ..., "kind": "human" | "agent"}``.
-    proposer: Mapping[str, str] | None = None
+    proposer: Proposer | None = None
     #: Repository paths the change touches (added, modified, deleted or renamed).
     changed_files: tuple[str, ...] = ()
     #: The environment whose branch classification is evaluated on (the server's default

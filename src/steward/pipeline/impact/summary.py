@@ -33,7 +33,14 @@ that feed a secret-bearing resource (``inputs``, even where the rendering is the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+
+from steward.pipeline.impact.report import (
+    BlastRadius,
+    ImpactSummary,
+    NodeImpact,
+    ResourceChange,
+    SensitiveSummary,
+)
 
 HIGH_PERCENT = 50.0
 MEDIUM_PERCENT = 10.0
@@ -45,12 +52,12 @@ STATUSES = ("changed", "unchanged", "failed", "new", "removed")
 
 
 def summarise(
-    nodes: Sequence[dict[str, Any]],
+    nodes: Sequence[NodeImpact],
     *,
     environment: str,
     nodes_in_environment: int,
     widened: bool,
-) -> dict[str, Any]:
+) -> ImpactSummary:
     counts = dict.fromkeys(STATUSES, 0)
     actions = {"add": 0, "remove": 0, "modify": 0}
     resources_total = 0
@@ -59,27 +66,27 @@ def summarise(
     sensitive_nodes: set[str] = set()
     sensitive_inputs: set[str] = set()
     for node in nodes:
-        counts[node["status"]] += 1
+        counts[node.status] += 1
         touched_ssh = touched_medium = removed_here = False
-        feeding = node.get("sensitive_inputs") or []
+        feeding = node.sensitive_inputs or ()
         if feeding:
             sensitive_inputs.update(feeding)
-            sensitive_nodes.add(node["certname"])
-        for entry in node["resources"]:
-            if entry.get("sensitive"):
+            sensitive_nodes.add(node.certname)
+        for entry in node.resources:
+            if entry.sensitive:
                 sensitive_resources += 1
-                sensitive_nodes.add(node["certname"])
-            actions[entry["action"]] += 1
+                sensitive_nodes.add(node.certname)
+            actions[entry.action] += 1
             resources_total += 1
-            kind = entry["type"]
+            kind = entry.type
             if _is_ssh(entry):
                 touched_ssh = True
-            if entry["action"] == "remove" and kind in SYSTEM_TYPES:
+            if entry.action == "remove" and kind in SYSTEM_TYPES:
                 removed_here = True
                 removed_system += 1
             elif kind in MEDIUM_TYPES:
                 touched_medium = True
-            secret_changes += sum(1 for p in entry["properties"] if p.get("digest_changed"))
+            secret_changes += sum(1 for p in entry.properties if p.digest_changed)
         ssh_nodes += touched_ssh
         removed_system_nodes += removed_here
         medium_type_nodes += touched_medium
@@ -127,29 +134,29 @@ def summarise(
     if not reasons:
         reasons = [f"changes files and other low-risk resources on {_n(affected, 'node')} "
                    f"({percent:g}% of {environment})" if affected else "no node changes"]
-    return {
-        "nodes_affected": affected,
-        "nodes_changed": counts["changed"],
-        "nodes_failed": counts["failed"],
-        "nodes_unchanged": counts["unchanged"],
-        "nodes_new": counts["new"],
-        "nodes_removed": counts["removed"],
-        "resources_added": actions["add"],
-        "resources_removed": actions["remove"],
-        "resources_modified": actions["modify"],
-        "blast_radius": {"nodes": affected, "resources": resources_total, "percent": percent},
-        "risk": risk,
-        "risk_reasons": reasons,
-        "sensitive": {"nodes": len(sensitive_nodes), "resources": sensitive_resources,
-                      "values": secret_changes, "inputs": sorted(sensitive_inputs)},
-    }
+    return ImpactSummary(
+        nodes_affected=affected,
+        nodes_changed=counts["changed"],
+        nodes_failed=counts["failed"],
+        nodes_unchanged=counts["unchanged"],
+        nodes_new=counts["new"],
+        nodes_removed=counts["removed"],
+        resources_added=actions["add"],
+        resources_removed=actions["remove"],
+        resources_modified=actions["modify"],
+        blast_radius=BlastRadius(affected, resources_total, percent),
+        risk=risk,
+        risk_reasons=tuple(reasons),
+        sensitive=SensitiveSummary(len(sensitive_nodes), sensitive_resources, secret_changes,
+                                   tuple(sorted(sensitive_inputs))),
+    )
 
 
-def _is_ssh(entry: dict[str, Any]) -> bool:
-    title = str(entry["title"])
+def _is_ssh(entry: ResourceChange) -> bool:
+    title = str(entry.title)
     if title.startswith("/etc/ssh/") or "sshd" in title:
         return True
-    return entry["type"] in ("service", "package") and title in SSH_NAMES
+    return entry.type in ("service", "package") and title in SSH_NAMES
 
 
 def _n(count: int, noun: str) -> str:

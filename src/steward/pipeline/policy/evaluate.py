@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from steward.pipeline.impact.report import ImpactReport
 from steward.pipeline.policy.config import (
     CONFIG_FILE,
     Level,
@@ -34,6 +36,7 @@ from steward.pipeline.policy.config import (
 from steward.pipeline.policy.errors import PolicyConfigError, PolicyError, PolicyRuntimeError
 from steward.pipeline.policy.inputs import (
     InputPath,
+    PolicyInput,
     needs,
     project,
     referenced_paths,
@@ -151,19 +154,28 @@ def load_policy_set(directory: Path) -> PolicySet:
                      input_paths=referenced_paths(modules))
 
 
-def evaluate(policy_set: PolicySet, input: dict[str, Any], environment: str) -> PolicyEvaluation:
+def evaluate(policy_set: PolicySet, input: PolicyInput | Mapping[str, Any],
+             environment: str) -> PolicyEvaluation:
     """Run every policy that applies to ``environment`` over ``input`` (docs/policy.md).
 
-    ``input`` is the documented policy input; ``resource_changes`` is derived from
-    ``input.impact`` when a policy reads it and the caller did not supply it.
+    ``input`` is the documented policy input, typed (``resource_changes`` is then derived
+    from its report when a policy reads it) or an input document as it is.
     """
     applicable = policy_set.applicable(environment)
     if not applicable or policy_set.program is None:
         return PolicyEvaluation(environment, ())
-    document = dict(input)
-    if needs(policy_set.input_paths, "resource_changes") and "resource_changes" not in document:
-        document["resource_changes"] = resource_changes(document.get("impact") or {})
-    document = project(document, policy_set.input_paths)
+    paths = policy_set.input_paths
+    if isinstance(input, PolicyInput):
+        document = input.to_json(with_impact=needs(paths, "impact"))
+        if needs(paths, "resource_changes"):
+            document["resource_changes"] = resource_changes(input.impact)
+    else:
+        document = dict(input)
+        if needs(paths, "resource_changes") and "resource_changes" not in document:
+            impact = document.get("impact")
+            document["resource_changes"] = resource_changes(
+                ImpactReport.from_json(impact)) if impact else []
+    document = project(document, paths)
     try:
         text = json.dumps(document, sort_keys=True, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -1,5 +1,8 @@
 """The document policies see as ``input``, and only as much of it as they can read.
 
+The pipeline builds it as a typed :class:`PolicyInput` around the typed impact report; it
+becomes JSON only when it is handed to Rego (:func:`steward.pipeline.policy.evaluate.evaluate`).
+
 rego-cpp ingests input at roughly a third of a millisecond per impact-report node, so a
 3,000-node report would cost over a second before any rule runs. Two things keep evaluation
 proportional to what policies actually need, without changing what any policy can observe:
@@ -18,56 +21,85 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from steward.pipeline.impact.report import ImpactReport
 from steward.pipeline.policy.rego import RegoModule, blank_strings_and_comments
-
-#: Keys of a per-node resource diff that ``resource_changes`` copies (plus ``nodes``).
-RESOURCE_KEYS = ("resource", "type", "title", "action", "before", "after", "properties",
-                 "content_diff", "sensitive")
 
 InputPath = tuple[str, ...]
 
 
-def policy_input(impact: Mapping[str, Any], *, title: str = "",
-                 environment: str | None = None, kind: str = "normal") -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class PolicyChange:
+    """The change record's policy-relevant fields (``input.change``)."""
+
+    id: str | None
+    environment: str
+    proposer_name: str | None
+    proposer_kind: str | None
+    changed_files: tuple[str, ...]
+    changed_data_keys: tuple[str, ...]
+    title: str
+    #: ``normal`` or ``rollback``.
+    kind: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "environment": self.environment,
+                "proposer": {"name": self.proposer_name, "kind": self.proposer_kind},
+                "changed_files": list(self.changed_files),
+                "changed_data_keys": list(self.changed_data_keys),
+                "title": self.title, "kind": self.kind}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyInput:
+    """What policies see as ``input`` (schemas/policy-input.schema.json), before
+    ``resource_changes`` is derived and the document projected (:func:`evaluate`)."""
+
+    environment: str
+    change: PolicyChange
+    impact: ImpactReport
+
+    def to_json(self, *, with_impact: bool = True) -> dict[str, Any]:
+        """The JSON document; ``with_impact=False`` leaves out the report, for policies
+        that do not read it (serialising a large report is not free)."""
+        document: dict[str, Any] = {"environment": self.environment,
+                                    "change": self.change.to_json()}
+        if with_impact:
+            document["impact"] = self.impact.to_json()
+        return document
+
+
+def policy_input(impact: ImpactReport, *, title: str = "",
+                 environment: str | None = None, kind: str = "normal") -> PolicyInput:
     """The documented policy input for an impact report (see docs/policy.md)."""
-    change = impact.get("change") or {}
-    proposer = change.get("proposer") or {}
-    env = environment if environment is not None else change.get("environment")
-    return {
-        "environment": env,
-        "change": {
-            "id": change.get("id"),
-            "environment": change.get("environment", env),
-            "proposer": {"name": proposer.get("name"), "kind": proposer.get("kind")},
-            "changed_files": list(change.get("changed_files") or []),
-            "changed_data_keys": list(change.get("changed_data_keys") or []),
-            "title": title,
-            "kind": kind,
-        },
-        "impact": impact,
-    }
+    change = impact.change
+    proposer = change.proposer
+    return PolicyInput(
+        environment=environment if environment is not None else change.environment,
+        change=PolicyChange(
+            id=change.id, environment=change.environment,
+            proposer_name=proposer.name if proposer is not None else None,
+            proposer_kind=proposer.kind if proposer is not None else None,
+            changed_files=change.changed_files, changed_data_keys=change.changed_data_keys,
+            title=title, kind=kind),
+        impact=impact,
+    )
 
 
-def resource_changes(impact: Mapping[str, Any]) -> list[dict[str, Any]]:
+def resource_changes(impact: ImpactReport) -> list[dict[str, Any]]:
     """Per-node resource diffs grouped by identical diff, sorted, each with its certnames."""
     groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
-    nodes = impact.get("nodes") if isinstance(impact, Mapping) else None
-    for node in nodes if isinstance(nodes, list) else []:
-        if not isinstance(node, Mapping):
-            continue
-        certname = node.get("certname")
-        for resource in node.get("resources") or []:
-            if not isinstance(resource, Mapping):
-                continue
-            entry = {key: resource[key] for key in RESOURCE_KEYS if key in resource}
+    for node in impact.nodes:
+        for resource in node.resources:
+            entry = resource.to_json()
             key = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             found = groups.get(key)
             if found is None:
-                groups[key] = (entry, [certname] if isinstance(certname, str) else [])
-            elif isinstance(certname, str):
-                found[1].append(certname)
+                groups[key] = (entry, [node.certname])
+            else:
+                found[1].append(node.certname)
     ordered = sorted(groups.items(), key=lambda item: (str(item[1][0].get("resource")), item[0]))
     return [{**entry, "nodes": sorted(set(certnames))} for _, (entry, certnames) in ordered]
 
