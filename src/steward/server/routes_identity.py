@@ -1,0 +1,32 @@
+"""Who am I, how is the server, and the OpenAPI document (to authenticated callers only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from steward import __version__
+from steward.server.deps import Authenticated, ConfigDep, QueryPermission, ServicesDep
+
+router = APIRouter(tags=["identity"])
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request, _identity: Authenticated) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/api/v1/whoami")
+def whoami(identity: Authenticated) -> dict[str, Any]:
+    """The identity behind the token sent (a cheap way to check a credential)."""
+    return {"kind": identity.credential, "name": identity.name, "certname": identity.certname,
+            "token_id": identity.token_id}
+
+
+@router.get("/api/v1/status")
+def status(svc: ServicesDep, config: ConfigDep, _identity: QueryPermission) -> dict[str, Any]:
+    return {"version": __version__, "repo": str(config.repo_path),
+            "catalog_cache": {"hits": svc.catalogs.hits, "misses": svc.catalogs.misses},
+            "nodes": len(svc.enrollment.list_nodes())}
