@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from steward.server.models import COMMON_ERRORS, JsonObject, errors
 
 
 class ProposeBody(BaseModel):
@@ -81,3 +83,137 @@ class DeployBody(Reviewed):
 
 class PromoteBody(BaseModel):
     environment: str
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+class Who(BaseModel):
+    kind: str
+    name: str
+
+
+class ImpactSummary(BaseModel):
+    digest: str
+    summary: JsonObject
+    selection: JsonValue
+
+
+class ChangeDocument(BaseModel):
+    """A change (format 1) with its gates, and its impact and policy once analysed."""
+
+    base: str
+    branch: str
+    created_at: str | None
+    environment: str
+    format: int
+    head: str
+    id: str
+    impact_digest: str | None
+    kind: str
+    message: str
+    next_states: list[str]
+    parent: str | None
+    proposer: Who
+    state: str
+    title: str
+    updated_at: str | None
+    gates: JsonObject
+    impact: ImpactSummary | None = Field(default=None, description="Once analysed")
+    policy: JsonObject | None = Field(default=None, description="Once analysed")
+
+
+class HistoryEntry(BaseModel):
+    action: str
+    actor: str
+    at: str | None
+    change: str
+    detail: JsonObject | None
+    from_state: str | None
+    to_state: str
+
+
+class DeploymentDocument(BaseModel):
+    """A deployment (format 1): its strategy, progress counts and per-node outcomes."""
+
+    format: int
+    id: str
+    change: str
+    environment: str
+    commit: str
+    state: str
+    strategy: JsonObject
+    started_by: str
+    started_at: str | None
+    finished_at: str | None
+    detail: str | None
+    counts: dict[str, int]
+    nodes: list[JsonObject]
+
+
+class DeploymentDetail(DeploymentDocument):
+    change_state: str
+
+
+class ChangeDetail(ChangeDocument):
+    history: list[HistoryEntry]
+    deployments: list[DeploymentDocument]
+
+
+class ImpactReport(BaseModel):
+    """The impact report (``schemas/impact-report.schema.json`` is its full schema)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: int
+    change: JsonObject
+    selection: JsonValue
+    summary: JsonObject
+    nodes: list[JsonObject]
+    digest: str
+
+
+class Validation(BaseModel):
+    change: str
+    digest: str
+    actor: str
+    verdict: str
+    evidence: str
+    at: str | None
+
+
+class TranscriptStep(BaseModel):
+    """The step as the audit trail holds it (sensitive values redacted)."""
+
+    agent: str
+    identity: str | None
+    kind: str
+    content: JsonObject
+
+
+class Trace(BaseModel):
+    """From proposal to the per-node reports that enforced it (format 1)."""
+
+    format: int
+    change: ChangeDocument
+    history: list[HistoryEntry]
+    audit: list[JsonObject]
+    deployments: list[DeploymentDocument]
+    reports: list[JsonObject]
+    related_changes: list[str]
+
+
+class StaleReview(BaseModel):
+    """409 when what the caller reviewed is not the change's current head and digest."""
+
+    error: str
+    head: str | None = None
+    digest: str | None = None
+
+
+#: A change's routes can also answer 409 with what it is now, and 503 without the pipeline.
+CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **COMMON_ERRORS, **errors(503),
+    409: {"model": StaleReview, "description": "The change is not in a state for this, or "
+          "it moved on from what the caller reviewed (its current head and digest)"},
+}

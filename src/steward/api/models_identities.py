@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from steward.server.models import MAX_TOKEN_SECONDS
+from steward.server.models import MAX_TOKEN_SECONDS, JsonObject, Token
 
 
 class IdentityCreate(BaseModel):
@@ -21,3 +21,50 @@ class IdentityCreate(BaseModel):
 class GrantBody(BaseModel):
     role: str
     environment: str = "*"
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+class IdentityName(BaseModel):
+    kind: str
+    name: str
+
+
+class BindingDocument(BaseModel):
+    """One role granted to an identity in one environment (``*``: every one)."""
+
+    environment: str
+    granted_at: str | None
+    granted_by: str | None
+    identity: IdentityName
+    role: str
+
+
+class IdentityCreated(Token):
+    token: str = Field(description="The identity's token: shown only in this answer")
+    roles: list[BindingDocument]
+
+
+class RevokedRole(BaseModel):
+    identity: str
+    role: str
+    environment: str
+
+
+class RoleRevoked(BaseModel):
+    revoked: RevokedRole
+
+
+class AuditVerification(BaseModel):
+    """The audit log's hash chain and signed checkpoints, checked."""
+
+    ok: bool
+    entries_checked: int
+    checkpoints_checked: int
+    last_entry: int | None
+    first_bad_entry: int | None
+    problems: list[JsonObject]
+    witness: str | None
+    witnessed_checkpoint: JsonObject | None
+    unwitnessed_entries: int

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from steward.api.models_tasks import AskAnswer, AskFailure
 from steward.assistant.config import MODEL_EXTRA, AssistantConfigError, resolve_model
 from steward.assistant.core import (
     DEFAULT_LIMIT,
@@ -26,6 +27,7 @@ from steward.assistant.core import (
     answer,
 )
 from steward.server.deps import QueryPermission, ServicesDep, json_response, state
+from steward.server.models import COMMON_ERRORS, Error, errors
 
 
 class AskBody(BaseModel):
@@ -41,10 +43,14 @@ def model_for(request: Request) -> tuple[Any, str]:
     return resolve_model(app_state.config.data_dir, app_state.extras.get(MODEL_EXTRA))
 
 
-router = APIRouter(tags=["assistant"])
+router = APIRouter(tags=["assistant"], responses={
+    **COMMON_ERRORS, **errors(502),
+    409: {"model": Error, "description": "No model is configured (the answer says how)"}})
 
 
-@router.post("/api/v1/ask")
+@router.post("/api/v1/ask", response_model=AskAnswer, responses={
+    422: {"model": AskFailure, "description": "No valid query came of the question"},
+    502: {"model": AskFailure, "description": "The language model failed"}})
 def ask(request: Request, body: AskBody, identity: QueryPermission,
         svc: ServicesDep) -> Response:
     """A question in plain language: the query the model wrote, its rows, a summary."""

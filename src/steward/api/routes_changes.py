@@ -11,13 +11,20 @@ from starlette.concurrency import run_in_threadpool
 
 from steward.api.deps import PipelineDep
 from steward.api.models_changes import (
+    CHANGE_ERRORS,
     AnalyseBody,
+    ChangeDetail,
+    ChangeDocument,
+    ImpactReport,
     OverrideBody,
     ProposeBody,
     RejectBody,
     ReviewBody,
+    Trace,
     TranscriptBody,
+    TranscriptStep,
     ValidateBody,
+    Validation,
 )
 from steward.pipeline.approvals.records import StaleApprovalError
 from steward.pipeline.impact.analysis import render_text
@@ -25,7 +32,7 @@ from steward.pipeline.impact.live import LivePredictor
 from steward.server.deps import Authenticated, Signals, json_response
 from steward.server.errors import public_message
 
-router = APIRouter(tags=["changes"])
+router = APIRouter(tags=["changes"], responses=CHANGE_ERRORS)
 
 
 async def stale_approval(_request: Request, exc: StaleApprovalError) -> Response:
@@ -34,7 +41,7 @@ async def stale_approval(_request: Request, exc: StaleApprovalError) -> Response
                          409)
 
 
-@router.post("/api/v1/changes", status_code=201)
+@router.post("/api/v1/changes", status_code=201, response_model=ChangeDocument)
 def propose(body: ProposeBody, identity: Authenticated, p: PipelineDep) -> Response:
     """Propose file edits, a patch, or a pushed branch; analysed at once."""
     if body.branch is not None:
@@ -46,14 +53,14 @@ def propose(body: ProposeBody, identity: Authenticated, p: PipelineDep) -> Respo
     return json_response(view.to_json(), 201)
 
 
-@router.get("/api/v1/changes")
+@router.get("/api/v1/changes", response_model=list[ChangeDocument])
 def list_changes(identity: Authenticated, p: PipelineDep, state: str | None = None,
                  environment: str | None = None) -> Response:
     changes = p.list(identity, state=state, environment=environment)
     return json_response([c.to_json() for c in changes])
 
 
-@router.get("/api/v1/changes/{change_id}")
+@router.get("/api/v1/changes/{change_id}", response_model=ChangeDetail)
 def get_change(change_id: str, identity: Authenticated, p: PipelineDep) -> Response:
     document = p.view(identity, change_id).to_json()
     document["history"] = [h.to_json() for h in p.changes.history(change_id)]
@@ -61,7 +68,9 @@ def get_change(change_id: str, identity: Authenticated, p: PipelineDep) -> Respo
     return json_response(document)
 
 
-@router.get("/api/v1/changes/{change_id}/impact")
+@router.get("/api/v1/changes/{change_id}/impact", response_model=ImpactReport, responses={
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+          "description": "The impact report (as text with format=text)"}})
 def impact(change_id: str, identity: Authenticated, p: PipelineDep,
            format: Literal["json", "text"] = "json") -> Response:
     report = p.impact_report(identity, change_id)
@@ -70,7 +79,7 @@ def impact(change_id: str, identity: Authenticated, p: PipelineDep,
     return json_response(report)
 
 
-@router.post("/api/v1/changes/{change_id}/analyse")
+@router.post("/api/v1/changes/{change_id}/analyse", response_model=ChangeDocument)
 async def analyse(change_id: str, identity: Authenticated, p: PipelineDep, signals: Signals,
                   body: AnalyseBody | None = None) -> Response:
     """Re-run the impact analysis; with ``live``, ask the affected nodes too."""
@@ -84,7 +93,7 @@ async def analyse(change_id: str, identity: Authenticated, p: PipelineDep, signa
     return json_response(view.to_json())
 
 
-@router.post("/api/v1/changes/{change_id}/approve")
+@router.post("/api/v1/changes/{change_id}/approve", response_model=ChangeDocument)
 def approve(change_id: str, body: ReviewBody, identity: Authenticated,
             p: PipelineDep) -> Response:
     """Approve the head and impact digest the caller reviewed (409 if either moved on)."""
@@ -93,7 +102,7 @@ def approve(change_id: str, body: ReviewBody, identity: Authenticated,
     return json_response(view.to_json())
 
 
-@router.post("/api/v1/changes/{change_id}/reject")
+@router.post("/api/v1/changes/{change_id}/reject", response_model=ChangeDocument)
 def reject(change_id: str, body: RejectBody, identity: Authenticated,
            p: PipelineDep) -> Response:
     """Reject the head and impact digest the caller reviewed (409 if either moved on)."""
@@ -101,7 +110,7 @@ def reject(change_id: str, body: RejectBody, identity: Authenticated,
     return json_response(view.to_json())
 
 
-@router.post("/api/v1/changes/{change_id}/override")
+@router.post("/api/v1/changes/{change_id}/override", response_model=ChangeDocument)
 def override(change_id: str, body: OverrideBody, identity: Authenticated,
              p: PipelineDep) -> Response:
     """Override a soft-mandatory policy on the report the caller reviewed."""
@@ -110,13 +119,14 @@ def override(change_id: str, body: OverrideBody, identity: Authenticated,
     return json_response(view.to_json())
 
 
-@router.post("/api/v1/changes/{change_id}/validate")
+@router.post("/api/v1/changes/{change_id}/validate", response_model=Validation)
 def validate(change_id: str, body: ValidateBody, identity: Authenticated,
              p: PipelineDep) -> Response:
     return json_response(p.record_validation(identity, change_id, body.verdict, body.evidence))
 
 
-@router.post("/api/v1/changes/{change_id}/transcript", status_code=201)
+@router.post("/api/v1/changes/{change_id}/transcript", status_code=201,
+             response_model=TranscriptStep)
 def transcript(change_id: str, body: TranscriptBody, identity: Authenticated,
                p: PipelineDep) -> Response:
     """One step of an agent's work, filed in the change's audit trail as its caller."""
@@ -124,7 +134,7 @@ def transcript(change_id: str, body: TranscriptBody, identity: Authenticated,
                                              body.content), 201)
 
 
-@router.get("/api/v1/changes/{change_id}/trace")
+@router.get("/api/v1/changes/{change_id}/trace", response_model=Trace)
 def trace(change_id: str, identity: Authenticated, p: PipelineDep) -> Response:
     change = p.changes.get(change_id)
     p.authorise(identity, "audit:read", change.environment, action="audit.trace",

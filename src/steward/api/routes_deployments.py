@@ -12,14 +12,22 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from steward.api.deps import PipelineDep
-from steward.api.models_changes import DeployBody, PromoteBody
+from steward.api.models_changes import (
+    CHANGE_ERRORS,
+    ChangeDocument,
+    DeployBody,
+    DeploymentDetail,
+    DeploymentDocument,
+    PromoteBody,
+)
 from steward.pipeline.deploy.rollout import ServerNodeRunner, Strategy
 from steward.server.deps import Authenticated, Signals, extra, json_response
 
-router = APIRouter(tags=["changes"])
+router = APIRouter(tags=["changes"], responses=CHANGE_ERRORS)
 
 
-@router.post("/api/v1/changes/{change_id}/deploy", status_code=202)
+@router.post("/api/v1/changes/{change_id}/deploy", status_code=202,
+             response_model=DeploymentDocument)
 async def deploy(request: Request, change_id: str, body: DeployBody, identity: Authenticated,
                  p: PipelineDep, signals: Signals) -> Response:
     """Merge and start the rollout of the head and digest the change was approved at
@@ -37,7 +45,7 @@ async def deploy(request: Request, change_id: str, body: DeployBody, identity: A
     return json_response(deployment.to_json(), 202)
 
 
-@router.get("/api/v1/deployments/{deployment_id}")
+@router.get("/api/v1/deployments/{deployment_id}", response_model=DeploymentDetail)
 def get_deployment(deployment_id: str, identity: Authenticated, p: PipelineDep) -> Response:
     deployment = p.deployments.get(deployment_id)
     p.authorise(identity, "desired_state:read", deployment.environment,
@@ -47,12 +55,14 @@ def get_deployment(deployment_id: str, identity: Authenticated, p: PipelineDep) 
     return json_response(document)
 
 
-@router.post("/api/v1/changes/{change_id}/rollback", status_code=201)
+@router.post("/api/v1/changes/{change_id}/rollback", status_code=201,
+             response_model=ChangeDocument)
 def rollback(change_id: str, identity: Authenticated, p: PipelineDep) -> Response:
     return json_response(p.rollback(identity, change_id).to_json(), 201)
 
 
-@router.post("/api/v1/changes/{change_id}/promote", status_code=201)
+@router.post("/api/v1/changes/{change_id}/promote", status_code=201,
+             response_model=ChangeDocument)
 def promote(change_id: str, body: PromoteBody, identity: Authenticated,
             p: PipelineDep) -> Response:
     view = p.promote(identity, change_id, body.environment)

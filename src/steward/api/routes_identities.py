@@ -10,12 +10,20 @@ from fastapi.responses import Response
 
 from steward.access.principal import Principal
 from steward.api.deps import PipelineDep
-from steward.api.models_identities import GrantBody, IdentityCreate
+from steward.api.models_identities import (
+    AuditVerification,
+    BindingDocument,
+    GrantBody,
+    IdentityCreate,
+    IdentityCreated,
+    RoleRevoked,
+)
 from steward.pipeline.service import Pipeline
 from steward.server.deps import NO_STORE, Authenticated, json_response
+from steward.server.models import COMMON_ERRORS, errors
 
-router = APIRouter(tags=["identities"])
-audit_router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["identities"], responses={**COMMON_ERRORS, **errors(503)})
+audit_router = APIRouter(tags=["audit"], responses={**COMMON_ERRORS, **errors(503)})
 
 
 def _role(text: str) -> tuple[str, str]:
@@ -27,7 +35,7 @@ def _manager(p: Pipeline, identity: Principal, action: str, target: str | None) 
     p.authorise(identity, "token:manage", None, action=action, target=target)
 
 
-@router.post("/api/v1/identities", status_code=201)
+@router.post("/api/v1/identities", status_code=201, response_model=IdentityCreated)
 def create_identity(body: IdentityCreate, identity: Authenticated, p: PipelineDep) -> Response:
     """Create a human or agent identity with roles; its token is shown only here."""
     target = f"{body.kind}:{body.name}"
@@ -51,13 +59,14 @@ def create_identity(body: IdentityCreate, identity: Authenticated, p: PipelineDe
                          201, headers=NO_STORE)
 
 
-@router.get("/api/v1/identities")
+@router.get("/api/v1/identities", response_model=list[BindingDocument])
 def list_identities(identity: Authenticated, p: PipelineDep) -> Response:
     _manager(p, identity, "identity.list", None)
     return json_response([b.to_json() for b in p.rbac.bindings()])
 
 
-@router.post("/api/v1/identities/{principal}/roles", status_code=201)
+@router.post("/api/v1/identities/{principal}/roles", status_code=201,
+             response_model=BindingDocument)
 def grant(principal: str, body: GrantBody, identity: Authenticated, p: PipelineDep) -> Response:
     _manager(p, identity, "role.grant", principal)
     if identity.credential != "admin":
@@ -69,7 +78,7 @@ def grant(principal: str, body: GrantBody, identity: Authenticated, p: PipelineD
     return json_response(binding.to_json(), 201)
 
 
-@router.delete("/api/v1/identities/{principal}/roles/{role}")
+@router.delete("/api/v1/identities/{principal}/roles/{role}", response_model=RoleRevoked)
 def revoke_role(principal: str, role: str, identity: Authenticated, p: PipelineDep,
                 environment: str = "*") -> Response:
     _manager(p, identity, "role.revoke", principal)
@@ -81,7 +90,7 @@ def revoke_role(principal: str, role: str, identity: Authenticated, p: PipelineD
                                       "environment": environment}})
 
 
-@audit_router.get("/api/v1/audit/verify")
+@audit_router.get("/api/v1/audit/verify", response_model=AuditVerification)
 def audit_verify(identity: Authenticated, p: PipelineDep) -> Response:
     p.authorise(identity, "audit:read", None, action="audit.verify", target=None)
     return json_response(p.services.audit.verify().to_json())

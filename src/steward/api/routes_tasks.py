@@ -12,12 +12,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from steward.api.models_tasks import Job, TaskDocument, TaskList
 from steward.mcpserver.task_tools import TASK_SERVICE
 from steward.server.app import AppState
-from steward.server.deps import Authenticated, extra, state
+from steward.server.deps import Authenticated, extra, json_response, state
+from steward.server.models import COMMON_ERRORS, errors
 from steward.tasks.definitions import TaskError, TaskNotFound
 from steward.tasks.jobs import JobError, JobNotFound, job_results, jobs
 from steward.tasks.service import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, TaskService
@@ -83,25 +86,25 @@ class TaskExtension:
 
 
 Service = Annotated[TaskService, Depends(task_service)]
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], responses={**COMMON_ERRORS, **errors(503)})
 
 
-@router.get("/api/v1/tasks")
+@router.get("/api/v1/tasks", response_model=TaskList)
 def list_tasks(identity: Authenticated, service: Service,
-               environment: str | None = None) -> dict[str, Any]:
+               environment: str | None = None) -> Response:
     specs = service.tasks(identity, environment)
-    return {"tasks": [spec.to_json() for spec in specs]}
+    return json_response({"tasks": [spec.to_json() for spec in specs]})
 
 
-@router.get("/api/v1/tasks/{name}")
+@router.get("/api/v1/tasks/{name}", response_model=TaskDocument)
 def show_task(name: str, identity: Authenticated, service: Service,
-              environment: str | None = None) -> dict[str, Any]:
-    return service.show(identity, name, environment).to_json(with_script=True)
+              environment: str | None = None) -> Response:
+    return json_response(service.show(identity, name, environment).to_json(with_script=True))
 
 
-@router.post("/api/v1/tasks/{name}/run", status_code=202)
+@router.post("/api/v1/tasks/{name}/run", status_code=202, response_model=Job)
 async def run_task(request: Request, name: str, body: RunBody, identity: Authenticated,
-                   service: Service) -> dict[str, Any]:
+                   service: Service) -> Response:
     job = await run_in_threadpool(service.run, identity, name, body.nodes, body.params,
                                   noop=body.noop, concurrency=body.concurrency)
     signals = state(request).signals
@@ -111,9 +114,9 @@ async def run_task(request: Request, name: str, body: RunBody, identity: Authent
                 signals.wake(result["certname"])
     if body.wait:
         job = await run_in_threadpool(service.wait, identity, job["id"], body.wait)
-    return dict(job)
+    return json_response(dict(job), 202)
 
 
-@router.get("/api/v1/jobs/{job_id}")
-def get_job(job_id: str, identity: Authenticated, service: Service) -> dict[str, Any]:
-    return service.job(identity, job_id)
+@router.get("/api/v1/jobs/{job_id}", response_model=Job)
+def get_job(job_id: str, identity: Authenticated, service: Service) -> Response:
+    return json_response(service.job(identity, job_id))

@@ -31,6 +31,7 @@ from steward.errors import StewardError
 from steward.query.limits import MAX_QUERY_CHARS, loads_ast, page_param
 from steward.query.parser import parse_pql
 from steward.server.deps import QueryPermission, authorise, json_response, services
+from steward.server.models import JsonObject, errors
 from steward.server.services import Services
 
 #: Longest query text an audit entry keeps.
@@ -140,7 +141,13 @@ _Guard = Callable[[Any, "str | None"], None]
 #: it calls the guard with the query before running it.
 _Call = Callable[[Services, dict[str, Any], _Guard], tuple[str | None, Any]]
 
-router = APIRouter(prefix="/pdb/query/v4", tags=["PuppetDB query API"])
+#: A query the store cannot parse or run: the parser's message as plain text, as PuppetDB.
+_QUERY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **errors(401, 403, 404, 413, 422),
+    400: {"description": "The query cannot be parsed or run: the message as plain text",
+          "content": {"text/plain": {"schema": {"type": "string"}}}},
+}
+router = APIRouter(prefix="/pdb/query/v4", tags=["PuppetDB query API"], responses=_QUERY_ERRORS)
 
 
 async def run(request: Request, identity: Principal, call: _Call, single: bool = False,
@@ -201,8 +208,8 @@ def _root_call(svc: Services, params: dict[str, Any], guard: _Guard
         parsed, limit=params["limit"], offset=params["offset"], order_by=params["order_by"])
 
 
-@router.get("", summary="PQL or AST query")
-@router.post("", summary="PQL or AST query")
+@router.get("", summary="PQL or AST query", response_model=list[JsonObject])
+@router.post("", summary="PQL or AST query", response_model=list[JsonObject])
 async def root(
     request: Request,
     identity: QueryPermission,
@@ -230,8 +237,9 @@ def _entity_call(entity: str) -> _Call:
     return call
 
 
-@router.get("/{entity}", summary="AST query of one entity")
-@router.post("/{entity}", summary="AST query of one entity")
+@router.get("/{entity}", summary="AST query of one entity", response_model=list[JsonObject])
+@router.post("/{entity}", summary="AST query of one entity",
+             response_model=list[JsonObject])
 async def entity_query(
     request: Request,
     entity: str,
@@ -262,7 +270,8 @@ def _named_call(entity: str, name: str) -> _Call:
     return call
 
 
-@router.get("/{entity}/{name}", summary="One node's object, or an entity filtered by name")
+@router.get("/{entity}/{name}", summary="One node's object, or an entity filtered by name",
+            response_model=JsonObject | list[JsonObject])
 async def named(request: Request, entity: str, name: str,
                 identity: QueryPermission) -> Response:
     return await run(request, identity, _named_call(entity, name), single=entity in _SINGLE,

@@ -10,12 +10,19 @@ from steward.access.principal import Principal
 from steward.server import deps
 from steward.server.deps import Authenticated, Bearer, ServicesDep, XAuthentication
 from steward.server.errors import EnrollmentError
-from steward.server.models import EnrollRequest
+from steward.server.models import (
+    COMMON_ERRORS,
+    EnrollApproved,
+    EnrollmentState,
+    EnrollPending,
+    EnrollRequest,
+)
 
-router = APIRouter(tags=["enrollment"])
+router = APIRouter(tags=["enrollment"], responses=COMMON_ERRORS)
 
 
-@router.post("/api/v1/enroll", status_code=200)
+@router.post("/api/v1/enroll", status_code=200, response_model=EnrollApproved,
+             responses={202: {"model": EnrollPending, "description": "Pending approval"}})
 def enroll(request: Request, body: EnrollRequest, bearer: Bearer, x_auth: XAuthentication,
            svc: ServicesDep) -> Response:
     """Ask to enroll. With a join token: approved at once (200, the node credential).
@@ -42,7 +49,8 @@ def enroll(request: Request, body: EnrollRequest, bearer: Bearer, x_auth: XAuthe
                               headers=deps.NO_STORE)
 
 
-@router.get("/api/v1/enroll/{request_id}")
+@router.get("/api/v1/enroll/{request_id}",
+            response_model=EnrollApproved | EnrollmentState)
 def enroll_status(request: Request, request_id: str, identity: Authenticated,
                   svc: ServicesDep) -> Response:
     """Poll a pending request with its poll token; collects the credential once approved."""

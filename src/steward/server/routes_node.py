@@ -12,19 +12,28 @@ from fastapi.responses import Response
 from steward.errors import NotFoundError, StewardError
 from steward.server import deps
 from steward.server.deps import ConfigDep, NodeOrQuery, NodeSelf, ServicesDep, Signals
-from steward.server.models import FactsUpload
+from steward.server.models import (
+    COMMON_ERRORS,
+    CatalogAnswer,
+    FactsStored,
+    FactsUpload,
+    JobResultRecorded,
+    NodeDetail,
+    ReportStored,
+    RunWait,
+)
 from steward.server.runs import LiveCatalogRefused, live_catalog
 from steward.store.db import utcnow
 
-router = APIRouter(tags=["nodes"])
+router = APIRouter(tags=["nodes"], responses=COMMON_ERRORS)
 
 #: A live prediction's commit: a SHA-1 or SHA-256 object name.
 COMMIT_PATTERN = r"^[0-9a-f]{40}([0-9a-f]{24})?$"
 
 
-@router.put("/api/v1/nodes/{certname}/facts")
+@router.put("/api/v1/nodes/{certname}/facts", response_model=FactsStored)
 def put_facts(certname: str, body: FactsUpload, _identity: NodeSelf,
-              svc: ServicesDep) -> dict[str, Any]:
+              svc: ServicesDep) -> Response:
     """Replace the node's facts (the input of its next catalog)."""
     node = svc.enrollment.get(certname)
     environment = (body.environment or node["environment"] or node["last_environment"]
@@ -34,10 +43,10 @@ def put_facts(certname: str, body: FactsUpload, _identity: NodeSelf,
         stamp = stamp.replace(tzinfo=UTC)
     svc.store.replace_facts(certname, environment, body.values, stamp)
     svc.enrollment.touch(certname, last_seen_at=utcnow())
-    return {"certname": certname, "environment": environment}
+    return deps.json_response({"certname": certname, "environment": environment})
 
 
-@router.get("/api/v1/nodes/{certname}/catalog")
+@router.get("/api/v1/nodes/{certname}/catalog", response_model=CatalogAnswer)
 def get_catalog(
     request: Request,
     certname: str,
@@ -100,7 +109,8 @@ def get_catalog(
     )
 
 
-@router.post("/api/v1/nodes/{certname}/reports", status_code=201)
+@router.post("/api/v1/nodes/{certname}/reports", status_code=201,
+             response_model=ReportStored)
 def post_report(request: Request, certname: str, report: Annotated[dict[str, Any], Body()],
                 identity: NodeSelf, svc: ServicesDep) -> Response:
     """Store a run report (idempotent on its transaction_uuid)."""
@@ -113,7 +123,7 @@ def post_report(request: Request, certname: str, report: Annotated[dict[str, Any
                                "transaction_uuid": report.get("transaction_uuid")}, 201)
 
 
-@router.get("/api/v1/nodes/{certname}/run-wait")
+@router.get("/api/v1/nodes/{certname}/run-wait", response_model=RunWait)
 async def run_wait(
     request: Request,
     certname: str,
@@ -121,35 +131,35 @@ async def run_wait(
     signals: Signals,
     config: ConfigDep,
     timeout: Annotated[float, Query(ge=0, le=300)] = 25.0,
-) -> dict[str, Any]:
+) -> Response:
     """Long poll: answers as soon as an operator asks this node to run, or at timeout."""
     claimed = await signals.wait(certname, min(timeout, config.long_poll_seconds),
                                  deps.state(request).extras.get("task_claim"))
     if claimed is None:
-        return {"run": False}
+        return deps.json_response({"run": False})
     if isinstance(claimed, dict):
         # A task job's part for this node (docs/tasks.md): run it, post the result.
-        return {"run": False, "task": claimed}
+        return deps.json_response({"run": False, "task": claimed})
     answer: dict[str, Any] = {"run": True, "noop": claimed.noop,
                               "requested_by": claimed.requested_by,
                               "request_ids": list(claimed.ids)}
     if claimed.commit is not None:
         # Live prediction: fetch the catalog with ?commit= and run it in noop.
         answer.update(commit=claimed.commit, change=claimed.change_id)
-    return answer
+    return deps.json_response(answer)
 
 
-@router.post("/api/v1/nodes/{certname}/jobs/{job}/result")
+@router.post("/api/v1/nodes/{certname}/jobs/{job}/result", response_model=JobResultRecorded)
 def post_job_result(request: Request, certname: str, job: str, _identity: NodeSelf,
-                    body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+                    body: Annotated[dict[str, Any], Body()]) -> Response:
     """The node's outcome of its part of a task job (docs/tasks.md)."""
     complete = deps.state(request).extras.get("task_complete")
     if complete is None:
         raise NotFoundError("tasks need the change pipeline (a git repository of desired "
                             "state)")
-    return dict(complete(certname, job, body))
+    return deps.json_response(dict(complete(certname, job, body)))
 
 
-@router.get("/api/v1/nodes/{certname}")
-def get_node(certname: str, _identity: NodeOrQuery, svc: ServicesDep) -> dict[str, Any]:
-    return svc.enrollment.get(certname)
+@router.get("/api/v1/nodes/{certname}", response_model=NodeDetail)
+def get_node(certname: str, _identity: NodeOrQuery, svc: ServicesDep) -> Response:
+    return deps.json_response(svc.enrollment.get(certname))

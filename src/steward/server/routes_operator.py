@@ -4,7 +4,7 @@ list, revoke) and the audit log. Each route needs the permission its dependency 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
@@ -23,24 +23,37 @@ from steward.server.deps import (
 )
 from steward.server.enrollment import check_certname
 from steward.server.errors import EnrollmentError
-from steward.server.models import RunRequestBody, SshNode, TokenCreate
+from steward.server.models import (
+    COMMON_ERRORS,
+    AuditEntry,
+    NodeApproved,
+    NodeDetail,
+    NodeListed,
+    NodeRevoked,
+    RunRequestBody,
+    RunRequested,
+    SshNode,
+    Token,
+    TokenCreate,
+    TokenCreated,
+)
 
-router = APIRouter(tags=["operators"])
+router = APIRouter(tags=["operators"], responses=COMMON_ERRORS)
 
 #: Token kinds that ``token:manage`` alone may revoke (the ones it may mint).
 MANAGED_TOKEN_KINDS = frozenset({"join", "user", "agent"})
 
 
-@router.get("/api/v1/nodes")
+@router.get("/api/v1/nodes", response_model=list[NodeListed])
 def list_nodes(_identity: QueryPermission, svc: ServicesDep,
-               status: str | None = None) -> list[dict[str, Any]]:
+               status: str | None = None) -> Response:
     """Every node with its enrollment status, including pending requests."""
-    return svc.enrollment.list_nodes(status=status)
+    return deps.json_response(svc.enrollment.list_nodes(status=status))
 
 
-@router.post("/api/v1/nodes", status_code=201)
+@router.post("/api/v1/nodes", status_code=201, response_model=NodeDetail)
 def add_ssh_node(request: Request, body: SshNode, identity: NodeManage,
-                 svc: ServicesDep) -> dict[str, Any]:
+                 svc: ServicesDep) -> Response:
     """Add an agentless node, reached over SSH by the server's scheduler."""
     check_certname(body.certname)
     result = svc.enrollment.register_ssh(
@@ -49,29 +62,29 @@ def add_ssh_node(request: Request, body: SshNode, identity: NodeManage,
         identity, body.environment,
     )
     deps.allowed(request, identity, "node.add_ssh", body.certname)
-    return result
+    return deps.json_response(result, 201)
 
 
-@router.post("/api/v1/nodes/{certname}/approve")
+@router.post("/api/v1/nodes/{certname}/approve", response_model=NodeApproved)
 def approve(request: Request, certname: str, identity: NodeManage,
-            svc: ServicesDep) -> dict[str, Any]:
+            svc: ServicesDep) -> Response:
     result = svc.enrollment.approve(certname, identity)
     deps.allowed(request, identity, "node.approve", certname)
-    return result
+    return deps.json_response(result)
 
 
-@router.post("/api/v1/nodes/{certname}/revoke")
+@router.post("/api/v1/nodes/{certname}/revoke", response_model=NodeRevoked)
 def revoke(request: Request, certname: str, identity: NodeManage,
-           svc: ServicesDep) -> dict[str, Any]:
+           svc: ServicesDep) -> Response:
     """Revoke the node's credentials; its next request is refused."""
     result = svc.enrollment.revoke(certname, identity)
     deps.allowed(request, identity, "node.revoke", certname)
-    return result
+    return deps.json_response(result)
 
 
-@router.post("/api/v1/nodes/{certname}/run", status_code=202)
+@router.post("/api/v1/nodes/{certname}/run", status_code=202, response_model=RunRequested)
 async def run_now(request: Request, certname: str, identity: NodeManage, svc: ServicesDep,
-                  signals: Signals, body: RunRequestBody | None = None) -> dict[str, Any]:
+                  signals: Signals, body: RunRequestBody | None = None) -> Response:
     """Ask the node to run now; a listening agent starts within seconds."""
     node_status = await run_in_threadpool(svc.enrollment.status_of, certname)
     if node_status is None:
@@ -81,10 +94,11 @@ async def run_now(request: Request, certname: str, identity: NodeManage, svc: Se
     noop = body.noop if body is not None else False
     request_id = await signals.request(certname, identity.label, noop=noop)
     await run_in_threadpool(deps.allowed, request, identity, "node.run", certname)
-    return {"certname": certname, "request_id": request_id, "noop": noop}
+    return deps.json_response({"certname": certname, "request_id": request_id, "noop": noop},
+                              202)
 
 
-@router.post("/api/v1/tokens", status_code=201)
+@router.post("/api/v1/tokens", status_code=201, response_model=TokenCreated)
 def create_token(request: Request, body: TokenCreate, identity: TokenManage,
                  svc: ServicesDep) -> Response:
     """Mint a join or operator token; the answer is the only time it is shown.
@@ -110,16 +124,16 @@ def create_token(request: Request, body: TokenCreate, identity: TokenManage,
     return deps.json_response(created, 201, headers=deps.NO_STORE)
 
 
-@router.get("/api/v1/tokens")
+@router.get("/api/v1/tokens", response_model=list[Token])
 def list_tokens(_identity: TokenManage, svc: ServicesDep,
-                include_revoked: bool = False) -> list[dict[str, Any]]:
+                include_revoked: bool = False) -> Response:
     """Token metadata (never the tokens or their hashes)."""
-    return svc.tokens.list_tokens(include_revoked=include_revoked)
+    return deps.json_response(svc.tokens.list_tokens(include_revoked=include_revoked))
 
 
-@router.delete("/api/v1/tokens/{token_id}")
+@router.delete("/api/v1/tokens/{token_id}", response_model=Token)
 def revoke_token(request: Request, token_id: str, identity: TokenManage,
-                 svc: ServicesDep) -> dict[str, Any]:
+                 svc: ServicesDep) -> Response:
     """Revoke a token. Join, user and agent tokens need ``token:manage``; the others
     (admin, operator, node and enrollment tokens) ``admin`` (a node: revoke the node).
     """
@@ -129,16 +143,16 @@ def revoke_token(request: Request, token_id: str, identity: TokenManage,
                   context=f"{token['kind']} tokens are revoked by an admin only")
     result = svc.tokens.revoke(token_id)
     deps.allowed(request, identity, "token.revoke", token_id)
-    return result
+    return deps.json_response(result)
 
 
-@router.get("/api/v1/audit")
+@router.get("/api/v1/audit", response_model=list[AuditEntry])
 def audit_log(
     _identity: AuditRead,
     svc: ServicesDep,
     outcome: Literal["allowed", "denied"] | None = None,
     actor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
-) -> list[dict[str, Any]]:
+) -> Response:
     """The audit log, newest first (denials and operator actions)."""
-    return svc.audit.entries(outcome=outcome, actor=actor, limit=limit)
+    return deps.json_response(svc.audit.entries(outcome=outcome, actor=actor, limit=limit))
