@@ -99,8 +99,8 @@ class ImpactSummary(BaseModel):
     selection: JsonValue
 
 
-class ChangeDocument(BaseModel):
-    """A change (format 1) with its gates, and its impact and policy once analysed."""
+class ChangeRecord(BaseModel):
+    """A change as stored (format 1): what listings and traces show."""
 
     base: str
     branch: str
@@ -118,6 +118,11 @@ class ChangeDocument(BaseModel):
     state: str
     title: str
     updated_at: str | None
+
+
+class ChangeDocument(ChangeRecord):
+    """A change with its gates, and its impact and policy once analysed."""
+
     gates: JsonObject
     impact: ImpactSummary | None = Field(default=None, description="Once analysed")
     policy: JsonObject | None = Field(default=None, description="Once analysed")
@@ -195,7 +200,7 @@ class Trace(BaseModel):
     """From proposal to the per-node reports that enforced it (format 1)."""
 
     format: int
-    change: ChangeDocument
+    change: ChangeRecord
     history: list[HistoryEntry]
     audit: list[JsonObject]
     deployments: list[DeploymentDocument]

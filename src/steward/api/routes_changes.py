@@ -15,6 +15,7 @@ from steward.api.models_changes import (
     AnalyseBody,
     ChangeDetail,
     ChangeDocument,
+    ChangeRecord,
     ImpactReport,
     OverrideBody,
     ProposeBody,
@@ -53,7 +54,7 @@ def propose(body: ProposeBody, identity: Authenticated, p: PipelineDep) -> Respo
     return json_response(view.to_json(), 201)
 
 
-@router.get("/api/v1/changes", response_model=list[ChangeDocument])
+@router.get("/api/v1/changes", response_model=list[ChangeRecord])
 def list_changes(identity: Authenticated, p: PipelineDep, state: str | None = None,
                  environment: str | None = None) -> Response:
     changes = p.list(identity, state=state, environment=environment)
