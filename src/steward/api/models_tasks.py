@@ -1,10 +1,29 @@
-"""The REST documents of tasks and jobs, and of the Infra Assistant's answers."""
+"""The REST documents of tasks and jobs: a run request, a node's result, the answers."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from pydantic import BaseModel, Field, JsonValue
 
 from steward.server.models import JsonObject
+from steward.tasks.service import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
+
+
+class RunBody(BaseModel):
+    nodes: str = Field(min_length=1, max_length=4000, description="PQL selecting the nodes")
+    params: dict[str, Any] = Field(default_factory=dict)
+    noop: bool = False
+    concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=MAX_CONCURRENCY)
+    wait: float = Field(default=0.0, ge=0, le=600,
+                        description="Seconds to wait for the job to finish before answering")
+
+
+class ResultBody(BaseModel):
+    state: str
+    exit_code: int | None = None
+    result: Any = None
+    output: str = ""
 
 
 class TaskDocument(BaseModel):
@@ -55,28 +74,3 @@ class Job(BaseModel):
     finished_at: str | None
     counts: dict[str, int]
     results: list[JobResult]
-
-
-class Attempt(BaseModel):
-    query: str | None
-    error: str | None
-    stage: str | None
-
-
-class AskAnswer(BaseModel):
-    question: str
-    query: str
-    rows: list[JsonObject]
-    row_count: int
-    truncated: bool
-    limit: int
-    summary: str
-    attempts: list[Attempt]
-
-
-class AskFailure(BaseModel):
-    """422 (no valid query came of the question) or 502 (the model failed)."""
-
-    error: str
-    attempts: list[Attempt] = Field(default_factory=list,
-                                    description="Absent when the request itself is invalid")

@@ -15,25 +15,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 
-from steward.api.models_tasks import AskAnswer, AskFailure
+from steward.api.models_assistant import AskAnswer, AskBody, AskFailure
 from steward.assistant.config import MODEL_EXTRA, AssistantConfigError, resolve_model
-from steward.assistant.core import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    AskError,
-    ModelFailed,
-    answer,
-)
+from steward.assistant.core import AskError, ModelFailed, answer
 from steward.server.deps import QueryPermission, ServicesDep, json_response, state
 from steward.server.models import COMMON_ERRORS, Error, errors
-
-
-class AskBody(BaseModel):
-    question: str = Field(min_length=1, max_length=4000)
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT,
-                       description="At most this many rows")
 
 
 def model_for(request: Request) -> tuple[Any, str]:

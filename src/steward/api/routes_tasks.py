@@ -13,35 +13,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from steward.api.models_tasks import Job, TaskDocument, TaskList
+from steward.api.models_tasks import Job, ResultBody, RunBody, TaskDocument, TaskList
 from steward.mcpserver.task_tools import TASK_SERVICE
 from steward.server.app import AppState
 from steward.server.deps import Authenticated, extra, json_response, state
 from steward.server.models import COMMON_ERRORS, errors
 from steward.tasks.definitions import TaskError, TaskNotFound
 from steward.tasks.jobs import JobError, JobNotFound, job_results, jobs
-from steward.tasks.service import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, TaskService
+from steward.tasks.service import TaskService
 
 SERVICE = TASK_SERVICE
-
-
-class RunBody(BaseModel):
-    nodes: str = Field(min_length=1, max_length=4000, description="PQL selecting the nodes")
-    params: dict[str, Any] = Field(default_factory=dict)
-    noop: bool = False
-    concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=MAX_CONCURRENCY)
-    wait: float = Field(default=0.0, ge=0, le=600,
-                        description="Seconds to wait for the job to finish before answering")
-
-
-class ResultBody(BaseModel):
-    state: str
-    exit_code: int | None = None
-    result: Any = None
-    output: str = ""
 
 
 def task_service(request: Request) -> TaskService:
