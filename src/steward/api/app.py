@@ -17,7 +17,12 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from steward.access.roles import RbacError
-from steward.api import routes, routes_assistant
+from steward.api import (
+    routes_assistant,
+    routes_changes,
+    routes_deployments,
+    routes_identities,
+)
 from steward.api.routes_tasks import TaskExtension
 from steward.gitrepo import GitError
 from steward.mcpserver.http import McpExtension
@@ -46,7 +51,10 @@ class PipelineExtension:
             (ApprovalError, 400), (DeployError, 400), (RbacError, 400),
         ])
         state.extras["pipeline_tasks"] = self.tasks
-        routes.install(app)
+        app.exception_handler(StaleApprovalError)(routes_changes.stale_approval)
+        for router in (routes_changes.router, routes_deployments.router,
+                       routes_identities.router, routes_identities.audit_router):
+            app.include_router(router)
 
     async def startup(self, state: AppState) -> None:
         pipeline = await run_in_threadpool(_build, state.services)
@@ -89,7 +97,7 @@ def change_error_status(exc: ChangeError) -> int:
 def build_app(config: ServerConfig, *, services: Services | None = None) -> FastAPI:
     app = create_app(config, services=services, extensions=[PipelineExtension(), TaskExtension(),
                                                                McpExtension(config)])
-    routes_assistant.install(app)  # POST /api/v1/ask (the Infra Assistant)
+    app.include_router(routes_assistant.router)  # POST /api/v1/ask (the Infra Assistant)
 
     @app.exception_handler(ChangeError)
     async def _change_error(_request: Any, exc: ChangeError) -> Any:

@@ -11,28 +11,16 @@ unaffected.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 
-from steward.access.principal import Principal
+from steward.api.models_assistant import AskAnswer, AskBody, AskFailure
 from steward.assistant.config import MODEL_EXTRA, AssistantConfigError, resolve_model
-from steward.assistant.core import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    AskError,
-    ModelFailed,
-    answer,
-)
-from steward.server.deps import json_response, require, services, state
-
-
-class AskBody(BaseModel):
-    question: str = Field(min_length=1, max_length=4000)
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT,
-                       description="At most this many rows")
+from steward.assistant.core import AskError, ModelFailed, answer
+from steward.server.deps import QueryPermission, ServicesDep, json_response, state
+from steward.server.models import COMMON_ERRORS, Error, errors
 
 
 def model_for(request: Request) -> tuple[Any, str]:
@@ -42,23 +30,29 @@ def model_for(request: Request) -> tuple[Any, str]:
     return resolve_model(app_state.config.data_dir, app_state.extras.get(MODEL_EXTRA))
 
 
-def install(app: FastAPI) -> None:
-    @app.post("/api/v1/ask", tags=["assistant"])
-    def ask(request: Request, body: AskBody,
-            identity: Annotated[Principal, Depends(require("query"))]) -> Response:
-        """A question in plain language: the query the model wrote, its rows, a summary."""
-        try:
-            model, output = model_for(request)
-        except AssistantConfigError as exc:
-            # The server's configuration, not a fault.
-            return json_response({"error": str(exc)}, 409)
-        try:
-            result = answer(body.question, identity=identity, services=services(request),
-                            model=model, authorizer=state(request).authorizer,
-                            limit=body.limit, output=output)
-        except AskError as exc:
-            return json_response({"error": str(exc),
-                          "attempts": [{"query": a.query, "error": a.error, "stage": a.stage}
-                                       for a in exc.attempts]},
-                         502 if isinstance(exc, ModelFailed) else 422)
-        return json_response(result.to_json())
+router = APIRouter(tags=["assistant"], responses={
+    **COMMON_ERRORS, **errors(502),
+    409: {"model": Error, "description": "No model is configured (the answer says how)"}})
+
+
+@router.post("/api/v1/ask", response_model=AskAnswer, responses={
+    422: {"model": AskFailure, "description": "No valid query came of the question"},
+    502: {"model": AskFailure, "description": "The language model failed"}})
+def ask(request: Request, body: AskBody, identity: QueryPermission,
+        svc: ServicesDep) -> Response:
+    """A question in plain language: the query the model wrote, its rows, a summary."""
+    try:
+        model, output = model_for(request)
+    except AssistantConfigError as exc:
+        # The server's configuration, not a fault.
+        return json_response({"error": str(exc)}, 409)
+    try:
+        result = answer(body.question, identity=identity, services=svc,
+                        model=model, authorizer=state(request).authorizer,
+                        limit=body.limit, output=output)
+    except AskError as exc:
+        return json_response({"error": str(exc),
+                              "attempts": [{"query": a.query, "error": a.error,
+                                            "stage": a.stage} for a in exc.attempts]},
+                             502 if isinstance(exc, ModelFailed) else 422)
+    return json_response(result.to_json())

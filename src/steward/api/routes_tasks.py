@@ -9,41 +9,28 @@ and ``POST /api/v1/nodes/{certname}/jobs/{job}/result`` records the outcome
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from steward.api.models_tasks import Job, ResultBody, RunBody, TaskDocument, TaskList
 from steward.mcpserver.task_tools import TASK_SERVICE
 from steward.server.app import AppState
-from steward.server.deps import Authenticated, state
+from steward.server.deps import Authenticated, extra, json_response, state
+from steward.server.models import COMMON_ERRORS, errors
 from steward.tasks import entities
 from steward.tasks.definitions import TaskError, TaskNotFound
 from steward.tasks.jobs import JobError, JobNotFound
-from steward.tasks.service import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, TaskService
+from steward.tasks.service import TaskService
 
 SERVICE = TASK_SERVICE
 
 
-class RunBody(BaseModel):
-    nodes: str = Field(min_length=1, max_length=4000, description="PQL selecting the nodes")
-    params: dict[str, Any] = Field(default_factory=dict)
-    noop: bool = False
-    concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=MAX_CONCURRENCY)
-    wait: float = Field(default=0.0, ge=0, le=600,
-                        description="Seconds to wait for the job to finish before answering")
-
-
-class ResultBody(BaseModel):
-    state: str
-    exit_code: int | None = None
-    result: Any = None
-    output: str = ""
-
-
-def _service(request: Request) -> TaskService:
-    service = state(request).extras.get(SERVICE)
+def task_service(request: Request) -> TaskService:
+    """The application's :class:`TaskService`; 503 without the change pipeline."""
+    service = extra(request, SERVICE)
     if service is None:
         raise HTTPException(503, "tasks need the change pipeline: the server's repository is "
                                  "a plain directory, not desired.git")
@@ -58,7 +45,7 @@ class TaskExtension:
         state: AppState = app.state.steward
         state.error_statuses[:0] = [(TaskNotFound, 404), (JobNotFound, 404),
                                     (TaskError, 400), (JobError, 409)]
-        _routes(app)
+        app.include_router(router)
 
     async def startup(self, state: AppState) -> None:
         # Jobs join PQL always, their tables only with the pipeline (as changes do).
@@ -84,33 +71,38 @@ class TaskExtension:
             state.extras.pop(key, None)
 
 
-def _routes(app: FastAPI) -> None:
-    @app.get("/api/v1/tasks", tags=["tasks"])
-    def list_tasks(request: Request, identity: Authenticated,
-                   environment: str | None = None) -> dict[str, Any]:
-        specs = _service(request).tasks(identity, environment)
-        return {"tasks": [spec.to_json() for spec in specs]}
+Service = Annotated[TaskService, Depends(task_service)]
+router = APIRouter(tags=["tasks"], responses={**COMMON_ERRORS, **errors(503)})
 
-    @app.get("/api/v1/tasks/{name}", tags=["tasks"])
-    def show_task(request: Request, name: str, identity: Authenticated,
-                  environment: str | None = None) -> dict[str, Any]:
-        return _service(request).show(identity, name, environment).to_json(with_script=True)
 
-    @app.post("/api/v1/tasks/{name}/run", tags=["tasks"], status_code=202)
-    async def run_task(request: Request, name: str, body: RunBody,
-                       identity: Authenticated) -> dict[str, Any]:
-        service = _service(request)
-        job = await run_in_threadpool(service.run, identity, name, body.nodes, body.params,
-                                      noop=body.noop, concurrency=body.concurrency)
-        signals = state(request).signals
-        if signals is not None:
-            for result in job["results"]:
-                if result["state"] == "pending":
-                    signals.wake(result["certname"])
-        if body.wait:
-            job = await run_in_threadpool(service.wait, identity, job["id"], body.wait)
-        return dict(job)
+@router.get("/api/v1/tasks", response_model=TaskList)
+def list_tasks(identity: Authenticated, service: Service,
+               environment: str | None = None) -> Response:
+    specs = service.tasks(identity, environment)
+    return json_response({"tasks": [spec.to_json() for spec in specs]})
 
-    @app.get("/api/v1/jobs/{job_id}", tags=["tasks"])
-    def get_job(request: Request, job_id: str, identity: Authenticated) -> dict[str, Any]:
-        return _service(request).job(identity, job_id)
+
+@router.get("/api/v1/tasks/{name}", response_model=TaskDocument)
+def show_task(name: str, identity: Authenticated, service: Service,
+              environment: str | None = None) -> Response:
+    return json_response(service.show(identity, name, environment).to_json(with_script=True))
+
+
+@router.post("/api/v1/tasks/{name}/run", status_code=202, response_model=Job)
+async def run_task(request: Request, name: str, body: RunBody, identity: Authenticated,
+                   service: Service) -> Response:
+    job = await run_in_threadpool(service.run, identity, name, body.nodes, body.params,
+                                  noop=body.noop, concurrency=body.concurrency)
+    signals = state(request).signals
+    if signals is not None:
+        for result in job["results"]:
+            if result["state"] == "pending":
+                signals.wake(result["certname"])
+    if body.wait:
+        job = await run_in_threadpool(service.wait, identity, job["id"], body.wait)
+    return json_response(dict(job), 202)
+
+
+@router.get("/api/v1/jobs/{job_id}", response_model=Job)
+def get_job(job_id: str, identity: Authenticated, service: Service) -> Response:
+    return json_response(service.job(identity, job_id))

@@ -13,16 +13,15 @@ around ``audit:read``. Queries made with an *agent* token are audited
 (action ``query``, the entity as target, the query text cut to :data:`AUDITED_QUERY_CHARS`
 and the row count as parameters): what an agent looked at is part of its trail. Node,
 operator and human queries are not (their volume would drown the log).
-
-(No ``from __future__ import annotations`` here: the route signatures name a dependency that
-is local to :func:`build_router`, and FastAPI must see it as an object, not a string.)
 """
+
+from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -31,6 +30,8 @@ from steward.access.principal import Principal
 from steward.errors import StewardError
 from steward.query.limits import MAX_QUERY_CHARS, loads_ast, page_param
 from steward.query.parser import parse_pql
+from steward.server.deps import QueryPermission, authorise, json_response, services
+from steward.server.models import JsonObject, errors
 from steward.server.services import Services
 
 #: Longest query text an audit entry keeps.
@@ -97,11 +98,6 @@ def _paging(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _json(document: Any, status: int = 200) -> Response:
-    return Response(json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str),
-                    status_code=status, media_type="application/json")
-
-
 async def _params(request: Request) -> dict[str, Any]:
     if request.method == "POST":
         try:
@@ -145,131 +141,138 @@ _Guard = Callable[[Any, "str | None"], None]
 #: it calls the guard with the query before running it.
 _Call = Callable[[Services, dict[str, Any], _Guard], tuple[str | None, Any]]
 
+#: A query the store cannot parse or run: the parser's message as plain text, as PuppetDB.
+_QUERY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **errors(401, 403, 404, 413, 422),
+    400: {"description": "The query cannot be parsed or run: the message as plain text",
+          "content": {"text/plain": {"schema": {"type": "string"}}}},
+}
+router = APIRouter(prefix="/pdb/query/v4", tags=["PuppetDB query API"], responses=_QUERY_ERRORS)
 
-def build_router(
-    services: Callable[[Request], Services],
-    authorised: Callable[..., Principal],
-    authorise: Callable[[Request, Principal, str, str], None],
-) -> APIRouter:
-    """The ``/pdb`` routes.
 
-    ``authorised`` is the dependency that admits holders of ``query``;
-    ``authorise(request, identity, permission, entity)`` checks (and audits) one more
-    permission a query's entities need, raising :class:`Forbidden`.
-    """
-    router = APIRouter(prefix="/pdb/query/v4", tags=["PuppetDB query API"])
-    Authorised = Annotated[Principal, Depends(authorised)]
+async def run(request: Request, identity: Principal, call: _Call, single: bool = False,
+              entity: str | None = None) -> Response:
+    """Read the parameters, run ``call`` on the store (guarded, audited for agents), answer
+    PuppetDB's JSON, or its plain-text 400 for a query the store cannot parse or run."""
+    audited = identity.credential in AUDITED_KINDS
+    params: dict[str, Any] = {}
 
-    async def run(request: Request, identity: Principal, call: _Call, single: bool = False,
-                  entity: str | None = None) -> Response:
-        audited = identity.credential in AUDITED_KINDS
-        params: dict[str, Any] = {}
+    def guard(ast: Any, name: str | None) -> None:
+        # Each entity's own permission, checked (and audited) as ``authorise`` does.
+        for needed_by, permission in entity_permissions(ast, name):
+            authorise(request, identity, permission, None, target=needed_by)
 
-        def guard(ast: Any, name: str | None) -> None:
-            for needed_by, permission in entity_permissions(ast, name):
-                authorise(request, identity, permission, needed_by)
-
-        def execute(svc: Services) -> Any:
-            found = entity
-            try:
-                found, result = call(svc, {**params, **_paging(params)}, guard)
-            except Forbidden:
-                raise  # audited as a denial already
-            except StewardError as exc:
-                if audited:
-                    audit_query(svc, request, identity, found, params, error=str(exc))
-                raise
-            if audited:
-                audit_query(svc, request, identity, found, params, rows=len(result))
-            return result
-
+    def execute(svc: Services) -> Any:
+        found = entity
         try:
-            try:
-                params = await _params(request)
-            except StewardError as exc:
-                if audited:
-                    await run_in_threadpool(audit_query, services(request), request,
-                                            identity, entity, params, error=str(exc))
-                raise
-            result = await run_in_threadpool(execute, services(request))
+            found, result = call(svc, {**params, **_paging(params)}, guard)
         except Forbidden:
-            raise  # HTTP 403 with the permission, as every refusal
+            raise  # audited as a denial already
         except StewardError as exc:
-            return PlainTextResponse(str(exc), status_code=400)
-        if single:
-            if not result:
-                return _json({"error": "No information is known about that node"}, 404)
-            return _json(result[0])
-        return _json(result)
+            if audited:
+                audit_query(svc, request, identity, found, params, error=str(exc))
+            raise
+        if audited:
+            audit_query(svc, request, identity, found, params, rows=len(result))
+        return result
 
-    @router.get("", summary="PQL or AST query")
-    @router.post("", summary="PQL or AST query")
-    async def root(
-        request: Request,
-        identity: Authorised,
-        query: Annotated[str | None, Query(description="PQL, or an AST as JSON")] = None,
-        limit: Annotated[int | None, Query(ge=0)] = None,
-        offset: Annotated[int | None, Query(ge=0)] = None,
-        order_by: Annotated[str | None, Query(description="JSON array")] = None,
-    ) -> Response:
-        def call(svc: Services, params: dict[str, Any], guard: _Guard
-                 ) -> tuple[str | None, Any]:
-            parsed = _parse_query(params.get("query"))
-            if parsed is None or parsed == "":
-                raise QueryInputError("missing query (PQL or AST): pass query=...")
-            if isinstance(parsed, str):
-                parsed = parse_pql(parsed)  # the store would parse it; this names the entities
-            guard(parsed, None)
-            return _entity_of(parsed), svc.store.query(
-                parsed, limit=params["limit"], offset=params["offset"],
-                order_by=params["order_by"])
+    try:
+        try:
+            params = await _params(request)
+        except StewardError as exc:
+            if audited:
+                await run_in_threadpool(audit_query, services(request), request,
+                                        identity, entity, params, error=str(exc))
+            raise
+        result = await run_in_threadpool(execute, services(request))
+    except Forbidden:
+        raise  # HTTP 403 with the permission, as every refusal
+    except StewardError as exc:
+        return PlainTextResponse(str(exc), status_code=400)
+    if single:
+        if not result:
+            return json_response({"error": "No information is known about that node"}, 404)
+        return json_response(result[0])
+    return json_response(result)
 
-        return await run(request, identity, call)
 
-    @router.get("/{entity}", summary="AST query of one entity")
-    @router.post("/{entity}", summary="AST query of one entity")
-    async def entity_query(
-        request: Request,
-        entity: str,
-        identity: Authorised,
-        query: Annotated[str | None, Query(description="AST as JSON")] = None,
-        limit: Annotated[int | None, Query(ge=0)] = None,
-        offset: Annotated[int | None, Query(ge=0)] = None,
-        order_by: Annotated[str | None, Query(description="JSON array")] = None,
-    ) -> Response:
-        def call(svc: Services, params: dict[str, Any], guard: _Guard
-                 ) -> tuple[str | None, Any]:
-            parsed = _parse_query(params.get("query"))
-            if isinstance(parsed, str) and parsed.strip():
-                raise QueryInputError(
-                    f"/pdb/query/v4/{entity} takes an AST query (a JSON array); "
-                    "send PQL to /pdb/query/v4"
-                )
-            guard(parsed, entity)
-            return entity, svc.store.query_entity(
-                entity, parsed or None, limit=params["limit"], offset=params["offset"],
-                order_by=params["order_by"])
+def _root_call(svc: Services, params: dict[str, Any], guard: _Guard
+               ) -> tuple[str | None, Any]:
+    parsed = _parse_query(params.get("query"))
+    if parsed is None or parsed == "":
+        raise QueryInputError("missing query (PQL or AST): pass query=...")
+    if isinstance(parsed, str):
+        parsed = parse_pql(parsed)  # the store would parse it; this names the entities
+    guard(parsed, None)
+    return _entity_of(parsed), svc.store.query(
+        parsed, limit=params["limit"], offset=params["offset"], order_by=params["order_by"])
 
-        return await run(request, identity, call, entity=entity)
 
-    @router.get("/{entity}/{name}", summary="One node's object, or an entity filtered by name")
-    async def named(request: Request, entity: str, name: str,
-                    identity: Authorised) -> Response:
-        field = _SINGLE.get(entity) or _FILTER.get(entity)
+@router.get("", summary="PQL or AST query", response_model=list[JsonObject])
+@router.post("", summary="PQL or AST query", response_model=list[JsonObject])
+async def root(
+    request: Request,
+    identity: QueryPermission,
+    query: Annotated[str | None, Query(description="PQL, or an AST as JSON")] = None,
+    limit: Annotated[int | None, Query(ge=0)] = None,
+    offset: Annotated[int | None, Query(ge=0)] = None,
+    order_by: Annotated[str | None, Query(description="JSON array")] = None,
+) -> Response:
+    return await run(request, identity, _root_call)
 
-        def call(svc: Services, params: dict[str, Any], guard: _Guard
-                 ) -> tuple[str | None, Any]:
-            if field is None:
-                raise QueryInputError(f"/pdb/query/v4/{entity}/NAME is not supported")
-            ast: list[Any] = ["=", field, name]
-            user = _parse_query(params.get("query"))
-            if user:
-                ast = ["and", ast, user]
-            guard(ast, entity)
-            return entity, svc.store.query_entity(
-                entity, ast, limit=params["limit"], offset=params["offset"],
-                order_by=params["order_by"])
 
-        return await run(request, identity, call, single=entity in _SINGLE, entity=entity)
+def _entity_call(entity: str) -> _Call:
+    def call(svc: Services, params: dict[str, Any], guard: _Guard) -> tuple[str | None, Any]:
+        parsed = _parse_query(params.get("query"))
+        if isinstance(parsed, str) and parsed.strip():
+            raise QueryInputError(
+                f"/pdb/query/v4/{entity} takes an AST query (a JSON array); "
+                "send PQL to /pdb/query/v4"
+            )
+        guard(parsed, entity)
+        return entity, svc.store.query_entity(
+            entity, parsed or None, limit=params["limit"], offset=params["offset"],
+            order_by=params["order_by"])
 
-    return router
+    return call
+
+
+@router.get("/{entity}", summary="AST query of one entity", response_model=list[JsonObject])
+@router.post("/{entity}", summary="AST query of one entity",
+             response_model=list[JsonObject])
+async def entity_query(
+    request: Request,
+    entity: str,
+    identity: QueryPermission,
+    query: Annotated[str | None, Query(description="AST as JSON")] = None,
+    limit: Annotated[int | None, Query(ge=0)] = None,
+    offset: Annotated[int | None, Query(ge=0)] = None,
+    order_by: Annotated[str | None, Query(description="JSON array")] = None,
+) -> Response:
+    return await run(request, identity, _entity_call(entity), entity=entity)
+
+
+def _named_call(entity: str, name: str) -> _Call:
+    field = _SINGLE.get(entity) or _FILTER.get(entity)
+
+    def call(svc: Services, params: dict[str, Any], guard: _Guard) -> tuple[str | None, Any]:
+        if field is None:
+            raise QueryInputError(f"/pdb/query/v4/{entity}/NAME is not supported")
+        ast: list[Any] = ["=", field, name]
+        user = _parse_query(params.get("query"))
+        if user:
+            ast = ["and", ast, user]
+        guard(ast, entity)
+        return entity, svc.store.query_entity(
+            entity, ast, limit=params["limit"], offset=params["offset"],
+            order_by=params["order_by"])
+
+    return call
+
+
+@router.get("/{entity}/{name}", summary="One node's object, or an entity filtered by name",
+            response_model=JsonObject | list[JsonObject])
+async def named(request: Request, entity: str, name: str,
+                identity: QueryPermission) -> Response:
+    return await run(request, identity, _named_call(entity, name), single=entity in _SINGLE,
+                     entity=entity)
