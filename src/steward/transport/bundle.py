@@ -1,14 +1,13 @@
 """The node engine as one self-contained zipapp, for hosts that have nothing but ``python3``.
 
 The archive holds only the standard-library side of Steward (``steward/__init__.py``,
-``__main__.py``, ``errors.py`` and the ``catalog``, ``engine`` and ``facts`` packages) plus a
-top-level ``__main__.py`` that runs ``facts``, ``apply`` or ``task`` (one task job's part, its
-document on stdin). It is built byte-for-byte reproducibly (sorted entries, a fixed
-timestamp and mode, fixed compression), so its sha256 identifies the code: a host keeps
-``bundle-<sha>.pyz`` and is sent the bundle again only when the code changes. No ``.pyc``
-files are included: they are tied to one Python version, and the target's ``python3`` may
-not be the controller's.
-"""
+``__main__.py``, ``clock.py``, ``errors.py`` and the ``catalog``, ``engine`` and ``facts``
+packages) plus a top-level ``__main__.py`` that runs ``facts``, ``apply`` or ``task`` (one task
+job's part, its document on stdin). It is built byte-for-byte reproducibly (sorted entries, a
+fixed timestamp and mode, fixed compression), so its sha256 identifies the code: a host keeps
+``bundle-<sha>.pyz`` and is sent the bundle again only when the code changes. No ``.pyc`` files
+are included: they are tied to one Python version, and the target's ``python3`` may not be the
+controller's."""
 
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ from steward.transport import TransportError
 #: The oldest Python the shipped engine runs on (the project's ``requires-python``).
 MIN_PYTHON = (3, 11)
 #: What is shipped, relative to the ``steward`` package directory.
-TOP_MODULES = ("__init__.py", "__main__.py", "errors.py")
+TOP_MODULES = ("__init__.py", "__main__.py", "clock.py", "errors.py")
 NODE_PACKAGES = ("catalog", "engine", "facts")
 #: zip's epoch: every entry gets this timestamp, whatever the files' mtimes.
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
