@@ -43,7 +43,7 @@ from steward.server.services import build_services
 from steward.store.db import make_engine
 from tests.e2e.harness import database_url, init_data_dir
 from tests.server.serving import serving
-from tests.server.test_audit import attack, rehash_from
+from tests.access.test_audit import attack, rehash_from
 
 BACKENDS = ["sqlite", "postgresql"]
 

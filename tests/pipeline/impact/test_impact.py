@@ -44,7 +44,7 @@ from steward.secrets import SecretStore, init_store
 from steward.store import Store
 from tests.e2e.harness import database_url
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
 SCHEMA = json.loads((ROOT / "schemas" / "impact-report.schema.json").read_text())
 SECRET = "Tr0ub4dor-and-3-very-secret"

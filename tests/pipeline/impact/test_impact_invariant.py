@@ -32,7 +32,7 @@ from steward.pipeline.impact.analysis import ChangeInfo, StoreFleet, analyse_imp
 from steward.pipeline.impact.report import Proposer
 from steward.secrets import SecretStore, init_store
 from steward.store import Store
-from tests.pipeline.test_impact import (
+from tests.pipeline.impact.test_impact import (
     BASE_SHA,
     EXAMPLES,
     FLEET,

@@ -32,7 +32,7 @@ from steward.pipeline.policy.inputs import resource_changes as typed_changes
 from steward.pipeline.policy.opa_tests import run_policy_tests
 from steward.pipeline.policy.rego import RegoModule
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 # -- realistic impact reports (docs/pipeline.md, format 1) -----------------------------------

@@ -31,7 +31,7 @@ from steward.pipeline.impact.report import (
 )
 from steward.pipeline.policy.inputs import policy_input, resource_changes
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCHEMA = json.loads((ROOT / "schemas" / "impact-report.schema.json").read_text())
 POLICY_SCHEMA = json.loads((ROOT / "schemas" / "policy-input.schema.json").read_text())
 HASH = "sha256:" + "a" * 64

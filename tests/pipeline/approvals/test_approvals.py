@@ -38,7 +38,7 @@ from steward.pipeline.approvals.rules import (
 from steward.pipeline.schema import create_all
 from tests.e2e.harness import database_url
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HEAD1, HEAD2 = "1" * 40, "2" * 40
 DIGEST1, DIGEST2 = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 
