@@ -41,9 +41,9 @@ from steward.server.db import SERVER_ENGINE
 from steward.server.errors import ConfigError
 from steward.server.services import build_services
 from steward.store.db import make_engine
+from tests.access.test_audit import attack, rehash_from
 from tests.e2e.harness import database_url, init_data_dir
 from tests.server.serving import serving
-from tests.access.test_audit import attack, rehash_from
 
 BACKENDS = ["sqlite", "postgresql"]
 
