@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.openapi_check import checking_hook
+
 PG_ADMIN_URL = os.environ.get("STEWARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 SECRET_VALUE = "s3cr3t-app-token-value"
 
@@ -128,6 +130,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     starts: int = 0
+    _openapi_hook: Any = field(default=None, repr=False, compare=False)
 
     @property
     def url(self) -> str:
@@ -181,8 +184,19 @@ class Server:
         return ssl.create_default_context(cafile=self.ca)
 
     def client(self, token: str | None = None) -> httpx.Client:
+        """A client whose every answer is checked against the server's OpenAPI document."""
+        if self._openapi_hook is None:
+            self._openapi_hook = checking_hook(self._openapi)
         return httpx.Client(base_url=self.url, verify=self.tls(), timeout=30,
-                            headers={"Authorization": f"Bearer {token or self.admin_token}"})
+                            headers={"Authorization": f"Bearer {token or self.admin_token}"},
+                            event_hooks={"response": [self._openapi_hook]})
+
+    def _openapi(self) -> Any:
+        with httpx.Client(base_url=self.url, verify=self.tls(), timeout=30) as client:
+            response = client.get("/openapi.json",
+                                  headers={"Authorization": f"Bearer {self.admin_token}"})
+        response.raise_for_status()
+        return response.json()
 
     def api(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
         with self.client(token) as client:
