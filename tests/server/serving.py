@@ -13,11 +13,13 @@ import httpx
 import uvicorn
 
 from steward.server.config import ServerConfig
+from tests.e2e.openapi_check import checking_hook
 
 
 @contextlib.contextmanager
 def serving(app: Any, config: ServerConfig) -> Iterator[httpx.Client]:
-    """Run ``app`` on ``config``'s port until the block ends; yields a client that trusts it."""
+    """Run ``app`` on ``config``'s port until the block ends; yields a client that trusts it
+    and checks every answer against the app's OpenAPI document (tests/e2e/openapi_check.py)."""
     server = uvicorn.Server(uvicorn.Config(
         app, host="127.0.0.1", port=config.port, log_level="warning",
         ssl_certfile=str(config.tls_cert), ssl_keyfile=str(config.tls_key),
@@ -32,7 +34,8 @@ def serving(app: Any, config: ServerConfig) -> Iterator[httpx.Client]:
         time.sleep(0.02)
     try:
         tls = ssl.create_default_context(cafile=config.ca_cert)
-        with httpx.Client(base_url=config.server_url, verify=tls, timeout=30) as client:
+        with httpx.Client(base_url=config.server_url, verify=tls, timeout=30,
+                          event_hooks={"response": [checking_hook(app.openapi)]}) as client:
             yield client
     finally:
         server.should_exit = True

@@ -162,3 +162,18 @@ def test_owners_resolve_against_the_roots_own_files(tmp_path: Path) -> None:
 def test_a_root_without_passwd_uses_the_hosts(tmp_path: Path) -> None:
     root, _ = make_root(tmp_path)
     assert resolve_uid(Context(runner=SubprocessRunner(), root=root), "root") == 0
+
+
+def test_top_level_paths_are_managed_under_the_root(tmp_path: Path) -> None:
+    """``/`` is the root itself: a directory at the top (``/srv``) and the files in it are
+    created under ``--root``, and a second run changes nothing."""
+    root, state = tmp_path / "root", tmp_path / "state"
+    root.mkdir()
+    ctx = Context(runner=SubprocessRunner(), root=root, state_dir=state)
+    assert real_path(ctx, "/") == str(root.resolve())
+    resources = [Resource("directory", "/srv", {"mode": "0755"}),
+                 Resource("file", "/srv/app.conf", {"content": "x\n", "mode": "0644"})]
+    first = apply(root, state, resources)
+    assert first["status"] == "changed", [r["message"] for r in first["resources"]]
+    assert (root / "srv" / "app.conf").read_text() == "x\n"
+    assert apply(root, state, resources)["status"] == "unchanged"

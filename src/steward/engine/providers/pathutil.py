@@ -63,6 +63,8 @@ def real_path(ctx: Context, path: Any) -> str:
     if ctx.root is None:
         return mapped
     root = os.path.realpath(ctx.root)
+    if not os.path.normpath(path).strip("/"):
+        return root  # "/" is the root itself (the parent of a top-level path such as /srv)
     parent, name = os.path.split(mapped)
     resolved = os.path.realpath(parent)
     if resolved != root and not resolved.startswith(root + os.sep):
