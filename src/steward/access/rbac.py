@@ -38,7 +38,7 @@ from steward.access.roles import (
     load_roles,
 )
 from steward.access.tables import role_bindings
-from steward.clock import utcnow
+from steward.clock import SYSTEM_CLOCK, Clock
 from steward.errors import NotFoundError
 from steward.language.errors import did_you_mean
 from steward.store import db as store_db
@@ -157,8 +157,11 @@ class Rbac:
     """
 
     def __init__(self, engine: Engine, config_dir: Path | None,
-                 *, environments: Sequence[str] | None = None) -> None:
+                 *, environments: Sequence[str] | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.engine = engine
+        #: Stamps a binding's grant time.
+        self.clock = clock
         self.config_dir = config_dir
         self.environments = tuple(environments) if environments is not None else None
         self.roles: Mapping[str, Role] = load_roles(config_dir)
@@ -178,7 +181,7 @@ class Rbac:
         name, actor_kind = parse_principal(identity_name, kind)
         self.role(role)
         check_environment(environment, self.environments)
-        now = utcnow()
+        now = self.clock.now()
         try:
             with self.engine.begin() as conn:
                 conn.execute(role_bindings.insert().values(

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
 from steward.access import tables
 from steward.access.principal import Principal
-from steward.clock import SYSTEM_CLOCK, Clock, iso, utcnow
+from steward.clock import SYSTEM_CLOCK, Clock, iso
 from steward.errors import NotFoundError, StewardError
 from steward.store import db as store_db
 
@@ -58,6 +58,7 @@ def insert_token(
     kind: str,
     name: str,
     *,
+    now: datetime,
     certname: str | None = None,
     created_by: str | None = None,
     expires_at: datetime | None = None,
@@ -65,7 +66,8 @@ def insert_token(
 ) -> tuple[str, str]:
     """Mint a token inside the caller's transaction; returns ``(token, id)``.
 
-    The plaintext exists only in the return value: the caller hands it out once.
+    The plaintext exists only in the return value: the caller hands it out once. ``now``
+    (its creation time) comes from the caller's clock.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown token kind {kind!r}")
@@ -73,7 +75,7 @@ def insert_token(
     token_id = new_id()
     conn.execute(insert(tables.tokens).values(
         id=token_id, kind=kind, name=name, token_hash=hash_token(token), certname=certname,
-        created_at=utcnow(), created_by=created_by, expires_at=expires_at, max_uses=max_uses,
+        created_at=now, created_by=created_by, expires_at=expires_at, max_uses=max_uses,
         uses=0,
     ))
     return token, token_id
@@ -109,10 +111,11 @@ class Tokens:
         certname: str | None = None,
     ) -> dict[str, Any]:
         """Mint a token; the result holds the plaintext, which is never retrievable again."""
-        expires_at = self.clock.now() + expires_in if expires_in is not None else None
+        now = self.clock.now()
+        expires_at = now + expires_in if expires_in is not None else None
         with self.engine.begin() as conn:
             token, token_id = insert_token(
-                conn, kind, name, certname=certname, created_by=created_by,
+                conn, kind, name, now=now, certname=certname, created_by=created_by,
                 expires_at=expires_at, max_uses=max_uses,
             )
             row = conn.execute(select(tables.tokens).where(tables.tokens.c.id == token_id)).one()
@@ -170,9 +173,9 @@ class Tokens:
         return self.get(token_id)
 
 
-def consume_token(conn: Connection, token_id: str) -> bool:
-    """Count one use of a limited token atomically; False when none was left."""
-    now = utcnow()
+def consume_token(conn: Connection, token_id: str, *, now: datetime) -> bool:
+    """Count one use of a limited token atomically, as of the caller's ``now``; False when
+    none was left."""
     t = tables.tokens.c
     result = conn.execute(
         update(tables.tokens)
@@ -185,13 +188,13 @@ def consume_token(conn: Connection, token_id: str) -> bool:
 
 
 
-def revoke_certname_tokens(conn: Connection, certname: str) -> int:
-    """Revoke every node and enrollment-poll token bound to ``certname``."""
+def revoke_certname_tokens(conn: Connection, certname: str, *, now: datetime) -> int:
+    """Revoke every node and enrollment-poll token bound to ``certname``, as of ``now``."""
     t = tables.tokens.c
     result = conn.execute(
         update(tables.tokens)
         .where(and_(t.certname == certname, t.revoked_at.is_(None),
                     t.kind.in_(("node", "enrollment"))))
-        .values(revoked_at=utcnow())
+        .values(revoked_at=now)
     )
     return result.rowcount

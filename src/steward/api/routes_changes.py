@@ -85,7 +85,7 @@ async def analyse(change_id: str, identity: Authenticated, p: PipelineDep, signa
     """Re-run the impact analysis; with ``live``, ask the affected nodes too."""
     if body is not None and body.live:
         predictor = LivePredictor(signals, p.services.engine, p.services.enrollment,
-                                  secrets=p.services.catalogs.secrets)
+                                  secrets=p.services.catalogs.secrets, clock=p.services.clock)
         await p.analyse_live(identity, change_id, predictor, timeout=body.timeout)
     else:
         await run_in_threadpool(p.analyse, identity, change_id)

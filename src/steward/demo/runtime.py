@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from steward.catalog.redaction import REDACTED, scrub_text
+from steward.clock import SYSTEM_CLOCK, Clock
 from steward.errors import StewardError
 
 #: The sandboxed nodes: two web servers (web2 is the staging canary) and a database server.
@@ -90,6 +91,9 @@ class Demo:
     #: The change pipeline's part: identities' tokens (never shown).
     pipeline: dict[str, Any] = field(default_factory=dict)
     columns: int = 140
+    #: What "now" is to the demo; keep the real one: the server subprocess stamps
+    #: reports by its own real clock, and ``since`` is compared with those stamps.
+    clock: Clock = SYSTEM_CLOCK
 
     # -- paths -----------------------------------------------------------------------------
 

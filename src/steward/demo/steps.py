@@ -15,7 +15,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from steward.clock import utcnow
 from steward.demo.pipeline_steps import PIPELINE_STEPS
 from steward.demo.runtime import DEMO_NODES, AgentRun, Demo, DemoError, free_port, short_hashes
 from steward.engine.report import EXIT_CHANGED, EXIT_FAILED, EXIT_PENDING
@@ -152,7 +151,7 @@ def prepare(demo: Demo) -> None:
     _wipe(demo)
     demo.workdir = demo.workdir.resolve()
     demo.port = free_port()
-    demo.since = (utcnow() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    demo.since = (demo.clock.now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     demo.secret_value = pysecrets.token_urlsafe(18)
     demo.say("Steward demo: an embedded control plane (SQLite, a local git repository of "
              "desired state) and three sandboxed pull-agent nodes on this machine.")

@@ -68,7 +68,7 @@ def serve_stdio(data_dir: Path, token: str | None) -> None:
 
 async def _serve(pipeline: Pipeline, engine: Any, token: str) -> None:
     tasks: set[asyncio.Task[Any]] = set()
-    signals = RunSignals(engine)
+    signals = RunSignals(engine, clock=pipeline.services.clock)
     task_service = TaskService(pipeline)
     server = build_mcp(lambda: pipeline, token_resolver(pipeline.services, token),
                        rollouts=Rollouts(lambda: signals, lambda: tasks),

@@ -72,7 +72,8 @@ class Pipeline:
         self.rbac: Rbac = services.rbac
         self.approvals = Approvals(
             engine, load_approval_rules(config.data_dir, roles=list(self.rbac.roles),
-                                        environments=self.environments), self.rbac)
+                                        environments=self.environments), self.rbac,
+            clock=services.clock)
         self.changes = Changes(engine, repo, environments=self.environments, clock=services.clock)
         self.analyses = Analyses(engine, clock=services.clock)
         self.deployments = Deployments(engine, clock=services.clock)

@@ -106,7 +106,7 @@ def create_app(config: ServerConfig, *, services: Services | None = None,
         owned = state._services is None
         if owned:
             state._services = await run_in_threadpool(build_services, config)
-        state.signals = RunSignals(state.services.engine)
+        state.signals = RunSignals(state.services.engine, clock=state.services.clock)
         # Read each tick: the task extension sets its hooks after the scheduler starts.
         state.scheduler = SshScheduler(state.services, state.signals,
                                        tasks=lambda: TaskHooks.from_extras(state.extras))

@@ -27,7 +27,7 @@ from steward.access.tokens import (
     new_id,
     revoke_certname_tokens,
 )
-from steward.clock import iso, utcnow
+from steward.clock import SYSTEM_CLOCK, Clock, iso
 from steward.errors import NotFoundError
 from steward.server import db
 from steward.server.errors import EnrollmentError
@@ -64,8 +64,10 @@ def _node_public(row: Any) -> dict[str, Any]:
 class Enrollment:
     """Enrollment requests, approvals and revocations; every change in one transaction."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.engine = engine
+        #: Stamps requests, approvals, revocations and the tokens minted with them.
+        self.clock = clock
 
     # -- the node's side -------------------------------------------------------------------
 
@@ -79,7 +81,7 @@ class Enrollment:
     ) -> dict[str, Any]:
         """Handle an enrollment request; a valid join token approves it at once."""
         check_certname(certname)
-        now = utcnow()
+        now = self.clock.now()
         with self.engine.begin() as conn:
             node = self._node(conn, certname)
             if node is not None and node.status == "approved":
@@ -96,12 +98,12 @@ class Enrollment:
                     f"(request {pending.id}); an operator can approve or revoke it"
                 )
             if join is not None and (node is None or node.status != "revoked"):
-                if join.token_id is None or not consume_token(conn, join.token_id):
+                if join.token_id is None or not consume_token(conn, join.token_id, now=now):
                     raise EnrollmentError("the join token is expired, revoked or used up")
                 self._upsert_node(conn, certname, status="approved", requested_at=now,
                                   approved_at=now, approved_by=join.label, revoked_at=None,
                                   revoked_by=None)
-                token, _ = insert_token(conn, "node", certname, certname=certname,
+                token, _ = insert_token(conn, "node", certname, now=now, certname=certname,
                                         created_by=join.label)
                 return {"status": "approved", "certname": certname, "token": token}
             count = conn.execute(
@@ -111,7 +113,7 @@ class Enrollment:
             if count >= MAX_PENDING:
                 raise EnrollmentError("too many pending enrollment requests; try again later")
             poll_token, poll_id = insert_token(
-                conn, "enrollment", certname, certname=certname,
+                conn, "enrollment", certname, now=now, certname=certname,
                 created_by="enrollment request", expires_at=now + POLL_TOKEN_LIFETIME,
             )
             request_id = new_id()
@@ -130,6 +132,7 @@ class Enrollment:
 
     def collect(self, request_id: str, identity: Principal) -> dict[str, Any]:
         """The node polls its request; after approval it collects its credential, once."""
+        now = self.clock.now()
         with self.engine.begin() as conn:
             row = conn.execute(
                 select(db.enrollments).where(db.enrollments.c.id == request_id)
@@ -142,8 +145,8 @@ class Enrollment:
             conn.execute(update(db.enrollments).where(db.enrollments.c.id == request_id)
                          .values(status="collected"))
             conn.execute(update(tables.tokens).where(tables.tokens.c.id == row.poll_token_id)
-                         .values(revoked_at=utcnow()))
-            token, _ = insert_token(conn, "node", row.certname, certname=row.certname,
+                         .values(revoked_at=now))
+            token, _ = insert_token(conn, "node", row.certname, now=now, certname=row.certname,
                                     created_by=row.decided_by)
         return {"status": "approved", "certname": row.certname, "token": token,
                 "request_id": request_id}
@@ -151,7 +154,7 @@ class Enrollment:
     # -- the operator's side ---------------------------------------------------------------
 
     def approve(self, certname: str, by: Principal) -> dict[str, Any]:
-        now = utcnow()
+        now = self.clock.now()
         with self.engine.begin() as conn:
             node = self._node(conn, certname)
             if node is None:
@@ -175,12 +178,12 @@ class Enrollment:
 
     def revoke(self, certname: str, by: Principal) -> dict[str, Any]:
         """Revoke the node's credentials and reject its pending request, effective at once."""
-        now = utcnow()
+        now = self.clock.now()
         with self.engine.begin() as conn:
             node = self._node(conn, certname)
             if node is None:
                 raise NotFoundError(f"no node named {certname!r}")
-            revoked = revoke_certname_tokens(conn, certname)
+            revoked = revoke_certname_tokens(conn, certname, now=now)
             conn.execute(update(db.enrollments).where(and_(
                 db.enrollments.c.certname == certname,
                 db.enrollments.c.status.in_(("pending", "approved")),
@@ -194,7 +197,7 @@ class Enrollment:
     ) -> dict[str, Any]:
         """An agentless node: approved by the operator who adds it, reached over SSH."""
         check_certname(certname)
-        now = utcnow()
+        now = self.clock.now()
         with self.engine.begin() as conn:
             node = self._node(conn, certname)
             if node is not None and node.transport != "ssh":

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from steward.clock import utcnow
 from steward.errors import NotFoundError, StewardError
 from steward.server import deps
 from steward.server.deps import ConfigDep, NodeOrQuery, NodeSelf, ServicesDep, Signals
@@ -38,11 +37,12 @@ def put_facts(certname: str, body: FactsUpload, _identity: NodeSelf,
     node = svc.enrollment.get(certname)
     environment = (body.environment or node["environment"] or node["last_environment"]
                    or svc.catalogs.default_environment())
-    stamp = body.producer_timestamp or utcnow()
+    now = svc.clock.now()
+    stamp = body.producer_timestamp or now
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
     svc.store.replace_facts(certname, environment, body.values, stamp)
-    svc.enrollment.touch(certname, last_seen_at=utcnow())
+    svc.enrollment.touch(certname, last_seen_at=now)
     return deps.json_response({"certname": certname, "environment": environment})
 
 
@@ -99,7 +99,7 @@ def get_catalog(
     catalog = compiled.result.catalog
     document = catalog.to_json()
     if node["last_catalog_hash"] != catalog.hash:
-        svc.store.replace_catalog(document, utcnow())
+        svc.store.replace_catalog(document, svc.clock.now())
         svc.enrollment.touch(certname, last_catalog_hash=catalog.hash,
                              last_environment=catalog.environment)
     return deps.json_response(
@@ -118,7 +118,8 @@ def post_report(request: Request, certname: str, report: Annotated[dict[str, Any
         deps.deny(request, identity, "report.submit", certname,
                   f"the report is for node {str(report.get('node'))[:255]!r}, not {certname!r}")
     stored = svc.store.store_report(report)
-    svc.enrollment.touch(certname, last_seen_at=utcnow(), last_run_at=utcnow())
+    now = svc.clock.now()
+    svc.enrollment.touch(certname, last_seen_at=now, last_run_at=now)
     return deps.json_response({"certname": certname, "stored": stored,
                                "transaction_uuid": report.get("transaction_uuid")}, 201)
 

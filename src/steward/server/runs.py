@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, insert, select, update
 from starlette.concurrency import run_in_threadpool
 
-from steward.clock import utcnow
+from steward.clock import SYSTEM_CLOCK, Clock
 from steward.errors import StewardError
 from steward.server import db
 from steward.server.catalogs import CatalogService, CompiledCatalog
@@ -72,9 +72,12 @@ DEFAULT_GRANT_SECONDS = 600.0
 class RunSignals:
     """Per-application run-now state: the table plus in-process wake-ups."""
 
-    def __init__(self, engine: Engine, *, recheck: float = 2.0) -> None:
+    def __init__(self, engine: Engine, *, recheck: float = 2.0,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.engine = engine
         self.recheck = recheck
+        #: Stamps requests and claims and decides grant expiry (waits stay monotonic).
+        self.clock = clock
         self._events: dict[str, asyncio.Event] = {}
 
     def event(self, certname: str) -> asyncio.Event:
@@ -93,7 +96,7 @@ class RunSignals:
                 expires_at: datetime | None) -> int:
         with self.engine.begin() as conn:
             result = conn.execute(insert(db.run_requests).values(
-                certname=certname, requested_at=utcnow(), requested_by=requested_by,
+                certname=certname, requested_at=self.clock.now(), requested_by=requested_by,
                 noop=1 if noop else 0, commit=commit, environment=environment,
                 change_id=change_id, expires_at=expires_at,
             ))
@@ -115,7 +118,7 @@ class RunSignals:
             ).first()
         if waiting is None:
             return None
-        now = utcnow()
+        now = self.clock.now()
         with self.engine.begin() as conn:
             rows = conn.execute(
                 select(r.id, r.noop, r.requested_by, r.commit, r.environment, r.change_id,
@@ -159,7 +162,7 @@ class RunSignals:
                 raise ValueError("a run request with a commit needs its environment")
             noop = True
             if expires_at is None:
-                expires_at = utcnow() + timedelta(seconds=DEFAULT_GRANT_SECONDS)
+                expires_at = self.clock.now() + timedelta(seconds=DEFAULT_GRANT_SECONDS)
         request_id = await run_in_threadpool(self._insert, certname, requested_by, noop,
                                              commit, environment, change_id, expires_at)
         self._event(certname).set()
@@ -173,7 +176,7 @@ class RunSignals:
                 select(r.id, r.commit, r.environment, r.change_id, r.expires_at)
                 .where(and_(r.certname == certname, r.commit == commit,
                             r.claimed_at.is_not(None), r.error.is_(None),
-                            r.expires_at > utcnow()))
+                            r.expires_at > self.clock.now()))
                 .order_by(r.id.desc()).limit(1)
             ).first()
         if row is None or row.environment is None:
@@ -196,7 +199,7 @@ class RunSignals:
             result = conn.execute(
                 update(db.run_requests)
                 .where(and_(r.id == request_id, r.claimed_at.is_(None)))
-                .values(claimed_at=utcnow(), error=reason[:2000]))
+                .values(claimed_at=self.clock.now(), error=reason[:2000]))
             return bool(result.rowcount)
 
     def states(self, ids: list[int]) -> dict[int, RequestState]:

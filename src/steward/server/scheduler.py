@@ -29,7 +29,6 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from steward.clock import utcnow
 from steward.errors import StewardError
 from steward.server.runs import RunRequest, RunSignals
 from steward.server.services import Services
@@ -121,7 +120,7 @@ class SshScheduler:
             # claimed part's timeout is already counting, so it must not queue behind pushes.
             for node in nodes:
                 await self._start_task(node, hooks)
-        now = utcnow()
+        now = self.services.clock.now()
         interval = timedelta(seconds=self.config.ssh_run_interval_seconds)
         for node in nodes:
             certname = node["certname"]
@@ -163,7 +162,7 @@ class SshScheduler:
             if not live:
                 # A prediction is not the node's run: the schedule stays as it was.
                 await run_in_threadpool(self.services.enrollment.touch, certname,
-                                        last_run_at=utcnow())
+                                        last_run_at=self.services.clock.now())
 
     async def _start_task(self, node: dict[str, Any], hooks: TaskHooks) -> None:
         """Claim the node's next task part, if it runs none and a slot is free; run it."""
@@ -261,7 +260,8 @@ async def push(services: Services, node: dict[str, Any], *, noop: bool = False,
     facts = await collect_facts(target, bundle=bundle)
     environment = (node["environment"] or node["last_environment"]
                    or await run_in_threadpool(services.catalogs.default_environment))
-    await run_in_threadpool(services.store.replace_facts, certname, environment, facts, utcnow())
+    await run_in_threadpool(services.store.replace_facts, certname, environment, facts,
+                            services.clock.now())
     compiled = await run_in_threadpool(services.catalogs.compile, certname, facts,
                                        node["environment"])
     values = compiled.result.sensitive_values
@@ -277,7 +277,8 @@ async def push(services: Services, node: dict[str, Any], *, noop: bool = False,
     catalog = compiled.result.catalog
     document = catalog.to_json()
     if live is None and node["last_catalog_hash"] != catalog.hash:
-        await run_in_threadpool(services.store.replace_catalog, document, utcnow())
+        await run_in_threadpool(services.store.replace_catalog, document,
+                                services.clock.now())
         await run_in_threadpool(services.enrollment.touch, certname,
                                 last_catalog_hash=catalog.hash,
                                 last_environment=catalog.environment)

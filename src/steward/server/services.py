@@ -83,9 +83,9 @@ def build_services(config: ServerConfig, *, migrate_schema: bool = True,
         config.repo_path, SecretStore(config.secrets_dir), config.catalog_cache_size
     )
     rbac = None if catalogs.desired is None else \
-        Rbac(engine, config.data_dir, environments=tuple(config.environments))
+        Rbac(engine, config.data_dir, environments=tuple(config.environments), clock=clock)
     return Services(config=config, engine=engine, store=store, tokens=tokens, audit=audit,
-                    enrollment=Enrollment(engine), catalogs=catalogs, rbac=rbac,
+                    enrollment=Enrollment(engine, clock=clock), catalogs=catalogs, rbac=rbac,
                     clock=clock)
 
 

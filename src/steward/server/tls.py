@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from steward.clock import utcnow
+from steward.clock import SYSTEM_CLOCK, Clock
 
 CA_DAYS = 3650
 SERVER_DAYS = 825
@@ -42,9 +42,11 @@ def _name(common_name: str) -> x509.Name:
     ])
 
 
-def create_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def create_ca(common_name: str, *, clock: Clock = SYSTEM_CLOCK
+              ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A new CA; ``clock`` starts its validity (callers keep the real one: peers check it)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = utcnow()
+    now = clock.now()
     subject = _name(common_name)
     cert = (
         x509.CertificateBuilder()
@@ -70,9 +72,11 @@ def create_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certif
 
 
 def issue_server_certificate(
-    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, names: Iterable[str]
+    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, names: Iterable[str],
+    *, clock: Clock = SYSTEM_CLOCK,
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    """A serving certificate whose SANs are ``names`` (DNS names and IP addresses mixed)."""
+    """A serving certificate whose SANs are ``names`` (DNS names and IP addresses mixed);
+    ``clock`` starts its validity, as for :func:`create_ca`."""
     names = list(dict.fromkeys(names))
     sans: list[x509.GeneralName] = []
     for name in names:
@@ -81,7 +85,7 @@ def issue_server_certificate(
         except ValueError:
             sans.append(x509.DNSName(name))
     key = ec.generate_private_key(ec.SECP256R1())
-    now = utcnow()
+    now = clock.now()
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     cert = (
         x509.CertificateBuilder()

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from steward.access.authorize import Forbidden
 from steward.access.principal import CREDENTIAL_ROLES, Principal
 from steward.access.rbac import Grantee, Rbac, actor_for, parse_principal
-from steward.clock import utcnow
+from steward.clock import SYSTEM_CLOCK, Clock
 from steward.pipeline.approvals.rules import (
     ApprovalError,
     ApprovalRules,
@@ -191,10 +191,13 @@ def _same_principal(a: str, b: str) -> bool:
 class Approvals:
     """Records verdicts on changes and decides whether a change's approvals suffice."""
 
-    def __init__(self, engine: Engine, rules: ApprovalRules, rbac: Rbac) -> None:
+    def __init__(self, engine: Engine, rules: ApprovalRules, rbac: Rbac, *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.engine = engine
         self.rules = rules
         self.rbac = rbac
+        #: Stamps each verdict.
+        self.clock = clock
 
     def _eligible(self, approver: Grantee, requirement: Requirement,
                   implied: Sequence[str] = ()) -> tuple[str, ...]:
@@ -256,7 +259,7 @@ class Approvals:
                 f"from a human ({'; '.join(requirement.reasons)})",
                 permission=permission, environment=env, principal=label)
         text = (comment or "").strip()[:_COMMENT_MAX] or None
-        now = utcnow()
+        now = self.clock.now()
         roles = sorted(self.rbac.roles_in(who, env))
         with self.engine.begin() as conn:
             result = conn.execute(insert(approvals).values(

@@ -39,7 +39,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from steward.catalog.canonical import content_hash
-from steward.clock import utcnow
+from steward.clock import SYSTEM_CLOCK, Clock, utcnow
 from steward.pipeline.impact.model import SENSITIVE_TEXT
 from steward.secrets.store import SecretStore
 from steward.server.enrollment import Enrollment
@@ -104,6 +104,8 @@ class LivePredictor:
     secrets: SecretStore | None = None
     poll: float = 0.5
     concurrency: int = DEFAULT_CONCURRENCY
+    #: Sets the requests' expiry, which the run signals judge by the same clock.
+    clock: Clock = SYSTEM_CLOCK
     _secret_values: list[str] = field(default_factory=list, init=False, repr=False)
 
     async def attach(self, report: Mapping[str, Any], *, commit: str, change_id: str,
@@ -136,13 +138,13 @@ class LivePredictor:
             else:
                 askable.append(target)
         deadline = time.monotonic() + timeout
-        expires = utcnow() + timedelta(seconds=timeout)
+        expires = self.clock.now() + timedelta(seconds=timeout)
         gate = asyncio.Semaphore(max(1, self.concurrency))
 
         async def ask(target: LiveTarget) -> _Asked:
             async with gate:
                 # Reports are stamped when received, after the request: "since" is safe.
-                since = utcnow()
+                since = utcnow()  # reports are stamped by the store's clock: the real one
                 request_id = await self.signals.request(
                     target.certname, requested_by, commit=commit,
                     environment=target.environment, change_id=change_id, expires_at=expires)
