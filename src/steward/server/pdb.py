@@ -31,7 +31,7 @@ from steward.errors import StewardError
 from steward.query.limits import MAX_QUERY_CHARS, loads_ast, page_param
 from steward.query.parser import parse_pql
 from steward.server.deps import QueryPermission, authorise, json_response, services
-from steward.server.models import JsonObject, errors
+from steward.server.models import Error, JsonObject, errors
 from steward.server.services import Services
 
 #: Longest query text an audit entry keeps.
@@ -141,10 +141,14 @@ _Guard = Callable[[Any, "str | None"], None]
 #: it calls the guard with the query before running it.
 _Call = Callable[[Services, dict[str, Any], _Guard], tuple[str | None, Any]]
 
-#: A query the store cannot parse or run: the parser's message as plain text, as PuppetDB.
+#: A query the store cannot parse or run: the parser's message as plain text, as PuppetDB; a
+#: request the server's limits refuse before any query is read is the JSON error, as elsewhere.
 _QUERY_ERRORS: dict[int | str, dict[str, Any]] = {
     **errors(401, 403, 404, 413, 422),
-    400: {"description": "The query cannot be parsed or run: the message as plain text",
+    400: {"model": Error,
+          "description": "The query cannot be parsed or run: the message as plain text (as "
+                         "PuppetDB answers); a request the server's limits refuse before the "
+                         "query is read (a NUL character, say): the JSON error",
           "content": {"text/plain": {"schema": {"type": "string"}}}},
 }
 router = APIRouter(prefix="/pdb/query/v4", tags=["PuppetDB query API"], responses=_QUERY_ERRORS)
