@@ -116,10 +116,8 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         services = build_services(load_config(tmp / "data"))
         try:
             migrate(services.engine)
-            pipeline_entities.register(services.store.entities)
-            task_entities.register(services.store.entities)
-            services.store.add_query_tables({**pipeline_entities.QUERY_TABLES,
-                                             **task_entities.QUERY_TABLES})
+            pipeline_entities.install(services.store)
+            task_entities.install(services.store)
             pipeline = Pipeline(services)
             identities: dict[str, Principal] = {}
             for name, role in ROLES.items():

@@ -32,6 +32,7 @@ def data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             pipeline = Pipeline(services)
             planner = services.tokens.create("agent", "planner-stdio", created_by="t")["token"]
             pipeline.rbac.grant("agent:planner-stdio", "planner")
+            pipeline.rbac.grant("agent:planner-stdio", "debugger")  # reads jobs, approves nothing
             join = services.tokens.create("join", "j", created_by="t")["token"]
         finally:
             services.close()
@@ -44,18 +45,24 @@ def test_stdio_serves_the_callers_tools(data: tuple[Path, str, str]) -> None:
         command=sys.executable, args=["-m", "steward", "mcp", "--data-dir", str(data_dir)],
         env=steward_env(STEWARD_TOKEN=planner))
 
-    async def run() -> tuple[set[str], bool, bool]:
+    async def run() -> tuple[set[str], bool, bool, dict[str, str]]:
         async with Client(params) as client:
             tools = {t.name for t in (await client.list_tools()).tools}
             listing = await client.call_tool("list_desired_state", {"environment": "staging"})
             approve = await client.call_tool("approve_change", {"change_id": "chg-1"})
-            return tools, bool(listing.is_error), bool(approve.is_error)
+            # The pipeline's and the tasks' own entities are queryable over stdio too.
+            queried = {}
+            for entity in ("changes", "deployments", "jobs", "job_results"):
+                answer = await client.call_tool("query", {"query": f"{entity} {{}}"})
+                queried[entity] = str(answer.content[0]) if answer.is_error else "ok"
+            return tools, bool(listing.is_error), bool(approve.is_error), queried
 
-    tools, listing_failed, approve_failed = asyncio.run(run())
+    tools, listing_failed, approve_failed, queried = asyncio.run(run())
     assert "propose_change" in tools
     assert "approve_change" not in tools
     assert not listing_failed
     assert approve_failed
+    assert queried == dict.fromkeys(("changes", "deployments", "jobs", "job_results"), "ok")
 
 
 def test_stdio_refuses_missing_and_non_principal_tokens(data: tuple[Path, str, str]) -> None:

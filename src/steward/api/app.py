@@ -77,16 +77,15 @@ class PipelineExtension:
 def _build(services: Services) -> Pipeline | None:
     from steward.pipeline import entities
 
-    # Changes and deployments join PQL beside the store's entities and the audit log; their
-    # tables only with the pipeline (without, naming them is a query error saying so).
-    entities.register(services.store.entities)
-    if services.catalogs.desired is None:
-        # A plain-directory repository (tests, experiments): no pipeline, the rest works.
+    # A plain-directory repository (tests, experiments): no pipeline, the rest works; PQL
+    # still knows changes and deployments, to say this server lacks them.
+    versioned = services.catalogs.desired is not None
+    entities.install(services.store, tables=versioned)
+    if not versioned:
         return None
     from steward.pipeline.schema import migrate
 
     migrate(services.engine)
-    services.store.add_query_tables(entities.QUERY_TABLES)
     return Pipeline(services)
 
 

@@ -49,12 +49,11 @@ class TaskExtension:
 
     async def startup(self, state: AppState) -> None:
         # Jobs join PQL always, their tables only with the pipeline (as changes do).
-        entities.register(state.services.store.entities)
         pipeline = state.extras.get("pipeline")
+        entities.install(state.services.store, tables=pipeline is not None)
         if pipeline is None:
             return
         service = TaskService(pipeline)
-        state.services.store.add_query_tables(entities.QUERY_TABLES)
         state.extras[SERVICE] = service
 
         def complete(certname: str, job: str, body: dict[str, Any]) -> dict[str, Any]:

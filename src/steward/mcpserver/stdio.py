@@ -57,9 +57,8 @@ def serve_stdio(data_dir: Path, token: str | None) -> None:
         from steward.tasks import entities as task_entities
 
         migrate(services.engine)
-        pipeline_entities.register(services.store.entities)
-        task_entities.register(services.store.entities)
-        services.store.add_query_tables(pipeline_entities.QUERY_TABLES)
+        pipeline_entities.install(services.store)
+        task_entities.install(services.store)
         pipeline = Pipeline(services)
         asyncio.run(_serve(pipeline, services.engine, token))
     finally:

@@ -7,6 +7,7 @@ The application registers the entities always and their tables once the pipeline
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, Table
 
@@ -21,6 +22,9 @@ from steward.query.entities import (
     string,
     timestamp,
 )
+
+if TYPE_CHECKING:
+    from steward.store import Store
 
 CHANGES_TABLE = changes.name
 DEPLOYMENTS_TABLE = deployments.name
@@ -84,3 +88,11 @@ def register(registry: EntityRegistry) -> None:
     """Add ``changes`` and ``deployments``; their tables are :data:`QUERY_TABLES`."""
     registry.register(CHANGES)
     registry.register(DEPLOYMENTS)
+
+
+def install(store: Store, *, tables: bool = True) -> None:
+    """Register changes and deployments in ``store``'s PQL and, with ``tables``, let it read
+    their tables; without (no pipeline), naming them is an error saying the server lacks them."""
+    register(store.entities)
+    if tables:
+        store.add_query_tables(QUERY_TABLES)

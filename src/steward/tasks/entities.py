@@ -6,11 +6,16 @@ Like the pipeline's, registered by the application always, their tables once the
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Table
 
 from steward.pipeline.entities import needs_pipeline
 from steward.query.entities import Entity, EntityRegistry, col, number, string, timestamp
 from steward.tasks.jobs import job_results, jobs
+
+if TYPE_CHECKING:
+    from steward.store import Store
 
 JOBS_TABLE = jobs.name
 JOB_RESULTS_TABLE = job_results.name
@@ -60,3 +65,11 @@ def register(registry: EntityRegistry) -> None:
     """Add ``jobs`` and ``job_results``; their tables are :data:`QUERY_TABLES`."""
     registry.register(JOBS)
     registry.register(JOB_RESULTS)
+
+
+def install(store: Store, *, tables: bool = True) -> None:
+    """Register jobs and job results in ``store``'s PQL and, with ``tables``, let it read
+    their tables; without (no pipeline), naming them is an error saying the server lacks them."""
+    register(store.entities)
+    if tables:
+        store.add_query_tables(QUERY_TABLES)
