@@ -25,6 +25,7 @@ class OpenApiCheck:
 
     def __init__(self, document: Mapping[str, Any]) -> None:
         self.components = document.get("components", {})
+        self._validators: dict[tuple[str, str, str], Draft202012Validator] = {}
         routes = []
         for template, operations in document["paths"].items():
             pattern = "^" + "[^/]+".join(map(re.escape, _PARAMETER.split(template))) + "$"
@@ -60,7 +61,11 @@ class OpenApiCheck:
         schema = content["application/json"].get("schema")
         if not schema:
             return []
-        validator = Draft202012Validator({"allOf": [schema], "components": self.components})
+        key = (request.method, template, str(response.status_code))
+        validator = self._validators.get(key)
+        if validator is None:
+            validator = self._validators[key] = Draft202012Validator(
+                {"allOf": [schema], "components": self.components})
         return [f"{where}: {'/'.join(map(str, error.absolute_path)) or 'body'}: "
                 f"{error.message[:300]}"
                 for error in sorted(validator.iter_errors(response.json()), key=str)][:5]

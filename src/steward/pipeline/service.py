@@ -39,7 +39,6 @@ from steward.pipeline.impact import (
     ChangeInfo,
     ImpactReport,
     LivePredictor,
-    Proposer,
     StoreFleet,
     analyse_impact,
     live_counts,
@@ -248,7 +247,7 @@ class Pipeline:
             raise GateError(f"{change.id} is {change.state}; it can no longer be re-analysed")
         info = ChangeInfo(
             environment=change.environment, base=change.base, head=change.head, id=change.id,
-            proposer=Proposer(change.proposer.name, change.proposer.kind),
+            proposer=change.proposer,
             changed_files=tuple(self.repo.changed_files(change.base, change.head)),
             default_environment=self.services.catalogs.default_environment(),
         )

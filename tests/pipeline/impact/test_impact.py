@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from steward.access.principal import Principal
 from steward.compiler import compile_catalog
 from steward.gitrepo import Author, DesiredStateRepo
 from steward.language import Repository, load_repository
@@ -38,7 +39,7 @@ from steward.pipeline.impact.analysis import (
 )
 from steward.pipeline.impact.compile import analyse_nodes, make_sides
 from steward.pipeline.impact.model import NodeTask
-from steward.pipeline.impact.report import NodeImpact, Proposer
+from steward.pipeline.impact.report import NodeImpact
 from steward.pipeline.impact.select import scope_change
 from steward.secrets import SecretStore, init_store
 from steward.store import Store
@@ -148,7 +149,7 @@ def analyse(base: Path, head: Path, store: Store, secrets: SecretStore,
     """The report's JSON document (checked: see :func:`check`)."""
     report = analyse_impact(
         ChangeInfo(env, BASE_SHA, HEAD_SHA, id="chg-7",
-                   proposer=Proposer("planner-bot", "agent"), changed_files=changed),
+                   proposer=Principal("planner-bot", "agent"), changed_files=changed),
         load_repository(base), load_repository(head), StoreFleet(store.engine),
         secrets=secrets, **kwargs)
     return check(report)

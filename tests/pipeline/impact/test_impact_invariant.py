@@ -23,13 +23,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from steward.access.principal import Principal
 from steward.catalog.canonical import canonical_json
 from steward.catalog.model import Catalog
 from steward.catalog.sensitive import is_sensitive_placeholder, placeholder_key
 from steward.compiler import compile_catalog
 from steward.language import Repository, load_repository
 from steward.pipeline.impact.analysis import ChangeInfo, StoreFleet, analyse_impact
-from steward.pipeline.impact.report import Proposer
 from steward.secrets import SecretStore, init_store
 from steward.store import Store
 from tests.pipeline.impact.test_impact import (
@@ -215,7 +215,7 @@ def test_reported_changes_equal_a_naive_recompile(
         # Schema, round trip, digest, and no secret value anywhere; the JSON document.
         report = check(analyse_impact(
             ChangeInfo(ENV, BASE_SHA, HEAD_SHA, id="chg-1",
-                       proposer=Proposer("planner-bot", "agent"),
+                       proposer=Principal("planner-bot", "agent"),
                        changed_files=tuple(sorted(changed))),
             base, head, StoreFleet(store.engine), secrets=secrets, recompile_all=recompile_all))
         assert reported(report) == truth, (recompile_all, sorted(changed))

@@ -9,6 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from steward.access.principal import Principal
 from steward.pipeline.impact.render import render_text
 from steward.pipeline.impact.report import (
     BlastRadius,
@@ -24,7 +25,6 @@ from steward.pipeline.impact.report import (
     NodeImpact,
     PropertyChange,
     ProposedSide,
-    Proposer,
     Provenance,
     ResourceChange,
     SensitiveSummary,
@@ -72,7 +72,7 @@ def report(*, full: bool = True) -> ImpactReport:
     return ImpactReport(
         format=1,
         change=ImpactChange("chg-1", "production", "1" * 40, "2" * 40,
-                            Proposer("planner-bot", "agent") if full else None,
+                            Principal("planner-bot", "agent") if full else None,
                             ("data/roles/web.yaml",), ("app::mode",)),
         selection=ImpactSelection("inputs", "data keys app::mode changed", 10, 2, 0, 0),
         summary=ImpactSummary(2, 2, 0, 0, 0, 0, 2, 0, 2, BlastRadius(2, 4, 20.0), "medium",

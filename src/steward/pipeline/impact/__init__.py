@@ -8,13 +8,12 @@ from steward.pipeline.impact.fleet import StoreFleet
 from steward.pipeline.impact.live import LivePredictor, live_counts
 from steward.pipeline.impact.model import ChangeInfo, Timings
 from steward.pipeline.impact.render import render_text
-from steward.pipeline.impact.report import ImpactReport, Proposer
+from steward.pipeline.impact.report import ImpactReport
 
 __all__ = [
     "ChangeInfo",
     "ImpactReport",
     "LivePredictor",
-    "Proposer",
     "StoreFleet",
     "Timings",
     "analyse_impact",

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from steward.access.principal import Principal
 from steward.catalog.redaction import REDACTED
 from steward.errors import StewardError
-from steward.pipeline.impact.report import Proposer
 
 #: Version of the impact report document (``format``); see schemas/impact-report.schema.json.
 REPORT_FORMAT = 1
@@ -38,7 +38,7 @@ class ChangeInfo:
     base: str | None = None
     head: str | None = None
     id: str | None = None
-    proposer: Proposer | None = None
+    proposer: Principal | None = None
     #: Repository paths the change touches (added, modified, deleted or renamed).
     changed_files: tuple[str, ...] = ()
     #: The environment whose branch classification is evaluated on (the server's default

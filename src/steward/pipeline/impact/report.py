@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from steward.access.principal import Principal
 from steward.catalog.canonical import canonical_json, content_hash
 
 JSONObject = dict[str, Any]
@@ -248,15 +249,6 @@ class NodeImpact:
 
 
 @dataclass(frozen=True, slots=True)
-class Proposer:
-    name: str
-    kind: str
-
-    def to_json(self) -> JSONObject:
-        return {"name": self.name, "kind": self.kind}
-
-
-@dataclass(frozen=True, slots=True)
 class ImpactChange:
     """The change analysed: its sides and what it touches."""
 
@@ -264,14 +256,16 @@ class ImpactChange:
     environment: str
     base: str | None
     head: str | None
-    proposer: Proposer | None
+    #: Who proposed it; the report names it by name and kind only.
+    proposer: Principal | None
     changed_files: tuple[str, ...]
     changed_data_keys: tuple[str, ...]
 
     def to_json(self) -> JSONObject:
         return {"id": self.id, "environment": self.environment, "base": self.base,
                 "head": self.head,
-                "proposer": self.proposer.to_json() if self.proposer is not None else None,
+                "proposer": {"name": self.proposer.name, "kind": self.proposer.kind}
+                if self.proposer is not None else None,
                 "changed_files": list(self.changed_files),
                 "changed_data_keys": list(self.changed_data_keys)}
 
@@ -280,7 +274,7 @@ class ImpactChange:
         proposer = document["proposer"]
         return cls(document["id"], document["environment"], document["base"],
                    document["head"],
-                   Proposer(proposer["name"], proposer["kind"]) if proposer is not None
+                   Principal(proposer["name"], proposer["kind"]) if proposer is not None
                    else None,
                    tuple(document["changed_files"]), tuple(document["changed_data_keys"]))
 
